@@ -1,0 +1,85 @@
+"""Shape the rendered project to the answers, write its secrets, say what is next.
+
+Runs inside the new project directory, offline, with the standard library only.
+"""
+
+import json
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})
+
+# What each answer turns off: (answer, value) -> paths removed from the project.
+# A new capability adds its switch here together with its files.
+PRUNED_PATHS = {
+    ("open_source_license", "Not open source"): ["LICENSE"],
+}
+
+# Placeholders in .env.example, each replaced by its own fresh secret in .env.
+# They are URL-safe, so a secret can sit inside a connection URL as it is.
+SECRET_PLACEHOLDERS = (
+    "changethis-secret-key",
+    "changethis-postgres-password",
+    "changethis-rabbitmq-password",
+    "changethis-superuser-password",
+)
+
+# Template keys that describe the machine that rendered, not the project.
+MACHINE_KEYS = ("_output_dir", "_repo_dir", "_checkout", "_copy_without_render")
+
+
+def prune(project: Path, answers: dict) -> None:
+    for (name, value), paths in PRUNED_PATHS.items():
+        if answers[name] != value:
+            continue
+        for relative in paths:
+            path = project / relative
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def write_env(project: Path) -> None:
+    text = (project / ".env.example").read_text()
+    for placeholder in SECRET_PLACEHOLDERS:
+        text = text.replace(placeholder, secrets.token_urlsafe(32))
+    env = project / ".env"
+    env.write_text(text)
+    env.chmod(0o600)
+
+
+def write_answers(project: Path, answers: dict) -> None:
+    """Keep the answers, in cookiecutter's replay format, to re-render later."""
+    kept = {key: value for key, value in answers.items() if key not in MACHINE_KEYS}
+    text = json.dumps({"cookiecutter": kept}, indent=2, sort_keys=True)
+    (project / ".cookiecutter.json").write_text(text + "\n")
+
+
+def next_steps(answers: dict) -> str:
+    return (
+        f"\nRendered {answers['project_name']} into ./{answers['project_slug']}\n"
+        "Next steps:\n"
+        f"  cd {answers['project_slug']}\n"
+        "  make install   # virtual environment with the API, the worker and dev tools\n"
+        "  make migrate   # database schema (PostgreSQL must be running)\n"
+        "  make worker    # in one terminal (RabbitMQ and Redis must be running)\n"
+        "  make api       # in another; then open http://127.0.0.1:8000/docs\n"
+        "  make test      # the service's tests, against the real services\n"
+        "Secrets were written to .env (git-ignored); .env.example documents each setting.\n"
+    )
+
+
+def main() -> int:
+    project = Path.cwd()
+    prune(project, ANSWERS)
+    write_env(project)
+    write_answers(project, ANSWERS)
+    print(next_steps(ANSWERS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

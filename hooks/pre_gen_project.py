@@ -1,0 +1,118 @@
+"""Validate the answers before cookiecutter writes anything that matters.
+
+Each problem is reported on one line that names the answer, says what is wrong
+and gives an example of a good value. The hook exits 1 without a traceback, and
+cookiecutter then removes the half-made output directory.
+"""
+
+import json
+import keyword
+import re
+import sys
+
+ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})
+
+# Names the rendered service imports or runs as top-level modules: a project
+# package with one of these names would shadow them.
+RESERVED_SLUGS = frozenset(
+    {
+        "alembic",
+        "api",
+        "app",
+        "asyncpg",
+        "celery",
+        "conftest",
+        "fastapi",
+        "httpx",
+        "kombu",
+        "migrations",
+        "pydantic",
+        "pydantic_settings",
+        "pytest",
+        "redis",
+        "sqlalchemy",
+        "starlette",
+        "test",
+        "tests",
+        "uvicorn",
+        "worker",
+    }
+)
+
+SLUG = re.compile(r"[a-z_][a-z0-9_]*")
+# The slug names the PostgreSQL database, and the tests add a 14-character
+# suffix to it; PostgreSQL allows 63 characters.
+SLUG_MAX = 40
+# RabbitMQ queue names and compose service names share this safe subset;
+# "amq." is reserved by AMQP for the broker's own queues and exchanges.
+WORKER_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+WORKER_NAME_MAX = 63
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+# PEP 440's public version scheme, as written in its appendix.
+PEP440 = re.compile(
+    r"v?(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*"
+    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?"
+    r"(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?"
+    r"(?:[-_.]?dev[-_.]?[0-9]*)?"
+    r"(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?",
+    re.IGNORECASE,
+)
+
+
+def slug_problem(slug: str) -> str | None:
+    if not SLUG.fullmatch(slug):
+        return "must be a lowercase Python identifier (letters, digits, _; not starting with a digit)"
+    if len(slug) > SLUG_MAX:
+        return f"is longer than {SLUG_MAX} characters"
+    if keyword.iskeyword(slug):
+        return "is a Python keyword"
+    if slug in RESERVED_SLUGS or slug in sys.stdlib_module_names:
+        return "would shadow a module the service imports"
+    return None
+
+
+def worker_name_problem(name: str) -> str | None:
+    if len(name) > WORKER_NAME_MAX:
+        return f"is longer than {WORKER_NAME_MAX} characters"
+    if name.startswith("amq."):
+        return "starts with 'amq.', which AMQP reserves for the broker"
+    if not WORKER_NAME.fullmatch(name):
+        return "must be lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+    return None
+
+
+def email_problem(email: str) -> str | None:
+    return None if EMAIL.fullmatch(email) else "does not look like an e-mail address"
+
+
+def version_problem(version: str) -> str | None:
+    return None if PEP440.fullmatch(version) else "is not a PEP 440 version"
+
+
+CHECKS = (
+    ("project_slug", slug_problem, "my_service"),
+    ("worker_name", worker_name_problem, "my-service-worker"),
+    ("author_email", email_problem, "team@example.com"),
+    ("version", version_problem, "0.1.0"),
+)
+
+
+def problems(answers: dict) -> list[str]:
+    found = []
+    for name, check, example in CHECKS:
+        value = str(answers[name])
+        problem = check(value)
+        if problem:
+            found.append(f"ERROR: {name} {value!r} {problem}; for example {example!r}.")
+    return found
+
+
+def main() -> int:
+    found = problems(ANSWERS)
+    for line in found:
+        print(line, file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

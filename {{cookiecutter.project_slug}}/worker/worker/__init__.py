@@ -1,0 +1,1 @@
+"""Celery worker of {{ cookiecutter.project_name }}."""

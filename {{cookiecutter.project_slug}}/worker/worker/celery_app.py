@@ -1,0 +1,40 @@
+"""The Celery application: `celery -A worker.celery_app worker`."""
+
+from celery import Celery
+
+from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME, get_settings
+
+settings = get_settings()
+
+celery_app = Celery(
+    WORKER_NAME,
+    broker=settings.CELERY_BROKER_URL,
+    backend=settings.CELERY_RESULT_BACKEND_URL,
+    include=["worker.tasks"],
+)
+celery_app.conf.update(
+    # Producers name the queue explicitly; this catches the tasks that do not.
+    task_default_queue=settings.CELERY_TASK_QUEUE,
+    task_serializer=TASK_SERIALIZER,
+    result_serializer=TASK_SERIALIZER,
+    # A message in any other format is refused before it is decoded.
+    accept_content=ACCEPT_CONTENT,
+    result_accept_content=ACCEPT_CONTENT,
+    # Acknowledge after the task ran, so a worker that dies mid-task leaves the
+    # message on the queue for another worker instead of losing it.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # Reserve one message per process: a slow task does not hold back others
+    # that an idle process could run.
+    worker_prefetch_multiplier=1,
+    task_soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
+    task_time_limit=settings.TASK_TIME_LIMIT,
+    # Producers can tell a queued task from a running one.
+    task_track_started=True,
+    result_expires=settings.RESULT_EXPIRES,
+    # Keep retrying the broker at start-up: in compose it may come up after us.
+    broker_connection_retry_on_startup=True,
+    # Find dead Redis connections before a task tries to store its result.
+    redis_backend_health_check_interval=30,
+    redis_socket_keepalive=True,
+)

@@ -1,0 +1,38 @@
+"""Settings of the worker, read from the environment and the project's .env file."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Prefix of every task name and the default queue and node name: producers know
+# the tasks by these names alone, so they must not change with the environment.
+WORKER_NAME = "{{ cookiecutter.worker_name }}"
+
+# Chosen when the project was rendered. Pickle lets a message run code in the
+# worker, so only a trusted network may reach a broker that carries it.
+TASK_SERIALIZER = "{{ cookiecutter.task_serializer }}"
+# JSON stays accepted for Celery's own control and event messages.
+ACCEPT_CONTENT = sorted({TASK_SERIALIZER, "json"})
+
+# worker/worker/config.py -> the rendered project's root, where .env lives.
+ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
+
+    CELERY_BROKER_URL: str = "amqp://guest:guest@127.0.0.1:5672//"
+    CELERY_RESULT_BACKEND_URL: str = "redis://127.0.0.1:6379/0"
+    CELERY_TASK_QUEUE: str = WORKER_NAME
+    # Seconds before SoftTimeLimitExceeded is raised inside a task, then before
+    # the process running it is killed.
+    TASK_SOFT_TIME_LIMIT: int = 60
+    TASK_TIME_LIMIT: int = 90
+    # Seconds a result stays in Redis when nobody collects it.
+    RESULT_EXPIRES: int = 3600
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
