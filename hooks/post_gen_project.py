@@ -9,7 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
-ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})
+# Cookiecutter renders this file first: the answers arrive as a JSON string.
+ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})  # noqa: F821  # fmt: skip
 
 # What each answer turns off: (answer, value) -> paths removed from the project.
 # A new capability adds its switch here together with its files.

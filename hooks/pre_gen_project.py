@@ -10,7 +10,8 @@ import keyword
 import re
 import sys
 
-ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})
+# Cookiecutter renders this file first: the answers arrive as a JSON string.
+ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})  # noqa: F821  # fmt: skip
 
 # Names the rendered service imports or runs as top-level modules: a project
 # package with one of these names would shadow them.
@@ -61,7 +62,9 @@ PEP440 = re.compile(
 
 def slug_problem(slug: str) -> str | None:
     if not SLUG.fullmatch(slug):
-        return "must be a lowercase Python identifier (letters, digits, _; not starting with a digit)"
+        return (
+            "must be a lowercase Python identifier (letters, digits, _; not starting with a digit)"
+        )
     if len(slug) > SLUG_MAX:
         return f"is longer than {SLUG_MAX} characters"
     if keyword.iskeyword(slug):

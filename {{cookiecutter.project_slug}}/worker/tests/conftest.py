@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from worker.config import WORKER_NAME, get_settings
+from worker.config import ACCEPT_CONTENT, WORKER_NAME, get_settings
 
 TEST_QUEUE = f"test.{WORKER_NAME}.{uuid.uuid4().hex[:12]}"
 os.environ["CELERY_TASK_QUEUE"] = TEST_QUEUE
@@ -71,6 +71,7 @@ def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 *("--without-gossip", "--without-mingle"),
             ],
             cwd=WORKER_ROOT,
+            env=worker_environment(),
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -82,6 +83,16 @@ def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         process.wait(timeout=30)
         with app.connection_for_write() as connection:
             connection.default_channel.queue_delete(TEST_QUEUE)
+
+
+def worker_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    # Celery refuses to run a pickle-accepting worker as root. Test machines and
+    # CI containers often run as root, and this worker consumes only its own
+    # test queue; a deployed worker runs as an unprivileged user instead.
+    if "pickle" in ACCEPT_CONTENT and os.geteuid() == 0:
+        environment["C_FORCE_ROOT"] = "1"
+    return environment
 
 
 def wait_until_answering(process: subprocess.Popen[bytes], node: str, log: Path) -> None:

@@ -1,0 +1,67 @@
+"""Shared helpers of the template's test suite."""
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+
+# Rendered files that are neither text nor ours to scan.
+BINARY_SUFFIXES = {".png", ".jpg", ".ico", ".gz", ".zip"}
+SKIPPED_DIRS = {".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+
+
+def choice_variables() -> dict[str, list]:
+    """Every answer that is a choice or a switch, with all of its values."""
+    choices = {}
+    for name, value in CONTEXT.items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, list):
+            choices[name] = value
+        elif isinstance(value, bool):
+            choices[name] = [True, False]
+    return choices
+
+
+def all_combinations() -> list[dict]:
+    """The full product of the choices and switches, as extra contexts."""
+    choices = choice_variables()
+    names = sorted(choices)
+    return [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(choices[name] for name in names))
+    ]
+
+
+def combination_id(combination: dict) -> str:
+    return "-".join(f"{name}={value}" for name, value in sorted(combination.items()))
+
+
+def project_files(project: Path) -> Iterator[Path]:
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and not SKIPPED_DIRS.intersection(path.relative_to(project).parts):
+            yield path
+
+
+def text_files(project: Path) -> Iterator[Path]:
+    for path in project_files(project):
+        if path.suffix not in BINARY_SUFFIXES:
+            yield path
+
+
+@pytest.fixture
+def bake(cookies):
+    """Render with the given answers and insist that rendering succeeded."""
+
+    def render(**answers):
+        result = cookies.bake(extra_context=answers)
+        assert result.exception is None, result.exception
+        assert result.exit_code == 0
+        return result.project_path
+
+    return render

@@ -1,0 +1,186 @@
+"""Each answer changes exactly what it should in the rendered project."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import TEMPLATE, choice_variables, project_files
+
+SECRET_NAMES = (
+    "SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "RABBITMQ_DEFAULT_PASS",
+    "FIRST_SUPERUSER_PASSWORD",
+)
+# A phrase that only the chosen license's text contains.
+LICENSE_PHRASES = {
+    "MIT": "Permission is hereby granted, free of charge",
+    "BSD-3-Clause": "Redistribution and use in source and binary forms",
+    "Apache-2.0": "Licensed under the Apache License, Version 2.0",
+}
+# Files that an answer removes from the default render; every other answer
+# must leave the set of files alone.
+REMOVED_BY_ANSWER = {
+    ("open_source_license", "Not open source"): {"LICENSE"},
+}
+
+
+def env_values(path):
+    values = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
+def relative_files(project):
+    return {path.relative_to(project).as_posix() for path in project_files(project)}
+
+
+def test_defaults_render_the_documented_layout(bake):
+    project = bake()
+    assert project.name == "my_service"
+    expected = {
+        ".cookiecutter.json",
+        ".env",
+        ".env.example",
+        ".gitignore",
+        "LICENSE",
+        "Makefile",
+        "README.md",
+        "api/pyproject.toml",
+        "api/alembic.ini",
+        "api/app/main.py",
+        "api/app/core/config.py",
+        "api/app/api/v1/public/health.py",
+        "worker/pyproject.toml",
+        "worker/worker/celery_app.py",
+        "worker/worker/config.py",
+        "worker/worker/tasks.py",
+    }
+    assert expected <= relative_files(project)
+
+
+@pytest.mark.parametrize("license_name", LICENSE_PHRASES)
+def test_license_text_follows_the_answer(bake, license_name):
+    project = bake(open_source_license=license_name, author_name="Ada Team")
+    text = (project / "LICENSE").read_text()
+    found = [name for name, phrase in LICENSE_PHRASES.items() if phrase in text]
+    assert found == [license_name]
+    assert "Copyright" in text
+    assert "Ada Team" in text
+    assert f'license = "{license_name}"' in (project / "api/pyproject.toml").read_text()
+    assert not (project / "licenses").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name, values in choice_variables().items() for value in values],
+)
+def test_an_answer_adds_or_removes_only_its_own_files(bake, name, value):
+    default_files = relative_files(bake())
+    files = relative_files(bake(**{name: value}))
+    assert files == default_files - REMOVED_BY_ANSWER.get((name, value), set())
+
+
+def test_not_open_source_has_no_license_file(bake):
+    project = bake(open_source_license="Not open source")
+    assert not (project / "LICENSE").exists()
+    assert not (project / "licenses").exists()
+    assert 'license = "LicenseRef-Proprietary"' in (project / "worker/pyproject.toml").read_text()
+
+
+def test_worker_name_is_the_queue_of_the_worker_and_the_producer(bake):
+    project = bake(worker_name="billing.jobs")
+    worker_config = (project / "worker/worker/config.py").read_text()
+    assert 'WORKER_NAME = "billing.jobs"' in worker_config
+    assert "CELERY_TASK_QUEUE: str = WORKER_NAME" in worker_config
+    api_config = (project / "api/app/core/config.py").read_text()
+    assert 'CELERY_TASK_QUEUE: str = "billing.jobs"' in api_config
+    assert env_values(project / ".env")["CELERY_TASK_QUEUE"] == "billing.jobs"
+    assert "--hostname=$(WORKER_NAME)@%h" in (project / "Makefile").read_text()
+    assert "WORKER_NAME := billing.jobs" in (project / "Makefile").read_text()
+
+
+def test_worker_name_defaults_from_the_slug(bake):
+    project = bake(project_name="Order Desk")
+    assert env_values(project / ".env")["CELERY_TASK_QUEUE"] == "order-desk-worker"
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_pickle_is_accepted_only_when_chosen(bake, serializer):
+    project = bake(task_serializer=serializer)
+    config = project / "worker/worker/config.py"
+    # Evaluate the worker's serializer constants as the worker would.
+    namespace = {}
+    source = config.read_text()
+    constants = re.findall(r"^(?:TASK_SERIALIZER|ACCEPT_CONTENT) = .*$", source, re.MULTILINE)
+    exec("\n".join(constants), namespace)
+    assert namespace["TASK_SERIALIZER"] == serializer
+    assert ("pickle" in namespace["ACCEPT_CONTENT"]) is (serializer == "pickle")
+    assert "json" in namespace["ACCEPT_CONTENT"]
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("My Service", "my_service"),
+        ("Order-Desk API", "order_desk_api"),
+        ("Café Délices", "cafe_delices"),
+        ("Crème.Brûlée v2", "creme_brulee_v2"),
+        ("  Spaced   OUT  ", "spaced_out"),
+        ("Überwachung Ärzte", "uberwachung_arzte"),
+    ],
+)
+def test_names_give_a_valid_slug(bake, name, slug):
+    project = bake(project_name=name)
+    assert project.name == slug
+    assert slug.isidentifier()
+
+
+def test_env_has_fresh_secrets_and_is_ignored_by_git(bake):
+    first, second = bake(), bake()
+    values = [env_values(project / ".env") for project in (first, second)]
+    for name in SECRET_NAMES:
+        assert len(values[0][name]) >= 32, name
+        assert "changethis" not in values[0][name]
+        assert values[0][name] != values[1][name], name
+    # Each secret is its own: no two settings share one.
+    assert len({values[0][name] for name in SECRET_NAMES}) == len(SECRET_NAMES)
+    # The database URL carries the generated password, not the placeholder.
+    assert values[0]["POSTGRES_PASSWORD"] in values[0]["POSTGRES_DATABASE_URL"]
+    assert "changethis" not in (first / ".env").read_text()
+    assert "changethis" in (first / ".env.example").read_text()
+    assert (first / ".env").stat().st_mode & 0o077 == 0
+
+    subprocess.run(["git", "init", "-q"], cwd=first, check=True)
+    ignored = subprocess.run(
+        ["git", "check-ignore", ".env", ".env.example"], cwd=first, capture_output=True, text=True
+    )
+    assert ignored.stdout.split() == [".env"]
+
+
+def test_answers_file_replays_the_same_project(bake, tmp_path):
+    project = bake(project_name="Replay Me", task_serializer="pickle", version="2.0.0")
+    answers = json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"]
+    assert answers["project_name"] == "Replay Me"
+    assert answers["task_serializer"] == "pickle"
+    assert not any(key in answers for key in ("_output_dir", "_repo_dir", "_checkout"))
+
+    replay = subprocess.run(
+        [
+            *(sys.executable, "-m", "cookiecutter", str(TEMPLATE)),
+            *("--replay-file", str(project / ".cookiecutter.json")),
+            *("--output-dir", str(tmp_path / "again")),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert replay.returncode == 0, replay.stderr
+    again = tmp_path / "again" / project.name
+    assert relative_files(again) == relative_files(project)
+    for relative in relative_files(project) - {".env"}:
+        assert (again / relative).read_bytes() == (project / relative).read_bytes(), relative

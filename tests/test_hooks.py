@@ -1,0 +1,107 @@
+"""Bad answers stop the render with one readable line each and leave nothing behind."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import TEMPLATE
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+
+BAD_ANSWERS = [
+    ("project_slug", "My Service", "must be a lowercase Python identifier"),
+    ("project_slug", "my-service", "must be a lowercase Python identifier"),
+    ("project_slug", "2fast", "must be a lowercase Python identifier"),
+    ("project_slug", "class", "is a Python keyword"),
+    ("project_slug", "app", "would shadow a module the service imports"),
+    ("project_slug", "worker", "would shadow a module the service imports"),
+    ("project_slug", "celery", "would shadow a module the service imports"),
+    ("project_slug", "fastapi", "would shadow a module the service imports"),
+    ("project_slug", "test", "would shadow a module the service imports"),
+    ("project_slug", "json", "would shadow a module the service imports"),
+    ("project_slug", "asyncio", "would shadow a module the service imports"),
+    ("project_slug", "a" * 41, "is longer than 40 characters"),
+    ("worker_name", "my worker", "must be lowercase letters, digits"),
+    ("worker_name", "Worker", "must be lowercase letters, digits"),
+    ("worker_name", "-worker", "must be lowercase letters, digits"),
+    ("worker_name", "jobs/queue", "must be lowercase letters, digits"),
+    ("worker_name", "amq.jobs", "starts with 'amq.'"),
+    ("worker_name", "w" * 64, "is longer than 63 characters"),
+    ("author_email", "not-an-email", "does not look like an e-mail address"),
+    ("author_email", "team@localhost", "does not look like an e-mail address"),
+    ("author_email", "two words@example.com", "does not look like an e-mail address"),
+    ("version", "one", "is not a PEP 440 version"),
+    ("version", "1.0.0-banana", "is not a PEP 440 version"),
+    ("version", "", "is not a PEP 440 version"),
+]
+GOOD_EXAMPLES = {
+    "project_slug": "my_service",
+    "worker_name": "my-service-worker",
+    "author_email": "team@example.com",
+    "version": "0.1.0",
+}
+
+
+def render(tmp_path, **answers):
+    return cookiecutter(
+        str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(tmp_path)
+    )
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), BAD_ANSWERS)
+def test_bad_answer_is_refused_with_one_readable_line(tmp_path, capfd, name, value, problem):
+    # Every other answer is good, so this one is the only problem.
+    with pytest.raises(FailedHookException):
+        render(tmp_path, **{**GOOD_EXAMPLES, name: value})
+    errors = capfd.readouterr().err.strip().splitlines()
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"ERROR: {name} {value!r} {problem}")
+    assert errors[0].endswith(f"; for example {GOOD_EXAMPLES[name]!r}.")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_problem_is_reported_at_once(tmp_path, capfd):
+    with pytest.raises(FailedHookException):
+        render(tmp_path, project_slug="app", worker_name="amq.x", author_email="x", version="v")
+    errors = capfd.readouterr().err.strip().splitlines()
+    assert [line.split()[1] for line in errors] == [
+        "project_slug",
+        "worker_name",
+        "author_email",
+        "version",
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"project_slug": "billing"},
+        {"project_slug": "a" * 40},
+        {"worker_name": "billing.jobs_v2"},
+        {"worker_name": "w" * 63},
+        {"author_email": "first.last+tag@mail.example.org"},
+        {"version": "1.0.0rc1"},
+        {"version": "2024.1.post2.dev3"},
+    ],
+)
+def test_good_answers_are_accepted(tmp_path, answers):
+    project = render(tmp_path, **answers)
+    assert (tmp_path / answers.get("project_slug", "my_service")).resolve() == (
+        tmp_path / project
+    ).resolve()
+
+
+def test_cli_reports_a_bad_answer_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE)),
+            *("--output-dir", str(tmp_path), "project_slug=app"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "ERROR: project_slug 'app' would shadow a module the service imports" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,87 @@
+"""Every combination of choices and switches renders a clean project."""
+
+import fnmatch
+import json
+import py_compile
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import yaml
+from conftest import CONTEXT, all_combinations, combination_id, text_files
+
+COMBINATIONS = all_combinations()
+# Jinja delimiters (a GitHub Actions `${{ }}` expression is not one) and any
+# reference to an answer; `.cookiecutter.json` is the answers file's name.
+UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|\{#|(?<![.\w-])cookiecutter\.(?!json\b)\w")
+RUFF = [sys.executable, "-m", "ruff"]
+
+
+def copied_without_render(relative: str) -> bool:
+    """Whether the template marks this rendered path as copied as it is."""
+    return any(
+        fnmatch.fnmatch(f"{{{{cookiecutter.project_slug}}}}/{relative}", pattern)
+        for pattern in CONTEXT["_copy_without_render"]
+    )
+
+
+def test_the_matrix_is_the_full_product():
+    sizes = [len(values) for name, values in CONTEXT.items() if isinstance(values, list)]
+    switches = [value for value in CONTEXT.values() if isinstance(value, bool)]
+    expected = 1
+    for size in sizes:
+        expected *= size
+    assert len(COMBINATIONS) == expected * 2 ** len(switches)
+    assert len({combination_id(c) for c in COMBINATIONS}) == len(COMBINATIONS)
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS, ids=combination_id)
+def test_combination_renders_clean(bake, combination):
+    project = bake(**combination)
+    problems = []
+    for path in text_files(project):
+        relative = path.relative_to(project).as_posix()
+        text = path.read_text()
+        if not copied_without_render(relative) and UNRENDERED.search(text):
+            problems.append(f"unrendered template syntax in {relative}")
+        try:
+            if path.suffix == ".py":
+                py_compile.compile(str(path), doraise=True)
+            elif path.suffix in (".yml", ".yaml"):
+                list(yaml.safe_load_all(text))
+            elif path.suffix == ".toml":
+                tomllib.loads(text)
+            elif path.suffix == ".json":
+                json.loads(text)
+        except Exception as error:  # every parser has its own error type
+            problems.append(f"{relative} does not parse: {error}")
+    assert problems == []
+
+    lint = subprocess.run(
+        [*RUFF, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    formatting = subprocess.run(
+        [*RUFF, "format", "--check", "--no-cache", "."],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert formatting.returncode == 0, formatting.stdout + formatting.stderr
+
+
+@pytest.mark.parametrize(
+    "leftover",
+    ["{{ cookiecutter.project_slug }}", "{% if x %}", "{# note #}", "name = cookiecutter.version"],
+)
+def test_leftover_template_syntax_is_detected(leftover):
+    assert UNRENDERED.search(f"before {leftover} after")
+
+
+@pytest.mark.parametrize(
+    "clean", ["run: echo ${{ matrix.python }}", "see .cookiecutter.json", "{'a': {'b': 1}}"]
+)
+def test_rendered_text_is_not_mistaken_for_template_syntax(clean):
+    assert not UNRENDERED.search(clean)

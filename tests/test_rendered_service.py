@@ -1,0 +1,216 @@
+"""The rendered service's own commands, run against the real services.
+
+One virtual environment serves every render (RENDERED_VENV, or .cache/ in the
+template checkout), so only the first `make install` downloads anything.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATE
+from cookiecutter.main import cookiecutter
+
+SHARED_VENV = Path(os.environ.get("RENDERED_VENV", TEMPLATE / ".cache" / "rendered-venv"))
+SERVICES = {
+    "PostgreSQL": ("127.0.0.1", 5432),
+    "RabbitMQ": ("127.0.0.1", 5672),
+    "Redis": ("127.0.0.1", 6379),
+}
+# Prints how many databases have the name in argv[1]; drops it after "drop".
+DATABASE_COUNT = """
+import asyncio, sys
+import asyncpg
+
+async def main(name, drop):
+    connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        query = "SELECT count(*) FROM pg_database WHERE datname = $1"
+        print(await connection.fetchval(query, name))
+        if drop:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2:] == ["drop"]))
+"""
+SEND_TASK = """
+import sys
+from worker.celery_app import celery_app
+from worker.config import WORKER_NAME
+
+result = celery_app.send_task(f"{WORKER_NAME}.integer_multiplication", args=[int(sys.argv[1])])
+print(result.get(timeout=20))
+result.forget()
+"""
+DELETE_QUEUE = """
+import sys
+from worker.celery_app import celery_app
+
+with celery_app.connection_for_write() as connection:
+    connection.default_channel.queue_delete(sys.argv[1])
+"""
+# Every test here uses the shared environment: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("rendered-service")
+
+
+def make(project: Path, *targets: str, **env: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["make", *targets, f"VENV={SHARED_VENV}"],
+        cwd=project,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, f"make {' '.join(targets)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def venv_python(project: Path, code: str, *args: str, **env: str) -> str:
+    """Run a snippet with the rendered service's environment and packages."""
+    result = subprocess.run(
+        [str(SHARED_VENV / "bin" / "python"), "-c", code, *args],
+        cwd=project,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+@contextmanager
+def running(project: Path, target: str, log: Path, **env: str):
+    """`make TARGET` in the background; the whole process group stops at the end."""
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            ["make", target, f"VENV={SHARED_VENV}"],
+            cwd=project,
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_for(condition, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{what} within {timeout}s; its log:\n{log.read_text()}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def services_answer():
+    missing = []
+    for name, address in SERVICES.items():
+        try:
+            socket.create_connection(address, timeout=2).close()
+        except OSError as error:
+            missing.append(f"{name} at {address[0]}:{address[1]} ({error})")
+    if missing:
+        pytest.fail("the rendered service needs running services: " + "; ".join(missing))
+
+
+@pytest.fixture(scope="module", params=["json", "pickle"])
+def serializer(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def project(serializer, tmp_path_factory):
+    """A rendered project, installed into the shared environment."""
+    output = tmp_path_factory.mktemp(f"rendered-{serializer}")
+    path = Path(
+        cookiecutter(
+            str(TEMPLATE),
+            no_input=True,
+            output_dir=str(output),
+            extra_context={"task_serializer": serializer},
+        )
+    )
+    make(path, "install")
+    return path
+
+
+def test_make_test_passes_against_the_real_services(project):
+    result = make(project, "test")
+    # One pytest summary for the worker, one for the API.
+    assert result.stdout.count(" passed") == 2, result.stdout
+
+
+def test_make_lint_is_clean(project):
+    make(project, "lint")
+
+
+def test_make_migrate_creates_and_migrates_the_database(project):
+    database = f"migrate_check_{uuid.uuid4().hex[:10]}"
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+    try:
+        assert venv_python(project, DATABASE_COUNT, database).strip() == "0"
+        first = make(project, "migrate", POSTGRES_DATABASE_URL=url)
+        assert f"Created database '{database}'" in first.stdout
+        again = make(project, "migrate", POSTGRES_DATABASE_URL=url)
+        assert "Created database" not in again.stdout
+        assert venv_python(project, DATABASE_COUNT, database).strip() == "1"
+    finally:
+        venv_python(project, DATABASE_COUNT, database, "drop")
+
+
+def test_make_api_serves_health(project, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api/v1/health"
+    log = tmp_path / "api.log"
+
+    def answers():
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200 and json.load(response) == {"status": "ok"}
+        except OSError:
+            return False
+
+    with running(project, "api", log, API_PORT=str(port)):
+        wait_for(answers, 30, "make api did not answer /api/v1/health", log)
+
+
+def test_make_worker_consumes_the_worker_queue(project, serializer, tmp_path):
+    queue = f"test.render.{uuid.uuid4().hex[:10]}"
+    log = tmp_path / "worker.log"
+    env = {"CELERY_TASK_QUEUE": queue}
+    if serializer == "pickle" and os.geteuid() == 0:
+        env["C_FORCE_ROOT"] = "1"  # Celery refuses pickle as root otherwise
+    try:
+        with running(project, "worker", log, **env):
+            wait_for(lambda: " ready." in log.read_text(), 60, "make worker was not ready", log)
+            doubled = venv_python(project / "worker", SEND_TASK, "8", CELERY_TASK_QUEUE=queue)
+            assert doubled.strip() == "16"
+        text = log.read_text()
+        assert f".> {queue}" in text  # the banner lists the consumed queue
+        assert "my-service-worker@" in text
+    finally:
+        venv_python(project / "worker", DELETE_QUEUE, queue)
