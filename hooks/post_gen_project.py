@@ -59,11 +59,11 @@ def write_answers(project: Path, answers: dict) -> None:
     (project / ".cookiecutter.json").write_text(text + "\n")
 
 
-def next_steps(answers: dict) -> str:
+def next_steps(project: Path, answers: dict) -> str:
     return (
-        f"\nRendered {answers['project_name']} into ./{answers['project_slug']}\n"
+        f"\nRendered {answers['project_name']} into {project}\n"
         "Next steps:\n"
-        f"  cd {answers['project_slug']}\n"
+        f"  cd {project}\n"
         "  make install   # virtual environment with the API, the worker and dev tools\n"
         "  make migrate   # database schema (PostgreSQL must be running)\n"
         "  make worker    # in one terminal (RabbitMQ and Redis must be running)\n"
@@ -78,7 +78,7 @@ def main() -> int:
     prune(project, ANSWERS)
     write_env(project)
     write_answers(project, ANSWERS)
-    print(next_steps(ANSWERS))
+    print(next_steps(project, ANSWERS))
     return 0
 
 
