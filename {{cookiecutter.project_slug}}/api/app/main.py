@@ -1,11 +1,47 @@
 """Application factory: the ASGI app that uvicorn serves is `app.main:app`."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
 
+from app.api import API_V1_PREFIX
 from app.api.v1 import api_router
+from app.core import metrics
 from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import add_error_handlers
 
-API_V1_PREFIX = "/api/v1"
+OPENAPI_TAGS = [
+    {"name": "public", "description": "No credentials needed."},
+    {
+        "name": "private",
+        "description": "A bearer token is needed: use Authorize, or POST /api/v1/auth/token.",
+    },
+]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the clients once per process and close them when it stops."""
+    settings: Settings = app.state.settings
+    engine = create_engine(settings)
+    redis = Redis.from_url(
+        settings.CELERY_RESULT_BACKEND_URL,
+        socket_connect_timeout=settings.READINESS_TIMEOUT,
+        # Detect a half-dead connection before a request waits on it.
+        health_check_interval=30,
+    )
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.redis = redis
+    try:
+        yield
+    finally:
+        await redis.aclose()
+        await engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -14,8 +50,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.PROJECT_NAME,
         version="{{ cookiecutter.version }}",
         openapi_url=f"{API_V1_PREFIX}/openapi.json",
+        openapi_tags=OPENAPI_TAGS,
+        lifespan=lifespan,
     )
-    app.include_router(api_router, prefix=API_V1_PREFIX)
+    app.state.settings = settings
+    app.include_router(api_router)
+    add_error_handlers(app)
+    if settings.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    if settings.METRICS_ENABLED:
+        # On the app itself, so it is served at the root: GET /metrics.
+        app.add_api_route("/metrics", metrics.metrics, include_in_schema=False)
+        # Added last, so it is the outermost middleware and times everything.
+        app.add_middleware(metrics.PrometheusMiddleware)
     return app
 
 

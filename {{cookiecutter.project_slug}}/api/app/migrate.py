@@ -1,4 +1,5 @@
-"""`python -m app.migrate`: create the database if it is missing, then migrate it.
+"""`python -m app.migrate`: create the database if it is missing, migrate it,
+and create the first superuser from the settings.
 
 `make migrate` runs this; it is safe to run again at any time.
 """
@@ -11,7 +12,9 @@ from alembic.config import Config
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.services.users import create_user, get_by_email
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
 
@@ -49,11 +52,34 @@ def upgrade_to_head(database_url: str) -> None:
     command.upgrade(config, "head")
 
 
+async def create_first_superuser(settings: Settings) -> bool:
+    """Create FIRST_SUPERUSER_EMAIL unless an account already has that e-mail.
+
+    Returns True when the account was created. An existing account is left as it
+    is: its password may have been changed since.
+    """
+    password = settings.FIRST_SUPERUSER_PASSWORD.get_secret_value()
+    if not password:
+        raise ValueError("FIRST_SUPERUSER_PASSWORD must be set to create the first superuser")
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            if await get_by_email(session, settings.FIRST_SUPERUSER_EMAIL):
+                return False
+            await create_user(session, settings.FIRST_SUPERUSER_EMAIL, password, is_superuser=True)
+            return True
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
-    database_url = get_settings().POSTGRES_DATABASE_URL
+    settings = get_settings()
+    database_url = settings.POSTGRES_DATABASE_URL
     if asyncio.run(create_database_if_missing(database_url)):
         print(f"Created database {make_url(database_url).database!r}")
     upgrade_to_head(database_url)
+    if asyncio.run(create_first_superuser(settings)):
+        print(f"Created superuser {settings.FIRST_SUPERUSER_EMAIL}")
 
 
 if __name__ == "__main__":

@@ -1,31 +1,46 @@
-"""Fixtures: a fresh PostgreSQL database for the run, dropped at the end.
+"""Fixtures: a fresh PostgreSQL database for the run, emptied after each test.
 
-The database is created next to the configured one, on the same server, so the
-tests never touch the data of the service they test.
+The database is created next to the configured one, on the same server, and
+dropped at the end, so the tests never touch the data of the service they test.
 """
 
 import asyncio
 import os
+import secrets
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.config import get_settings
 
 CONFIGURED_URL = make_url(get_settings().POSTGRES_DATABASE_URL)
 TEST_DATABASE = f"{CONFIGURED_URL.database}_test_{uuid.uuid4().hex[:8]}"
 TEST_DATABASE_URL = CONFIGURED_URL.set(database=TEST_DATABASE).render_as_string(hide_password=False)
-os.environ["POSTGRES_DATABASE_URL"] = TEST_DATABASE_URL
-os.environ["ENVIRONMENT"] = "test"
+os.environ.update(
+    POSTGRES_DATABASE_URL=TEST_DATABASE_URL,
+    ENVIRONMENT="test",
+    # The tests never depend on the secrets of .env.
+    SECRET_KEY=secrets.token_urlsafe(32),
+    FIRST_SUPERUSER_EMAIL="first.admin@example.com",
+    FIRST_SUPERUSER_PASSWORD=secrets.token_urlsafe(16),
+)
 get_settings.cache_clear()
 
-from app.main import create_app  # noqa: E402  (settings must be set first)
+from app.core.config import Settings  # noqa: E402  (settings must be set first)
+from app.core.security import create_access_token, password_hash  # noqa: E402
+from app.main import create_app  # noqa: E402
 from app.migrate import create_database_if_missing, upgrade_to_head  # noqa: E402
+from app.models import Base, User  # noqa: E402
+
+# Hashing is slow on purpose; the users of the tests share one hash.
+PASSWORD = "correct horse battery staple"
+PASSWORD_HASH = password_hash.hash(PASSWORD)
 
 
 def postgres_problem() -> str | None:
@@ -63,9 +78,81 @@ def database_url() -> Iterator[str]:
         asyncio.run(drop_database(TEST_DATABASE))
 
 
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """One app for the run, started and stopped like uvicorn does it."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def engine(app: FastAPI) -> AsyncEngine:
+    engine: AsyncEngine = app.state.engine
+    return engine
+
+
+@pytest.fixture(autouse=True)
+async def empty_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Each test starts from empty tables, whatever the previous one committed."""
+    yield
+    if "engine" not in request.fixturenames:
+        return
+    engine: AsyncEngine = request.getfixturevalue("engine")
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
 @pytest.fixture
-async def client(database_url: str) -> AsyncIterator[AsyncClient]:
-    app = create_app()
+async def client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
     transport = ASGITransport(app=app)
     async with AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
+
+
+MakeUser = Callable[..., Awaitable[User]]
+
+
+@pytest.fixture
+def make_user(app: FastAPI, engine: AsyncEngine) -> MakeUser:
+    """Insert an account whose password is PASSWORD."""
+
+    async def make(
+        email: str | None = None, *, is_superuser: bool = False, is_active: bool = True
+    ) -> User:
+        user = User(
+            email=email or f"user-{uuid.uuid4().hex[:8]}@example.com",
+            hashed_password=PASSWORD_HASH,
+            is_superuser=is_superuser,
+            is_active=is_active,
+        )
+        async with app.state.sessionmaker() as session:
+            session.add(user)
+            await session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def auth_headers(settings: Settings) -> Callable[[User], dict[str, str]]:
+    def headers(user: User) -> dict[str, str]:
+        return {"Authorization": f"Bearer {create_access_token(user.id, settings)}"}
+
+    return headers
+
+
+@pytest.fixture
+async def user(make_user: MakeUser) -> User:
+    return await make_user()
+
+
+@pytest.fixture
+async def superuser(make_user: MakeUser) -> User:
+    return await make_user(is_superuser=True)

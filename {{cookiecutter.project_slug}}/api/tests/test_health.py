@@ -1,4 +1,16 @@
-from httpx import AsyncClient
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from app.core.config import Settings
+from app.main import create_app
+
+READY_URL = "/api/v1/health/ready"
+FAST_TIMEOUT = 0.5
 
 
 async def test_health_answers_ok(client: AsyncClient) -> None:
@@ -7,12 +19,68 @@ async def test_health_answers_ok(client: AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def test_openapi_lists_the_versioned_routes(client: AsyncClient) -> None:
-    response = await client.get("/api/v1/openapi.json")
+async def test_ready_when_every_dependency_answers(client: AsyncClient) -> None:
+    response = await client.get(READY_URL)
     assert response.status_code == 200
-    assert "/api/v1/health" in response.json()["paths"]
+    body = response.json()
+    assert body["status"] == "ready"
+    assert set(body["components"]) == {"postgres", "broker", "result_backend"}
+    assert all(part["status"] == "ok" for part in body["components"].values())
 
 
-async def test_unknown_route_is_404(client: AsyncClient) -> None:
-    response = await client.get("/api/v1/no-such-route")
-    assert response.status_code == 404
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on: connections are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word: clients hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+
+
+async def started(settings: Settings) -> AsyncIterator[AsyncClient]:
+    app: FastAPI = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def pointed_at(settings: Settings, component: str, port: int) -> Settings:
+    urls = {
+        "postgres": ("POSTGRES_DATABASE_URL", f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x"),
+        "broker": ("CELERY_BROKER_URL", f"amqp://guest:guest@127.0.0.1:{port}//"),
+        "result_backend": ("CELERY_RESULT_BACKEND_URL", f"redis://127.0.0.1:{port}/0"),
+    }
+    name, url = urls[component]
+    return settings.model_copy(update={name: url, "READINESS_TIMEOUT": FAST_TIMEOUT})
+
+
+@pytest.mark.parametrize("component", ["postgres", "broker", "result_backend"])
+@pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
+async def test_dead_dependency_makes_ready_503_within_the_timeout(
+    settings: Settings, request: pytest.FixtureRequest, component: str, port_kind: str
+) -> None:
+    port = request.getfixturevalue(port_kind)
+    async for client in started(pointed_at(settings, component, port)):
+        began = time.perf_counter()
+        response = await client.get(READY_URL)
+        elapsed = time.perf_counter() - began
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    expected = "timeout" if port_kind == "silent_port" else "error"
+    assert body["components"][component]["status"] == expected
+    others = set(body["components"]) - {component}
+    assert all(body["components"][name]["status"] == "ok" for name in others)
+    # The probes run at once: one timeout bounds the whole answer.
+    assert elapsed < FAST_TIMEOUT + 1.0
+    # Nothing about hosts or errors leaks to an anonymous caller.
+    assert "127.0.0.1" not in response.text

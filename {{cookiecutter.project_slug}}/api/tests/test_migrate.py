@@ -1,9 +1,14 @@
 import uuid
 
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, make_url, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.migrate import create_database_if_missing, upgrade_to_head
+from app.core.config import Settings
+from app.core.security import password_hash
+from app.migrate import create_database_if_missing, create_first_superuser, upgrade_to_head
+from app.models import Base, User
 from tests.conftest import drop_database
 
 
@@ -35,3 +40,25 @@ async def test_migrate_creates_a_missing_database_once(database_url: str) -> Non
 def test_upgrade_is_idempotent(database_url: str) -> None:
     upgrade_to_head(database_url)
     upgrade_to_head(database_url)
+
+
+async def test_migrations_match_the_models(engine: AsyncEngine) -> None:
+    def differences(connection):  # type: ignore[no-untyped-def]
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    async with engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_first_superuser_is_created_once(settings: Settings, engine: AsyncEngine) -> None:
+    assert await create_first_superuser(settings) is True
+    assert await create_first_superuser(settings) is False
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(User.__table__))).all()
+        count = await connection.scalar(select(func.count()).select_from(User))
+    assert count == 1
+    (row,) = rows
+    assert row.email == settings.FIRST_SUPERUSER_EMAIL
+    assert row.is_superuser and row.is_active
+    password = settings.FIRST_SUPERUSER_PASSWORD.get_secret_value()
+    assert password_hash.verify(password, row.hashed_password)

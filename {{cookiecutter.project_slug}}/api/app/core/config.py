@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # api/app/core/config.py -> the rendered project's root, where `make` writes .env.
 # Anchored to this file so the API reads the same .env from any working directory;
@@ -24,19 +24,42 @@ class Settings(BaseSettings):
     PROJECT_NAME: str = {{ cookiecutter.project_name | tojson }}
     ENVIRONMENT: Literal["local", "test", "staging", "production"] = "local"
     API_PORT: int = 8000
+    # Browser origins allowed to call the API, comma-separated; none by default.
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+
+    # Signs the access tokens. No default: a forgotten key must stop the API.
     SECRET_KEY: SecretStr = SecretStr("")
+    # One algorithm, and only this one is accepted when a token is decoded.
+    JWT_ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, gt=0)
+    # Whether anyone may create an account through POST /auth/register.
+    OPEN_REGISTRATION: bool = False
 
     POSTGRES_DATABASE_URL: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/" + DATABASE_NAME
     CELERY_BROKER_URL: str = "amqp://guest:guest@127.0.0.1:5672//"
     CELERY_RESULT_BACKEND_URL: str = "redis://127.0.0.1:6379/0"
     # The worker consumes this queue; the API publishes its tasks there.
     CELERY_TASK_QUEUE: str = "{{ cookiecutter.worker_name }}"
+    # Seconds each dependency gets to answer GET /health/ready.
+    READINESS_TIMEOUT: float = Field(default=2.0, gt=0)
 
-    FIRST_SUPERUSER_EMAIL: str = {{ cookiecutter.author_email | tojson }}
+    # Count requests for GET /metrics.
+    METRICS_ENABLED: bool = True
+
+    FIRST_SUPERUSER_EMAIL: EmailStr = {{ cookiecutter.author_email | tojson }}
     FIRST_SUPERUSER_PASSWORD: SecretStr = SecretStr("")
 
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
     @model_validator(mode="after")
-    def refuse_placeholder_secrets(self) -> "Settings":
+    def refuse_unusable_secrets(self) -> "Settings":
+        if not self.SECRET_KEY.get_secret_value():
+            raise ValueError("SECRET_KEY must be set")
         if self.ENVIRONMENT in ("local", "test"):
             return self
         for name in ("SECRET_KEY", "FIRST_SUPERUSER_PASSWORD"):
@@ -48,6 +71,20 @@ class Settings(BaseSettings):
         return self
 
 
+def describe(error: ValidationError) -> str:
+    """One line that names each bad setting, without pydantic's URL and input echo."""
+    problems = []
+    for detail in error.errors():
+        name = ".".join(str(part) for part in detail["loc"])
+        message = detail["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}: {message}" if name else message)
+    return "Invalid settings: " + "; ".join(problems)
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        # Stop with one readable line instead of a traceback.
+        raise SystemExit(describe(error)) from None

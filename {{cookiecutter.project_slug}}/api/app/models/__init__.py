@@ -1,5 +1,7 @@
-"""ORM tables. Import every model module here so Alembic sees all of them."""
+"""ORM tables. Every model is imported here so Alembic sees all of them."""
 
 from app.models.base import Base
+from app.models.note import Note
+from app.models.user import User
 
-__all__ = ["Base"]
+__all__ = ["Base", "Note", "User"]

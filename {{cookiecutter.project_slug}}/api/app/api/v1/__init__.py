@@ -1,8 +1,23 @@
-"""Version 1 of the HTTP API; public routes need no credentials."""
+"""Version 1 of the HTTP API.
 
-from fastapi import APIRouter
+Public routes need no credentials. Every private route needs a valid bearer
+token: the dependency sits on the router, so a new route cannot forget it.
+"""
 
-from app.api.v1.public import health
+from fastapi import APIRouter, Depends
+
+from app.api.deps import get_current_user
+from app.api.v1.private import notes, users
+from app.api.v1.public import auth, health
+
+public_router = APIRouter(tags=["public"])
+public_router.include_router(health.router)
+public_router.include_router(auth.router)
+
+private_router = APIRouter(tags=["private"], dependencies=[Depends(get_current_user)])
+private_router.include_router(users.router)
+private_router.include_router(notes.router)
 
 api_router = APIRouter()
-api_router.include_router(health.router, tags=["public"])
+api_router.include_router(public_router)
+api_router.include_router(private_router)

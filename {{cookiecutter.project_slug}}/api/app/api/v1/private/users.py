@@ -1,0 +1,56 @@
+"""Accounts: your own, and every account for superusers."""
+
+import uuid
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import func, select
+
+from app.api import API_V1_PREFIX
+from app.api.deps import CurrentUser, SessionDep, SuperUser
+from app.models import User
+from app.schemas.page import Limit, Offset, Page
+from app.schemas.user import UserCreate, UserPublic, UserUpdate
+from app.services.users import EmailTakenError, create_user
+
+router = APIRouter(prefix=f"{API_V1_PREFIX}/users")
+
+
+@router.get("/me", summary="The account the token belongs to")
+async def read_me(user: CurrentUser) -> UserPublic:
+    return UserPublic.model_validate(user)
+
+
+@router.get("", summary="Every account, oldest first (superusers)")
+async def list_users(
+    session: SessionDep, _: SuperUser, offset: Offset = 0, limit: Limit = 50
+) -> Page[UserPublic]:
+    total = await session.scalar(select(func.count()).select_from(User)) or 0
+    users = await session.scalars(
+        select(User).order_by(User.created_at, User.id).offset(offset).limit(limit)
+    )
+    items = [UserPublic.model_validate(user) for user in users]
+    return Page(items=items, total=total, offset=offset, limit=limit)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an account (superusers)")
+async def create(session: SessionDep, _: SuperUser, body: UserCreate) -> UserPublic:
+    try:
+        user = await create_user(session, body.email, body.password)
+    except EmailTakenError:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT, detail="E-mail already registered"
+        ) from None
+    return UserPublic.model_validate(user)
+
+
+@router.patch("/{user_id}", summary="Activate, deactivate, promote or demote (superusers)")
+async def update(
+    session: SessionDep, _: SuperUser, user_id: uuid.UUID, body: UserUpdate
+) -> UserPublic:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="User not found")
+    for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
+        setattr(user, field, value)
+    await session.commit()
+    return UserPublic.model_validate(user)

@@ -1,0 +1,89 @@
+"""Prometheus metrics: a pure ASGI middleware that counts requests, and /metrics.
+
+Requests are labelled by route template (`/api/v1/notes/{note_id}`), never by the
+raw path, so ids in URLs cannot grow the number of time series without bound.
+
+With several processes (uvicorn --workers N, gunicorn), each one has its own
+counters: set PROMETHEUS_MULTIPROC_DIR to an empty directory shared by all of
+them, and /metrics aggregates their files (prometheus_client multiprocess mode).
+"""
+
+import os
+import time
+
+from fastapi import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Requests that matched no route share one label value.
+UNMATCHED_ROUTE = "<unmatched>"
+
+REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+IN_PROGRESS = Gauge(
+    "http_requests_in_progress",
+    "HTTP requests being answered",
+    ["method"],
+    # Sum over the live processes only in multiprocess mode.
+    multiprocess_mode="livesum",
+)
+
+
+class PrometheusMiddleware:
+    """Plain ASGI, not BaseHTTPMiddleware: no extra task per request, and
+    streaming responses pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        method = scope["method"]
+        status_code = 500  # what the client gets if the app raises before answering
+
+        async def send_and_record_status(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        in_progress = IN_PROGRESS.labels(method)
+        in_progress.inc()
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            in_progress.dec()
+            # The router stores the matched route in the scope it was handed.
+            route = scope.get("route")
+            template = getattr(route, "path", UNMATCHED_ROUTE)
+            REQUESTS.labels(method, template, str(status_code)).inc()
+            LATENCY.labels(method, template).observe(elapsed)
+
+
+def metrics() -> Response:
+    """The Prometheus text format. A plain def: FastAPI runs it in the thread pool,
+    as multiprocess mode reads one file per process."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

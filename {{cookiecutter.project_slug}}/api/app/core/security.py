@@ -1,0 +1,70 @@
+"""Access tokens (JWT) and password hashes."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from fastapi.concurrency import run_in_threadpool
+from jose import JWTError, jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from app.core.config import Settings
+
+ACCESS_TOKEN_TYPE = "access"
+
+password_hash = PasswordHash((Argon2Hasher(),))
+# Checked when an e-mail matches no user, so an unknown e-mail costs the same
+# time as a wrong password and the answer time does not reveal which accounts exist.
+DUMMY_HASH = password_hash.hash("not a password anybody has")
+
+
+class InvalidTokenError(Exception):
+    """The token is malformed, expired, wrongly signed or not an access token."""
+
+
+def create_access_token(subject: uuid.UUID, settings: Settings) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(subject),
+        "iat": now,
+        "exp": now + timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES),
+        "type": ACCESS_TOKEN_TYPE,
+    }
+    token: str = jwt.encode(
+        claims, settings.SECRET_KEY.get_secret_value(), algorithm=settings.JWT_ALGORITHM
+    )
+    return token
+
+
+def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
+    """Return the user id the token was issued to, or raise InvalidTokenError."""
+    try:
+        # Only the configured algorithm is accepted: no "none", no algorithm swap.
+        claims = jwt.decode(
+            token,
+            settings.SECRET_KEY.get_secret_value(),
+            algorithms=[settings.JWT_ALGORITHM],
+            options={"require_exp": True, "require_iat": True, "require_sub": True},
+        )
+    except JWTError as error:
+        raise InvalidTokenError(str(error)) from error
+    if claims.get("type") != ACCESS_TOKEN_TYPE:
+        raise InvalidTokenError("not an access token")
+    try:
+        return uuid.UUID(claims["sub"])
+    except ValueError as error:
+        raise InvalidTokenError("malformed subject") from error
+
+
+# Argon2 is deliberately slow (tens of milliseconds of CPU): hash and verify in
+# the thread pool so the event loop keeps serving other requests meanwhile.
+
+
+async def hash_password(password: str) -> str:
+    return await run_in_threadpool(password_hash.hash, password)
+
+
+async def verify_password(password: str, hashed: str | None) -> bool:
+    """Check a password; with no hash (unknown user) check a dummy and fail."""
+    matches = await run_in_threadpool(password_hash.verify, password, hashed or DUMMY_HASH)
+    return matches and hashed is not None

@@ -1,0 +1,43 @@
+"""Accounts: creation and authentication, shared by the routes and `make migrate`."""
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.security import hash_password, verify_password
+from app.models import User
+
+
+class EmailTakenError(Exception):
+    """Another account already uses this e-mail address."""
+
+
+async def get_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == email.lower()))
+
+
+async def create_user(
+    session: AsyncSession, email: str, password: str, *, is_superuser: bool = False
+) -> User:
+    """Add and commit an account; EmailTakenError if the e-mail is in use."""
+    user = User(
+        email=email.lower(),
+        hashed_password=await hash_password(password),
+        is_superuser=is_superuser,
+    )
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError as error:
+        # The unique index decides, so two concurrent sign-ups cannot both win.
+        await session.rollback()
+        raise EmailTakenError(email) from error
+    return user
+
+
+async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
+    """The account with this e-mail and password, or None; same cost either way."""
+    user = await get_by_email(session, email)
+    if not await verify_password(password, user.hashed_password if user else None):
+        return None
+    return user

@@ -1,0 +1,33 @@
+from httpx import ASGITransport, AsyncClient
+
+from app.core.config import Settings
+from app.main import create_app
+
+
+async def test_unexpected_error_is_json_without_a_traceback(settings: Settings) -> None:
+    app = create_app(settings)
+
+    async def broken() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    app.add_api_route("/api/v1/broken", broken)
+    # Answer as a server would, instead of re-raising into the test.
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/api/v1/broken")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+
+
+async def test_http_errors_share_the_detail_shape(client: AsyncClient) -> None:
+    not_found = await client.get("/api/v1/nowhere")
+    assert not_found.status_code == 404
+    assert not_found.json() == {"detail": "Not Found"}
+    wrong_method = await client.delete("/api/v1/health")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json() == {"detail": "Method Not Allowed"}
+    invalid = await client.post("/api/v1/auth/token", data={})
+    assert invalid.status_code == 422
+    assert isinstance(invalid.json()["detail"], list)

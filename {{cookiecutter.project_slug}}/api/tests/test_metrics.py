@@ -1,0 +1,71 @@
+import re
+
+from httpx import AsyncClient
+
+from app.core.config import Settings
+from app.models import User
+from tests.test_health import started
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the exposition text, 0 when it is absent."""
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line)
+        if not match or match[1] != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match[2]))
+        if all(found.get(key) == value for key, value in labels.items()):
+            return float(match[3])
+    return 0.0
+
+
+async def scrape(client: AsyncClient) -> str:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+async def test_requests_are_counted_by_route_template(
+    client: AsyncClient, user: User, auth_headers
+) -> None:
+    headers = auth_headers(user)
+    template = "/api/v1/notes/{note_id}"
+    labels = {"method": "GET", "route": template}
+    before = await scrape(client)
+    note = (await client.post("/api/v1/notes", json={"title": "m"}, headers=headers)).json()
+    await client.get(f"/api/v1/notes/{note['id']}", headers=headers)
+    await client.get("/api/v1/notes/00000000-0000-0000-0000-000000000000", headers=headers)
+    after = await scrape(client)
+
+    delta = sample(after, "http_requests_total", status="200", **labels) - sample(
+        before, "http_requests_total", status="200", **labels
+    )
+    assert delta == 1
+    not_found = sample(after, "http_requests_total", status="404", **labels) - sample(
+        before, "http_requests_total", status="404", **labels
+    )
+    assert not_found == 1
+    # Raw paths never become labels.
+    assert note["id"] not in after
+    count = sample(after, "http_request_duration_seconds_count", **labels)
+    assert count >= 2
+    assert sample(after, "http_request_duration_seconds_bucket", le="+Inf", **labels) == count
+
+
+async def test_unmatched_paths_share_one_label(client: AsyncClient) -> None:
+    await client.get("/no/such/path/12345")
+    text = await scrape(client)
+    assert sample(text, "http_requests_total", route="<unmatched>", status="404") >= 1
+    assert "12345" not in text
+
+
+async def test_requests_in_progress_include_the_scrape(client: AsyncClient) -> None:
+    text = await scrape(client)
+    assert sample(text, "http_requests_in_progress", method="GET") >= 1
+
+
+async def test_metrics_can_be_turned_off(settings: Settings) -> None:
+    async for client in started(settings.model_copy(update={"METRICS_ENABLED": False})):
+        response = await client.get("/metrics")
+    assert response.status_code == 404
