@@ -16,12 +16,12 @@ $(VENV)/.installed: requirements-test.txt
 render: $(VENV)/.installed ## Ask the questions and render a service into OUTPUT_DIR
 	$(BIN)/cookiecutter . --output-dir $(OUTPUT_DIR)
 
-test: $(VENV)/.installed ## Render matrix, hooks, and the rendered service against real services
+test: lint ## Lint, then render matrix, hooks, and the rendered service against real services
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed ## Style of the template's own Python (hooks and tests)
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
+	$(BIN)/ruff check hooks tests local_extensions.py
+	$(BIN)/ruff format --check hooks tests local_extensions.py
 
 clean: ## Forget the environments and caches made by the commands above
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

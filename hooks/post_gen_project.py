@@ -27,8 +27,9 @@ SECRET_PLACEHOLDERS = (
     "changethis-superuser-password",
 )
 
-# Template keys that describe the machine that rendered, not the project.
-MACHINE_KEYS = ("_output_dir", "_repo_dir", "_checkout", "_copy_without_render")
+# Keys that describe the machine that rendered, not the project. The template's
+# other private keys (_extensions, _copy_without_render) stay: a replay needs them.
+MACHINE_KEYS = ("_output_dir", "_repo_dir", "_checkout")
 
 
 def prune(project: Path, answers: dict) -> None:
@@ -44,10 +45,13 @@ def prune(project: Path, answers: dict) -> None:
 
 
 def write_env(project: Path) -> None:
+    """Write .env with fresh secrets, unless a re-render finds one to keep."""
+    env = project / ".env"
+    if env.exists():
+        return
     text = (project / ".env.example").read_text()
     for placeholder in SECRET_PLACEHOLDERS:
         text = text.replace(placeholder, secrets.token_urlsafe(32))
-    env = project / ".env"
     env.write_text(text)
     env.chmod(0o600)
 
@@ -69,7 +73,7 @@ def next_steps(project: Path, answers: dict) -> str:
         "  make worker    # in one terminal (RabbitMQ and Redis must be running)\n"
         "  make api       # in another; then open http://127.0.0.1:8000/docs\n"
         "  make test      # the service's tests, against the real services\n"
-        "Secrets were written to .env (git-ignored); .env.example documents each setting.\n"
+        "Secrets are in .env (git-ignored); .env.example documents each setting.\n"
     )
 
 

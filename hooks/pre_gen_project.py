@@ -41,14 +41,20 @@ RESERVED_SLUGS = frozenset(
 )
 
 SLUG = re.compile(r"[a-z_][a-z0-9_]*")
-# The slug names the PostgreSQL database, and the tests add a 14-character
-# suffix to it; PostgreSQL allows 63 characters.
+# The slug names the PostgreSQL database; the API's tests derive names up to
+# 22 characters longer from it, and PostgreSQL allows 63.
 SLUG_MAX = 40
 # RabbitMQ queue names and compose service names share this safe subset;
 # "amq." is reserved by AMQP for the broker's own queues and exchanges.
 WORKER_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 WORKER_NAME_MAX = 63
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}", re.IGNORECASE)
+# Top-level domains that the API's e-mail validation refuses (RFC 6761 and kin).
+SPECIAL_USE_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test")
+# The e-mail and the name end up inside Python string literals; past this
+# length the formatter would wrap those lines and the project would not pass
+# its own `ruff format --check`.
+TEXT_MAX = 60
 # PEP 440's public version scheme, as written in its appendix.
 PEP440 = re.compile(
     r"v?(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*"
@@ -85,7 +91,21 @@ def worker_name_problem(name: str) -> str | None:
 
 
 def email_problem(email: str) -> str | None:
-    return None if EMAIL.fullmatch(email) else "does not look like an e-mail address"
+    if len(email) > TEXT_MAX:
+        return f"is longer than {TEXT_MAX} characters"
+    if not EMAIL.fullmatch(email):
+        return "does not look like an e-mail address"
+    if email.rsplit(".", 1)[-1].lower() in SPECIAL_USE_DOMAINS:
+        return "uses a special-use domain that e-mail validation refuses"
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    if not name.strip():
+        return "is empty"
+    if len(name) > TEXT_MAX:
+        return f"is longer than {TEXT_MAX} characters"
+    return None
 
 
 def version_problem(version: str) -> str | None:
@@ -93,6 +113,7 @@ def version_problem(version: str) -> str | None:
 
 
 CHECKS = (
+    ("project_name", name_problem, "My Service"),
     ("project_slug", slug_problem, "my_service"),
     ("worker_name", worker_name_problem, "my-service-worker"),
     ("author_email", email_problem, "team@example.com"),
@@ -100,13 +121,33 @@ CHECKS = (
 )
 
 
+# Answers that default to a value derived from another one: say so, since the
+# user may never have typed the value that is refused.
+DERIVED_FROM = {
+    "project_slug": " Unless answered, it is derived from project_name.",
+    "worker_name": " Unless answered, it is derived from project_slug.",
+}
+
+
+def derived_worker_name(slug: str) -> str:
+    """The default worker_name, as cookiecutter.json derives it from the slug."""
+    return slug.replace("_", "-") + "-worker"
+
+
 def problems(answers: dict) -> list[str]:
     found = []
+    bad = set()
     for name, check, example in CHECKS:
         value = str(answers[name])
+        # A worker_name derived from a refused slug repeats the slug's mistake.
+        slug = answers["project_slug"]
+        if name == "worker_name" and "project_slug" in bad and value == derived_worker_name(slug):
+            continue
         problem = check(value)
         if problem:
-            found.append(f"ERROR: {name} {value!r} {problem}; for example {example!r}.")
+            bad.add(name)
+            line = f"ERROR: {name} {value!r} {problem}; for example {example!r}."
+            found.append(line + DERIVED_FROM.get(name, ""))
     return found
 
 

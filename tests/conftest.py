@@ -2,12 +2,16 @@
 
 import itertools
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 TEMPLATE = Path(__file__).resolve().parents[1]
+# pytest-cookies renders the answers before cookiecutter puts the template on
+# the import path, so the template's Jinja extension must be importable already.
+sys.path.append(str(TEMPLATE))
 CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 
 # Rendered files that are neither text nor ours to scan.
@@ -59,7 +63,7 @@ def bake(cookies):
     """Render with the given answers and insist that rendering succeeded."""
 
     def render(**answers):
-        result = cookies.bake(extra_context=answers)
+        result = cookies.bake(extra_context=answers, template=str(TEMPLATE))
         assert result.exception is None, result.exception
         assert result.exit_code == 0
         return result.project_path

@@ -30,11 +30,17 @@ BAD_ANSWERS = [
     ("author_email", "not-an-email", "does not look like an e-mail address"),
     ("author_email", "team@localhost", "does not look like an e-mail address"),
     ("author_email", "two words@example.com", "does not look like an e-mail address"),
+    ("author_email", 'a"b@example.com', "does not look like an e-mail address"),
+    ("author_email", "admin@corp.local", "uses a special-use domain"),
+    ("author_email", "a" * 50 + "@example.com", "is longer than 60 characters"),
+    ("project_name", "   ", "is empty"),
+    ("project_name", "N" * 61, "is longer than 60 characters"),
     ("version", "one", "is not a PEP 440 version"),
     ("version", "1.0.0-banana", "is not a PEP 440 version"),
     ("version", "", "is not a PEP 440 version"),
 ]
 GOOD_EXAMPLES = {
+    "project_name": "My Service",
     "project_slug": "my_service",
     "worker_name": "my-service-worker",
     "author_email": "team@example.com",
@@ -56,7 +62,7 @@ def test_bad_answer_is_refused_with_one_readable_line(tmp_path, capfd, name, val
     errors = capfd.readouterr().err.strip().splitlines()
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"ERROR: {name} {value!r} {problem}")
-    assert errors[0].endswith(f"; for example {GOOD_EXAMPLES[name]!r}.")
+    assert f"; for example {GOOD_EXAMPLES[name]!r}." in errors[0]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -70,6 +76,22 @@ def test_every_problem_is_reported_at_once(tmp_path, capfd):
         "author_email",
         "version",
     ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("project_name", "expected"),
+    [
+        ("2048 Game", ["ERROR: project_slug '2048_game' must be a lowercase Python identifier"]),
+        ("!!!", ["ERROR: project_slug '(none)' must be a lowercase Python identifier"]),
+    ],
+)
+def test_a_name_without_a_usable_slug_is_reported_once(tmp_path, capfd, project_name, expected):
+    with pytest.raises(FailedHookException):
+        render(tmp_path, project_name=project_name)
+    errors = capfd.readouterr().err.strip().splitlines()
+    assert [line.split(";")[0][: len(expected[0])] for line in errors] == expected
+    assert errors[0].endswith("Unless answered, it is derived from project_name.")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -27,19 +27,38 @@ def copied_without_render(relative: str) -> bool:
     )
 
 
-def test_the_matrix_is_the_full_product():
-    sizes = [len(values) for name, values in CONTEXT.items() if isinstance(values, list)]
-    switches = [value for value in CONTEXT.values() if isinstance(value, bool)]
-    expected = 1
-    for size in sizes:
-        expected *= size
-    assert len(COMBINATIONS) == expected * 2 ** len(switches)
-    assert len({combination_id(c) for c in COMBINATIONS}) == len(COMBINATIONS)
+# Free-text answers that break naive quoting, and the longest accepted values.
+AWKWARD_ANSWERS = [
+    {
+        "project_name": 'Ünï "Quoted" \\ back\\slash \'\'\' """ & <tag> 🚀',
+        "description": 'Says "hi", uses \\n and \\ and {braces} & <angles> — ok',
+        "author_name": 'O\'Brien "Dev" \\ & Søn',
+        "author_email": "first.last+tag@sub.example.org",
+        "version": "1.0.0rc1",
+    },
+    {
+        "project_name": "N" * 60,
+        "project_slug": "s" * 40,
+        "worker_name": "w" * 63,
+        "author_email": "a" * 48 + "@example.com",
+    },
+]
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS, ids=combination_id)
 def test_combination_renders_clean(bake, combination):
-    project = bake(**combination)
+    assert_clean(bake(**combination))
+
+
+@pytest.mark.parametrize("answers", AWKWARD_ANSWERS, ids=["quotes", "longest"])
+def test_awkward_answers_render_clean(bake, answers):
+    project = bake(**answers)
+    assert_clean(project)
+    readme = (project / "README.md").read_text()
+    assert answers["project_name"] in readme
+
+
+def assert_clean(project):
     problems = []
     for path in text_files(project):
         relative = path.relative_to(project).as_posix()

@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from contextlib import contextmanager
@@ -164,38 +166,78 @@ def test_make_test_passes_against_the_real_services(project):
     assert result.stdout.count(" passed") == 2, result.stdout
 
 
-def test_make_lint_is_clean(project):
+def test_make_lint_is_clean_even_with_a_new_migration(project):
     make(project, "lint")
+    versions = project / "api" / "migrations" / "versions"
+    before = set(versions.iterdir())
+    subprocess.run(
+        [str(SHARED_VENV / "bin" / "alembic"), "revision", "-m", "add a column"],
+        cwd=project / "api",
+        check=True,
+        capture_output=True,
+    )
+    (revision,) = set(versions.iterdir()) - before
+    try:
+        make(project, "lint")
+    finally:
+        revision.unlink()
 
 
-def test_make_migrate_creates_and_migrates_the_database(project):
+def http(url: str, data: dict | None = None, token: str | None = None):
+    """(status, JSON body) of a GET, or of a form POST when data is given."""
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_make_migrate_then_make_api_serves_both_parts(project, tmp_path):
     database = f"migrate_check_{uuid.uuid4().hex[:10]}"
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+    env = {
+        "POSTGRES_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
+        "FIRST_SUPERUSER_EMAIL": "boss@example.com",
+        "FIRST_SUPERUSER_PASSWORD": "a long enough password",
+        "API_PORT": str(free_port()),
+    }
+    base = f"http://127.0.0.1:{env['API_PORT']}"
+    log = tmp_path / "api.log"
     try:
         assert venv_python(project, DATABASE_COUNT, database).strip() == "0"
-        first = make(project, "migrate", POSTGRES_DATABASE_URL=url)
+        first = make(project, "migrate", **env)
         assert f"Created database '{database}'" in first.stdout
-        again = make(project, "migrate", POSTGRES_DATABASE_URL=url)
-        assert "Created database" not in again.stdout
-        assert venv_python(project, DATABASE_COUNT, database).strip() == "1"
+        assert "Created superuser boss@example.com" in first.stdout
+        again = make(project, "migrate", **env)
+        assert "Created" not in again.stdout
+
+        with running(project, "api", log, **env):
+            wait_for(lambda: answers(f"{base}/api/v1/health"), 30, "make api did not answer", log)
+            status, readiness = http(f"{base}/api/v1/health/ready")
+            assert (status, readiness["status"]) == (200, "ready")
+            assert http(f"{base}/api/v1/users/me")[0] == 401
+            status, token = http(
+                f"{base}/api/v1/auth/token",
+                {"username": "boss@example.com", "password": "a long enough password"},
+            )
+            assert status == 200
+            status, me = http(f"{base}/api/v1/users/me", token=token["access_token"])
+            assert (status, me["email"], me["is_superuser"]) == (200, "boss@example.com", True)
+            with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+                assert 'route="/api/v1/users/me"' in response.read().decode()
     finally:
         venv_python(project, DATABASE_COUNT, database, "drop")
 
 
-def test_make_api_serves_health(project, tmp_path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api/v1/health"
-    log = tmp_path / "api.log"
-
-    def answers():
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return response.status == 200 and json.load(response) == {"status": "ok"}
-        except OSError:
-            return False
-
-    with running(project, "api", log, API_PORT=str(port)):
-        wait_for(answers, 30, "make api did not answer /api/v1/health", log)
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def test_make_worker_consumes_the_worker_queue(project, serializer, tmp_path):

@@ -1,1 +1,1 @@
-"""{{ cookiecutter.project_name }} API."""
+"""The HTTP API: the FastAPI application, its routes, models and settings."""

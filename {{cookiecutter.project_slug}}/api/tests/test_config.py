@@ -8,7 +8,6 @@ from pydantic import ValidationError
 
 from app.core.config import Settings, get_settings
 
-WORKER_QUEUE = "{{ cookiecutter.worker_name }}"
 API_ROOT = Path(__file__).resolve().parents[1]
 REAL_PASSWORD = "a-real-password"
 
@@ -79,7 +78,3 @@ def test_the_api_refuses_to_start_with_a_placeholder_secret() -> None:
     assert started.stderr.strip().splitlines() == [
         "Invalid settings: SECRET_KEY must be set to a real secret when ENVIRONMENT is 'production'"
     ]
-
-
-def test_tasks_are_published_to_the_worker_queue() -> None:
-    assert Settings.model_fields["CELERY_TASK_QUEUE"].default == WORKER_QUEUE

@@ -80,7 +80,11 @@ def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield node
     finally:
         process.terminate()  # warm shutdown: the running task may finish
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         with app.connection_for_write() as connection:
             connection.default_channel.queue_delete(TEST_QUEUE)
 

@@ -1,4 +1,6 @@
-import pytest
+import json
+import pickle
+
 from celery import Celery
 
 from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME
@@ -23,12 +25,15 @@ def test_worker_registers_its_tasks_under_the_worker_name(
     assert registered == [f"{WORKER_NAME}.integer_multiplication"]
 
 
-@pytest.mark.skipif("pickle" in ACCEPT_CONTENT, reason="pickle is the chosen serializer")
-def test_pickle_message_is_refused_unrun(celery_app: Celery) -> None:
+# A format the worker must refuse: pickle, unless pickle was chosen.
+REFUSED_FORMAT = "yaml" if "pickle" in ACCEPT_CONTENT else "pickle"
+
+
+def test_message_in_a_refused_format_is_never_run(celery_app: Celery) -> None:
     name = f"{WORKER_NAME}.integer_multiplication"
-    smuggled = celery_app.send_task(name, args=[1], serializer="pickle")
-    # The solo worker takes messages in order: once the second task is done,
-    # the first one has been seen, and refused.
+    smuggled = celery_app.send_task(name, args=[1], serializer=REFUSED_FORMAT)
+    # The worker takes messages in order, one at a time: once the second task
+    # is done, the first one has been seen, and refused.
     follower = celery_app.send_task(name, args=[2])
     try:
         assert follower.get(timeout=RESULT_TIMEOUT) == 4
@@ -38,7 +43,15 @@ def test_pickle_message_is_refused_unrun(celery_app: Celery) -> None:
         smuggled.forget()
 
 
-def test_messages_use_the_chosen_serializer(celery_app: Celery) -> None:
-    assert celery_app.conf.task_serializer == TASK_SERIALIZER
-    assert celery_app.conf.result_serializer == TASK_SERIALIZER
-    assert set(celery_app.conf.accept_content) == {TASK_SERIALIZER, "json"}
+def test_results_are_stored_in_the_chosen_format(celery_app: Celery) -> None:
+    result = celery_app.send_task(f"{WORKER_NAME}.integer_multiplication", args=[5])
+    try:
+        assert result.get(timeout=RESULT_TIMEOUT) == 10
+        backend = celery_app.backend
+        raw = backend.client.get(backend.get_key_for_task(result.id))
+        # Read the stored bytes without Celery, as any other consumer would.
+        stored = pickle.loads(raw) if TASK_SERIALIZER == "pickle" else json.loads(raw)
+        assert stored["status"] == "SUCCESS"
+        assert stored["result"] == 10
+    finally:
+        result.forget()

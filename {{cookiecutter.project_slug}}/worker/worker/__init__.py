@@ -1,1 +1,1 @@
-"""Celery worker of {{ cookiecutter.project_name }}."""
+"""The Celery worker: its application, settings and tasks."""

@@ -21,7 +21,7 @@ PLACEHOLDER_PREFIX = "changethis"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 
-    PROJECT_NAME: str = {{ cookiecutter.project_name | tojson }}
+    PROJECT_NAME: str = {{ cookiecutter.project_name | python_string }}
     ENVIRONMENT: Literal["local", "test", "staging", "production"] = "local"
     API_PORT: int = 8000
     # Browser origins allowed to call the API, comma-separated; none by default.
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # Count requests for GET /metrics.
     METRICS_ENABLED: bool = True
 
-    FIRST_SUPERUSER_EMAIL: EmailStr = {{ cookiecutter.author_email | tojson }}
+    FIRST_SUPERUSER_EMAIL: EmailStr = {{ cookiecutter.author_email | python_string }}
     FIRST_SUPERUSER_PASSWORD: SecretStr = SecretStr("")
 
     @field_validator("CORS_ORIGINS", mode="before")
