@@ -256,3 +256,26 @@ def test_make_worker_consumes_the_worker_queue(project, serializer, tmp_path):
         assert "my-service-worker@" in text
     finally:
         venv_python(project / "worker", DELETE_QUEUE, queue)
+
+
+def test_metrics_benchmark_runs_and_prints_its_numbers(project):
+    result = subprocess.run(
+        [
+            str(SHARED_VENV / "bin" / "python"),
+            "-m",
+            "benchmarks.metrics_overhead",
+            "--rounds",
+            "1",
+            "--seconds",
+            "0.3",
+            "--concurrency",
+            "4",
+        ],
+        cwd=project / "api",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ratio with/without:" in result.stdout
+    assert "load generator CPU:" in result.stdout

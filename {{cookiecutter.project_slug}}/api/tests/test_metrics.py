@@ -69,3 +69,10 @@ async def test_metrics_can_be_turned_off(settings: Settings) -> None:
     async for client in started(settings.model_copy(update={"METRICS_ENABLED": False})):
         response = await client.get("/metrics")
     assert response.status_code == 404
+
+
+async def test_unusual_methods_share_one_label(client: AsyncClient) -> None:
+    await client.request("PURGE", "/api/v1/health")
+    text = await scrape(client)
+    assert sample(text, "http_requests_total", method="OTHER", route="/api/v1/health") >= 1
+    assert 'method="PURGE"' not in text

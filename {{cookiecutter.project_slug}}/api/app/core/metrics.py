@@ -24,8 +24,11 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Requests that matched no route share one label value.
+# Requests that matched no route share one label value, and so do methods
+# outside HTTP's usual set: clients cannot mint new time series.
 UNMATCHED_ROUTE = "<unmatched>"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 
 REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -49,13 +52,28 @@ class PrometheusMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Labelled children, looked up once per label set: `.labels()` costs
+        # more than the increment itself.
+        self.answered: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self.in_progress = {method: IN_PROGRESS.labels(method) for method in KNOWN_METHODS}
+        self.in_progress[OTHER_METHOD] = IN_PROGRESS.labels(OTHER_METHOD)
+
+    def record(self, method: str, template: str, status: str, elapsed: float) -> None:
+        key = (method, template, status)
+        children = self.answered.get(key)
+        if children is None:
+            children = REQUESTS.labels(*key), LATENCY.labels(method, template)
+            self.answered[key] = children
+        count, latency = children
+        count.inc()
+        latency.observe(elapsed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
         status_code = 500  # what the client gets if the app raises before answering
 
         async def send_and_record_status(message: Message) -> None:
@@ -64,7 +82,7 @@ class PrometheusMiddleware:
                 status_code = message["status"]
             await send(message)
 
-        in_progress = IN_PROGRESS.labels(method)
+        in_progress = self.in_progress[method]
         in_progress.inc()
         started = time.perf_counter()
         try:
@@ -75,8 +93,7 @@ class PrometheusMiddleware:
             # The router stores the matched route in the scope it was handed.
             route = scope.get("route")
             template = getattr(route, "path", UNMATCHED_ROUTE)
-            REQUESTS.labels(method, template, str(status_code)).inc()
-            LATENCY.labels(method, template).observe(elapsed)
+            self.record(method, template, str(status_code), elapsed)
 
 
 def metrics() -> Response:

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print numbers, run against live processes."""

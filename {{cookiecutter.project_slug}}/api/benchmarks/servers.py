@@ -1,0 +1,53 @@
+"""Start the API as uvicorn processes for a benchmark, and stop them after."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+API_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def api_server(**environment: str) -> Iterator[str]:
+    """One uvicorn process (no access log, as in production); yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)),
+            *("--no-access-log", "--log-level", "warning"),
+        ],
+        cwd=API_ROOT,
+        env={**os.environ, **environment},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(base, process)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_for_health(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/api/v1/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the API did not answer within {timeout}s")
