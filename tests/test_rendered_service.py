@@ -279,3 +279,43 @@ def test_metrics_benchmark_runs_and_prints_its_numbers(project):
     assert result.returncode == 0, result.stderr
     assert "ratio with/without:" in result.stdout
     assert "load generator CPU:" in result.stdout
+
+
+def test_metrics_add_up_across_uvicorn_workers(project, tmp_path):
+    """Multiprocess mode, as the rendered README documents it."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "uvicorn.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [
+                str(SHARED_VENV / "bin" / "uvicorn"),
+                "app.main:app",
+                "--workers",
+                "2",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=project / "api",
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: answers(f"{base}/api/v1/health"), 30, "uvicorn did not answer", log)
+        for _ in range(40):
+            assert answers(f"{base}/api/v1/health")
+        # Both workers served and wrote their own files.
+        assert len(list(metrics_dir.glob("counter_*.db"))) == 2
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        line = 'http_requests_total{method="GET",route="/api/v1/health",status="200"}'
+        (total,) = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)]
+        assert total >= 41  # the wait's probes, then our 40
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

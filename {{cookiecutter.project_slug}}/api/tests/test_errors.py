@@ -1,7 +1,12 @@
+from fastapi import HTTPException
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.deps import SessionDep
 from app.core.config import Settings
 from app.main import create_app
+from app.models import User
 
 
 async def test_unexpected_error_is_json_without_a_traceback(settings: Settings) -> None:
@@ -31,3 +36,21 @@ async def test_http_errors_share_the_detail_shape(client: AsyncClient) -> None:
     invalid = await client.post("/api/v1/auth/token", data={})
     assert invalid.status_code == 422
     assert isinstance(invalid.json()["detail"], list)
+
+
+async def test_a_failed_request_commits_nothing(settings: Settings, engine: AsyncEngine) -> None:
+    app = create_app(settings)
+
+    async def half_done(session: SessionDep) -> None:
+        session.add(User(email="half@example.com", hashed_password="x"))
+        await session.flush()  # the row exists inside the transaction...
+        raise HTTPException(status_code=400, detail="changed my mind")
+
+    app.add_api_route("/api/v1/half-done", half_done, methods=["POST"])
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.post("/api/v1/half-done")
+    assert response.status_code == 400
+    async with engine.connect() as connection:  # ...and is gone after the request
+        assert await connection.scalar(select(func.count()).select_from(User)) == 0

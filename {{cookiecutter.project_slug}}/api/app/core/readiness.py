@@ -10,8 +10,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
+from urllib.parse import urlsplit
 
-import aio_pika
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -73,9 +73,28 @@ def redis_probe(client: Redis) -> Probe:
     return probe
 
 
-def broker_probe(url: str, timeout: float) -> Probe:
+# A client opens an AMQP 0-9-1 conversation with these bytes; a broker answers
+# with a Connection.Start method frame, whose first byte is 1.
+AMQP_PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+AMQP_METHOD_FRAME = 1
+
+
+def broker_probe(url: str) -> Probe:
+    """The broker speaks AMQP: it answers the protocol header. Nothing is sent
+    beyond that, so the probe leaves no connection or channel behind."""
+    parts = urlsplit(url)
+    tls = parts.scheme == "amqps"
+    host, port = parts.hostname or "127.0.0.1", parts.port or (5671 if tls else 5672)
+
     async def probe() -> None:
-        connection = await aio_pika.connect(url, timeout=timeout)
-        await connection.close()
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls or None)
+        try:
+            writer.write(AMQP_PROTOCOL_HEADER)
+            await writer.drain()
+            frame_header = await reader.readexactly(7)  # type, channel, size
+            if frame_header[0] != AMQP_METHOD_FRAME:
+                raise ConnectionError("the broker did not answer in AMQP 0-9-1")
+        finally:
+            writer.close()
 
     return probe

@@ -32,7 +32,7 @@ async def ready(request: Request, response: Response, settings: SettingsDep) -> 
     readiness = await check_all(
         {
             "postgres": postgres_probe(state.engine),
-            "broker": broker_probe(settings.CELERY_BROKER_URL, timeout),
+            "broker": broker_probe(settings.CELERY_BROKER_URL),
             "result_backend": redis_probe(state.redis),
         },
         timeout,
