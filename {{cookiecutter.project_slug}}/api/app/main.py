@@ -10,9 +10,14 @@ from redis.asyncio import Redis
 from app.api import API_V1_PREFIX
 from app.api.v1 import api_router
 from app.core import metrics
+from app.core.celery.catalog import Catalog
+from app.core.celery.client import create_celery_client
+from app.core.celery.publisher import Publisher
+from app.core.celery.results import ResultListener
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import add_error_handlers
+from app.services.tasks import TaskRunner
 
 OPENAPI_TAGS = [
     {"name": "public", "description": "No credentials needed."},
@@ -34,12 +39,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Detect a half-dead connection before a request waits on it.
         health_check_interval=30,
     )
+    celery = create_celery_client(settings)
+    publisher = Publisher(celery, settings.CELERY_PUBLISH_POOL_SIZE, settings.CELERY_PUBLISH_TIMEOUT)
+    listener = ResultListener(redis, celery.backend)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
+    app.state.tasks = TaskRunner(
+        Catalog(celery, settings.CELERY_TASK_QUEUE),
+        publisher,
+        listener,
+        wait_timeout=settings.TASK_WAIT_TIMEOUT,
+        expires=settings.TASK_EXPIRES,
+    )
     try:
         yield
     finally:
+        await listener.close()
+        publisher.close()
+        celery.close()
         await redis.aclose()
         await engine.dispose()
 

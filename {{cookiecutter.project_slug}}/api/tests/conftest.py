@@ -8,8 +8,12 @@ import asyncio
 import os
 import secrets
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -20,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.config import get_settings
 
 CONFIGURED_URL = make_url(get_settings().POSTGRES_DATABASE_URL)
+# The tests' worker consumes a queue of its own, deleted at the end, so that a
+# worker already serving the real queue neither steals nor receives test tasks.
+TEST_QUEUE = f"test.{get_settings().CELERY_TASK_QUEUE}.{uuid.uuid4().hex[:12]}"
 TEST_DATABASE = f"{CONFIGURED_URL.database}_test_{uuid.uuid4().hex[:8]}"
 TEST_DATABASE_URL = CONFIGURED_URL.set(database=TEST_DATABASE).render_as_string(hide_password=False)
 os.environ.update(
@@ -29,9 +36,11 @@ os.environ.update(
     SECRET_KEY=secrets.token_urlsafe(32),
     FIRST_SUPERUSER_EMAIL="first.admin@example.com",
     FIRST_SUPERUSER_PASSWORD=secrets.token_urlsafe(16),
+    CELERY_TASK_QUEUE=TEST_QUEUE,
 )
 get_settings.cache_clear()
 
+from app.core.celery.client import ACCEPT_CONTENT, create_celery_client  # noqa: E402
 from app.core.config import Settings  # noqa: E402  (settings must be set first)
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
@@ -156,3 +165,66 @@ async def user(make_user: MakeUser) -> User:
 @pytest.fixture
 async def superuser(make_user: MakeUser) -> User:
     return await make_user(is_superuser=True)
+
+
+# The worker service sits next to the API in the project; the tests run it as
+# the real process it is. The API itself never imports its code.
+WORKER_ROOT = Path(__file__).resolve().parents[2] / "worker"
+WORKER_STARTUP_TIMEOUT = 30
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`celery worker` on the test queue, two processes; yields its node name."""
+    node = f"api-test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    environment = dict(os.environ)
+    # Celery refuses a pickle-accepting worker as root; test machines often are.
+    if "pickle" in ACCEPT_CONTENT and os.geteuid() == 0:
+        environment["C_FORCE_ROOT"] = "1"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
+                *("--concurrency=2", f"--hostname={node}", "--loglevel=INFO"),
+                *("--without-gossip", "--without-mingle"),
+            ],
+            cwd=WORKER_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    client = create_celery_client(settings)
+    try:
+        deadline = time.monotonic() + WORKER_STARTUP_TIMEOUT
+        while not client.control.ping(destination=[node], timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the worker did not start:\n{log.read_text()}")
+        yield node
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        with client.connection_for_write() as connection:
+            connection.default_channel.queue_delete(TEST_QUEUE)
+        client.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on: connections are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word: clients hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])

@@ -1,6 +1,5 @@
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
@@ -26,23 +25,6 @@ async def test_ready_when_every_dependency_answers(client: AsyncClient) -> None:
     assert body["status"] == "ready"
     assert set(body["components"]) == {"postgres", "broker", "result_backend"}
     assert all(part["status"] == "ok" for part in body["components"].values())
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port nothing listens on: connections are refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never says a word: clients hang."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield int(listener.getsockname()[1])
 
 
 async def started(settings: Settings) -> AsyncIterator[AsyncClient]:

@@ -1,7 +1,9 @@
 import json
 import pickle
+import time
 
-from celery import Celery
+import pytest
+from celery import Celery, chain, chord, group
 
 from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME
 
@@ -22,7 +24,10 @@ def test_worker_registers_its_tasks_under_the_worker_name(
 ) -> None:
     inspect = celery_app.control.inspect(destination=[worker_node], timeout=5)
     registered = inspect.registered()[worker_node]
-    assert registered == [f"{WORKER_NAME}.integer_multiplication"]
+    assert registered == [
+        f"{WORKER_NAME}.{name}"
+        for name in ("integer_multiplication", "integers_sum", "long_running")
+    ]
 
 
 # A format the worker must refuse: pickle, unless pickle was chosen.
@@ -55,3 +60,46 @@ def test_results_are_stored_in_the_chosen_format(celery_app: Celery) -> None:
         assert stored["result"] == 10
     finally:
         result.forget()
+
+
+def test_integers_sum_and_its_refusal_of_other_types(celery_app: Celery) -> None:
+    name = f"{WORKER_NAME}.integers_sum"
+    total = celery_app.send_task(name, args=[[1, 2, 39]])
+    refused = celery_app.send_task(name, args=[[1, "2"]])
+    try:
+        assert total.get(timeout=RESULT_TIMEOUT) == 42
+        with pytest.raises(TypeError, match="expected a list of integers"):
+            refused.get(timeout=RESULT_TIMEOUT)
+        assert refused.state == "FAILURE"
+    finally:
+        total.forget()
+        refused.forget()
+
+
+def test_long_running_task_reports_progress(celery_app: Celery) -> None:
+    result = celery_app.send_task(f"{WORKER_NAME}.long_running", args=[1.0, 4])
+    seen: list[dict[str, int]] = []
+    try:
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while not result.ready() and time.monotonic() < deadline:
+            if result.state == "PROGRESS" and result.info not in seen:
+                seen.append(result.info)
+            time.sleep(0.05)
+        assert result.get(timeout=RESULT_TIMEOUT) == 4
+        assert seen, "no PROGRESS state was seen"
+        assert all(info["total"] == 4 and 1 <= info["done"] <= 4 for info in seen)
+    finally:
+        result.forget()
+
+
+def test_canvas_workflows_run_on_the_worker(celery_app: Celery) -> None:
+    double = celery_app.signature(f"{WORKER_NAME}.integer_multiplication")
+    total = celery_app.signature(f"{WORKER_NAME}.integers_sum")
+    workflows = {
+        "chain": (chain(double.clone(args=(3,)), double.clone(), double.clone()), 24),
+        "group": (group(double.clone(args=(3,)) for _ in range(3)), [6, 6, 6]),
+        "chord": (chord((double.clone(args=(3,)) for _ in range(3)), total.clone()), 18),
+    }
+    for name, (workflow, expected) in workflows.items():
+        result = workflow.apply_async()
+        assert result.get(timeout=RESULT_TIMEOUT) == expected, name

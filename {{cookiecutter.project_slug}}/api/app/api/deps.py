@@ -11,6 +11,7 @@ from app.api import API_V1_PREFIX
 from app.core.config import Settings
 from app.core.security import InvalidTokenError, decode_access_token
 from app.models import User
+from app.services.tasks import TaskRunner
 
 TOKEN_URL = f"{API_V1_PREFIX}/auth/token"
 
@@ -81,3 +82,11 @@ async def get_current_superuser(user: CurrentUser) -> User:
 
 
 SuperUser = Annotated[User, Depends(get_current_superuser)]
+
+
+def get_task_runner(request: Request) -> TaskRunner:
+    runner: TaskRunner = request.app.state.tasks
+    return runner
+
+
+TaskRunnerDep = Annotated[TaskRunner, Depends(get_task_runner)]

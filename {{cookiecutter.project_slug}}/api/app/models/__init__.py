@@ -2,6 +2,7 @@
 
 from app.models.base import Base
 from app.models.note import Note
+from app.models.task import TaskRecord
 from app.models.user import User
 
-__all__ = ["Base", "Note", "User"]
+__all__ = ["Base", "Note", "TaskRecord", "User"]

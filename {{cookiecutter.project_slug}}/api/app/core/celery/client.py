@@ -1,0 +1,62 @@
+"""A Celery app that only produces: it builds messages, publishes them, and
+decodes results. The tasks themselves live in the worker service."""
+
+from typing import Any
+
+from celery import Celery
+from celery.backends.redis import RedisBackend
+
+from app.core.config import Settings
+
+# Chosen when the project was rendered, as in the worker's settings: both ends
+# must agree. JSON stays accepted for Celery's own control messages.
+TASK_SERIALIZER = "{{ cookiecutter.task_serializer }}"
+ACCEPT_CONTENT = sorted({TASK_SERIALIZER, "json"})
+
+
+class PublishOnlyRedisBackend(RedisBackend):  # type: ignore[misc]
+    """Celery's Redis backend, without its blocking result consumer.
+
+    Celery subscribes to a task's channel as it sends the task, so that a later
+    AsyncResult.get() can block on it. The API waits through its own async
+    listener (results.py) instead: that subscription would only pile up unread
+    messages on a connection nobody reads.
+    """
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        return None
+
+    def add_pending_result(
+        self, result: Any, weak: bool = False, start_drainer: bool = True
+    ) -> Any:
+        return result
+
+    def remove_pending_result(self, result: Any) -> Any:
+        return result
+
+
+def create_celery_client(settings: Settings) -> Celery:
+    backend = f"{__name__}:{PublishOnlyRedisBackend.__name__}+{settings.CELERY_RESULT_BACKEND_URL}"
+    client = Celery(
+        "{{ cookiecutter.worker_name }}-producer",
+        broker=settings.CELERY_BROKER_URL,
+        backend=backend,
+        set_as_current=False,
+    )
+    client.conf.update(
+        # Where tasks go unless a signature names its queue (ours all do).
+        task_default_queue=settings.CELERY_TASK_QUEUE,
+        task_serializer=TASK_SERIALIZER,
+        result_serializer=TASK_SERIALIZER,
+        accept_content=ACCEPT_CONTENT,
+        result_accept_content=ACCEPT_CONTENT,
+        # One broker connection per publishing thread, and no more.
+        broker_pool_limit=settings.CELERY_PUBLISH_POOL_SIZE,
+        broker_connection_timeout=settings.CELERY_PUBLISH_TIMEOUT,
+        # A dead broker fails the request at once (503) instead of retrying it
+        # into a hang; the client may try again.
+        task_publish_retry=False,
+        # The broker confirms each message: a publish that returned is stored.
+        broker_transport_options={"confirm_publish": True},
+    )
+    return client

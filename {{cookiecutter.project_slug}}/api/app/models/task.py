@@ -1,0 +1,33 @@
+"""Who submitted which task, and what became of it."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, Timestamps
+
+
+class TaskRecord(Timestamps, Base):
+    __tablename__ = "task_records"
+
+    # The id the caller got: a task's, a chain's last task's, a group's or a
+    # chord's body's.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # What was asked for, as the route names it: "integer-multiplication", "chord"...
+    name: Mapped[str] = mapped_column(String(100))
+    # A group answers a list, one item per task; anything else one value.
+    is_group: Mapped[bool] = mapped_column(default=False)
+    # Tasks whose results make the answer, and every task the request created
+    # (to revoke or forget them all).
+    answer_ids: Mapped[list[str]] = mapped_column(JSON)
+    related_ids: Mapped[list[str]] = mapped_column(JSON)
+    # Last state seen; once final, the answer is kept here and Redis forgets it.
+    status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    result: Mapped[Any | None] = mapped_column(JSON, default=None)
+    error_type: Mapped[str | None] = mapped_column(String(200), default=None)
+    error_message: Mapped[str | None] = mapped_column(String(2000), default=None)

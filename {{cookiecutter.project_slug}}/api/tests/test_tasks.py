@@ -1,0 +1,300 @@
+"""Tasks and workflows through the API, run by a real worker on the real broker
+and result backend."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
+from app.core.celery.catalog import INTEGERS_SUM, LONG_RUNNING
+from app.core.config import Settings
+from app.main import create_app
+from app.models import User
+from app.schemas.task import TaskReply
+from tests.conftest import MakeUser
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+TASKS = "/api/v1/tasks"
+WORKFLOWS = "/api/v1/workflows"
+POLL_TIMEOUT = 20
+
+
+async def poll(client: AsyncClient, headers: dict, task_id: str) -> dict:
+    """GET the task until it is done."""
+    deadline = time.monotonic() + POLL_TIMEOUT
+    while time.monotonic() < deadline:
+        reply = (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()
+        if reply["status"] in ("SUCCESS", "FAILURE", "REVOKED"):
+            return reply
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} not done within {POLL_TIMEOUT}s")
+
+
+async def stored_state(app: FastAPI, task_id: str) -> dict | None:
+    (meta,) = await app.state.tasks.listener.fetch([task_id])
+    return meta
+
+
+async def test_integer_multiplication_waits_for_its_result(
+    client: AsyncClient, app: FastAPI, user: User, auth_headers
+) -> None:
+    response = await client.post(
+        f"{TASKS}/integer-multiplication", json={"integer": 21}, headers=auth_headers(user)
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["result"], body["error"]) == ("SUCCESS", 42, None)
+    uuid.UUID(body["task_id"])
+    # Delivered, so forgotten by Redis; the record still answers.
+    assert await stored_state(app, body["task_id"]) is None
+    again = await client.get(f"{TASKS}/{body['task_id']}", headers=auth_headers(user))
+    assert again.json() == body
+
+
+async def test_integers_sum_waits_for_its_result(
+    client: AsyncClient, user: User, auth_headers
+) -> None:
+    response = await client.post(
+        f"{TASKS}/integers-sum", json={"integers": [1, 2, 3, 36]}, headers=auth_headers(user)
+    )
+    assert response.status_code == 200
+    assert response.json()["result"] == 42
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("integer-multiplication", {"integer": -7}, -14),
+        ("integers-sum", {"integers": [5, 5, 5]}, 15),
+    ],
+)
+async def test_async_twin_answers_202_then_the_result(
+    client: AsyncClient,
+    app: FastAPI,
+    user: User,
+    auth_headers,
+    path: str,
+    body: dict,
+    expected: int,
+) -> None:
+    headers = auth_headers(user)
+    response = await client.post(f"{TASKS}/{path}/async", json=body, headers=headers)
+    assert response.status_code == 202
+    task_id = response.json()["task_id"]
+    assert response.headers["location"] == f"{TASKS}/{task_id}"
+    reply = await poll(client, headers, task_id)
+    assert (reply["status"], reply["result"]) == ("SUCCESS", expected)
+    assert await stored_state(app, task_id) is None
+
+
+WORKFLOW_CASES = [
+    ("chain", 3, 2, 3 * 2**3),
+    ("chain", 1, 10, 2**11),
+    ("group", 3, 4, [6, 6, 6, 6]),
+    ("chord", 3, 5, 30),
+]
+
+
+@pytest.mark.parametrize(("workflow", "integer", "size", "expected"), WORKFLOW_CASES)
+async def test_workflows_wait_for_their_result(
+    client: AsyncClient, user: User, auth_headers, workflow: str, integer: int, size: int, expected
+) -> None:
+    response = await client.post(
+        f"{WORKFLOWS}/{workflow}",
+        json={"integer": integer, "size": size},
+        headers=auth_headers(user),
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["result"]) == ("SUCCESS", expected)
+
+
+@pytest.mark.parametrize(("workflow", "integer", "size", "expected"), WORKFLOW_CASES)
+async def test_workflows_run_in_the_background(
+    client: AsyncClient, user: User, auth_headers, workflow: str, integer: int, size: int, expected
+) -> None:
+    headers = auth_headers(user)
+    response = await client.post(
+        f"{WORKFLOWS}/{workflow}/async", json={"integer": integer, "size": size}, headers=headers
+    )
+    assert response.status_code == 202
+    reply = await poll(client, headers, response.json()["task_id"])
+    assert (reply["status"], reply["result"]) == ("SUCCESS", expected)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"{WORKFLOWS}/chain", {"integer": 1, "size": 0}),
+        (f"{WORKFLOWS}/group", {"integer": 1, "size": 51}),
+        (f"{WORKFLOWS}/chord/async", {"integer": "x", "size": 2}),
+        (f"{WORKFLOWS}/spiral", {"integer": 1, "size": 2}),
+        (f"{TASKS}/integers-sum", {"integers": []}),
+        (f"{TASKS}/integers-sum", {"integers": list(range(1001))}),
+        (f"{TASKS}/integer-multiplication", {"integer": 1.5}),
+        (f"{TASKS}/integer-multiplication/async", {}),
+    ],
+)
+async def test_bad_bodies_are_422_and_send_nothing(
+    client: AsyncClient, user: User, auth_headers, path: str, body: dict
+) -> None:
+    headers = auth_headers(user)
+    response = await client.post(path, json=body, headers=headers)
+    assert response.status_code == 422
+    assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
+
+
+async def test_tasks_are_visible_to_their_owner_only(
+    client: AsyncClient, user: User, make_user: MakeUser, auth_headers
+) -> None:
+    owner, other = auth_headers(user), auth_headers(await make_user())
+    response = await client.post(
+        f"{TASKS}/integer-multiplication/async", json={"integer": 2}, headers=owner
+    )
+    task_id = response.json()["task_id"]
+    assert (await client.get(f"{TASKS}/{task_id}", headers=other)).status_code == 404
+    assert (await client.delete(f"{TASKS}/{task_id}", headers=other)).status_code == 404
+    assert (await client.get(TASKS, headers=other)).json()["total"] == 0
+    listed = (await client.get(TASKS, headers=owner)).json()
+    assert [item["task_id"] for item in listed["items"]] == [task_id]
+    assert listed["items"][0]["name"] == "integer-multiplication"
+    assert (await poll(client, owner, task_id))["result"] == 4
+
+
+async def test_unknown_and_malformed_task_ids(
+    client: AsyncClient, user: User, auth_headers
+) -> None:
+    headers = auth_headers(user)
+    assert (await client.get(f"{TASKS}/{uuid.uuid4()}", headers=headers)).status_code == 404
+    assert (await client.get(f"{TASKS}/not-a-task-id", headers=headers)).status_code == 422
+    assert (await client.delete(f"{TASKS}/{uuid.uuid4()}", headers=headers)).status_code == 404
+
+
+async def test_task_list_is_paginated(client: AsyncClient, user: User, auth_headers) -> None:
+    headers = auth_headers(user)
+    for integer in range(3):
+        await client.post(
+            f"{TASKS}/integer-multiplication", json={"integer": integer}, headers=headers
+        )
+    page = (await client.get(TASKS, params={"limit": 2}, headers=headers)).json()
+    rest = (await client.get(TASKS, params={"offset": 2}, headers=headers)).json()
+    assert page["total"] == rest["total"] == 3
+    assert len(page["items"]) == 2 and len(rest["items"]) == 1
+    assert {item["status"] for item in page["items"] + rest["items"]} == {"SUCCESS"}
+
+
+@pytest.mark.parametrize("path", [f"{TASKS}/integer-multiplication", f"{WORKFLOWS}/chain", TASKS])
+async def test_tasks_need_a_token(client: AsyncClient, path: str) -> None:
+    assert (await client.post(path, json={"integer": 1, "size": 1})).status_code in (401, 405)
+    assert (await client.get(TASKS)).status_code == 401
+
+
+# Routes that only the tests add, to reach paths no public endpoint can: a
+# failing task and a slow one.
+async def failing_sum(session: SessionDep, user: CurrentUser, runner: TaskRunnerDep) -> TaskReply:
+    return await runner.wait(
+        session, user, "failing-sum", runner.catalog.task, INTEGERS_SUM, [1, "x"]
+    )
+
+
+async def slow_task(session: SessionDep, user: CurrentUser, runner: TaskRunnerDep) -> TaskReply:
+    return await runner.wait(session, user, "slow", runner.catalog.task, LONG_RUNNING, 3.0, 30)
+
+
+async def started(settings: Settings) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
+    app = create_app(settings)
+    app.add_api_route("/api/v1/test/failing-sum", failing_sum, methods=["POST"])
+    app.add_api_route("/api/v1/test/slow", slow_task, methods=["POST"])
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            yield app, client
+
+
+async def wait_for_state(app: FastAPI, task_id: str, status: str, seconds: float = 10) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        meta = await stored_state(app, task_id)
+        if meta is not None and meta["status"] == status:
+            return meta
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} never reached {status}")
+
+
+async def test_failed_task_is_500_with_type_and_message(
+    settings: Settings, user: User, auth_headers
+) -> None:
+    headers = auth_headers(user)
+    async for _, client in started(settings):
+        response = await client.post("/api/v1/test/failing-sum", headers=headers)
+        assert response.status_code == 500
+        detail = response.json()["detail"]
+        assert detail["status"] == "FAILURE"
+        assert detail["error"] == {"type": "TypeError", "message": "expected a list of integers"}
+        assert "Traceback" not in response.text
+        later = (await client.get(f"{TASKS}/{detail['task_id']}", headers=headers)).json()
+        assert later["status"] == "FAILURE"
+        assert later["error"]["type"] == "TypeError"
+
+
+async def test_wait_timeout_is_504_and_stops_the_task(
+    settings: Settings, user: User, auth_headers
+) -> None:
+    headers = auth_headers(user)
+    async for app, client in started(settings.model_copy(update={"TASK_WAIT_TIMEOUT": 0.5})):
+        began = time.perf_counter()
+        response = await client.post("/api/v1/test/slow", headers=headers)
+        elapsed = time.perf_counter() - began
+        assert response.status_code == 504
+        assert "revoked" in response.json()["detail"]
+        assert elapsed < 2
+        (record,) = (await client.get(TASKS, headers=headers)).json()["items"]
+        assert record["status"] == "REVOKED"
+        # The worker terminated the task: it stores REVOKED, never SUCCESS.
+        await wait_for_state(app, record["task_id"], "REVOKED")
+        await app.state.tasks.listener.forget([record["task_id"]])
+
+
+async def test_revoking_a_running_task_stops_it(
+    app: FastAPI, client: AsyncClient, user: User, auth_headers
+) -> None:
+    runner = app.state.tasks
+    async with app.state.sessionmaker() as session:
+        task_id = await runner.submit(
+            session, user, "slow", runner.catalog.task, LONG_RUNNING, 3.0, 30
+        )
+    headers = auth_headers(user)
+    await wait_for_state(app, str(task_id), "PROGRESS")
+    response = await client.delete(f"{TASKS}/{task_id}", headers=headers)
+    assert response.status_code == 202
+    assert response.json()["status"] == "REVOKED"
+    await wait_for_state(app, str(task_id), "REVOKED")
+    await runner.listener.forget([str(task_id)])
+    again = await client.delete(f"{TASKS}/{task_id}", headers=headers)
+    assert again.status_code == 409
+
+
+@pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
+async def test_dead_broker_is_503_in_under_two_seconds(
+    settings: Settings, user: User, auth_headers, request: pytest.FixtureRequest, port_kind: str
+) -> None:
+    port = request.getfixturevalue(port_kind)
+    broken = settings.model_copy(
+        update={"CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{port}//"}
+    )
+    headers = auth_headers(user)
+    async for _, client in started(broken):
+        for path in ("tasks/integer-multiplication", "tasks/integer-multiplication/async"):
+            began = time.perf_counter()
+            response = await client.post(f"/api/v1/{path}", json={"integer": 1}, headers=headers)
+            elapsed = time.perf_counter() - began
+            assert response.status_code == 503, path
+            assert response.json() == {"detail": "The task broker is unavailable; try again later"}
+            assert elapsed < 2.0, (path, elapsed)
+        # Nothing was recorded for tasks that were never sent.
+        assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
