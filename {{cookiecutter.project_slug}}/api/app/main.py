@@ -40,7 +40,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         health_check_interval=30,
     )
     celery = create_celery_client(settings)
-    publisher = Publisher(celery, settings.CELERY_PUBLISH_POOL_SIZE, settings.CELERY_PUBLISH_TIMEOUT)
+    publisher = Publisher(
+        celery, settings.CELERY_PUBLISH_POOL_SIZE, settings.CELERY_PUBLISH_TIMEOUT
+    )
     listener = ResultListener(redis, celery.backend)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
