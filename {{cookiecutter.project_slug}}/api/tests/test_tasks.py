@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
-from app.core.celery.catalog import INTEGERS_SUM, LONG_RUNNING
+from app.core.celery.catalog import INTEGERS_SUM
 from app.core.config import Settings
 from app.main import create_app
 from app.models import User
@@ -138,6 +138,8 @@ async def test_workflows_run_in_the_background(
         (f"{TASKS}/integers-sum", {"integers": list(range(1001))}),
         (f"{TASKS}/integer-multiplication", {"integer": 1.5}),
         (f"{TASKS}/integer-multiplication/async", {}),
+        (f"{TASKS}/long-running", {"seconds": 0}),
+        (f"{TASKS}/long-running/async", {"seconds": 1, "steps": 101}),
     ],
 )
 async def test_bad_bodies_are_422_and_send_nothing(
@@ -194,22 +196,17 @@ async def test_tasks_need_a_token(client: AsyncClient, path: str) -> None:
     assert (await client.get(TASKS)).status_code == 401
 
 
-# Routes that only the tests add, to reach paths no public endpoint can: a
-# failing task and a slow one.
+# A route that only the tests add, to reach a path no public endpoint can: the
+# API validates its bodies, so its tasks do not fail.
 async def failing_sum(session: SessionDep, user: CurrentUser, runner: TaskRunnerDep) -> TaskReply:
     return await runner.wait(
         session, user, "failing-sum", runner.catalog.task, INTEGERS_SUM, [1, "x"]
     )
 
 
-async def slow_task(session: SessionDep, user: CurrentUser, runner: TaskRunnerDep) -> TaskReply:
-    return await runner.wait(session, user, "slow", runner.catalog.task, LONG_RUNNING, 3.0, 30)
-
-
 async def started(settings: Settings) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
     app = create_app(settings)
     app.add_api_route("/api/v1/test/failing-sum", failing_sum, methods=["POST"])
-    app.add_api_route("/api/v1/test/slow", slow_task, methods=["POST"])
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://test") as client:
@@ -248,7 +245,9 @@ async def test_wait_timeout_is_504_and_stops_the_task(
     headers = auth_headers(user)
     async for app, client in started(settings.model_copy(update={"TASK_WAIT_TIMEOUT": 0.5})):
         began = time.perf_counter()
-        response = await client.post("/api/v1/test/slow", headers=headers)
+        response = await client.post(
+            f"{TASKS}/long-running", json={"seconds": 3, "steps": 30}, headers=headers
+        )
         elapsed = time.perf_counter() - began
         assert response.status_code == 504
         assert "revoked" in response.json()["detail"]
@@ -263,18 +262,21 @@ async def test_wait_timeout_is_504_and_stops_the_task(
 async def test_revoking_a_running_task_stops_it(
     app: FastAPI, client: AsyncClient, user: User, auth_headers
 ) -> None:
-    runner = app.state.tasks
-    async with app.state.sessionmaker() as session:
-        task_id = await runner.submit(
-            session, user, "slow", runner.catalog.task, LONG_RUNNING, 3.0, 30
-        )
     headers = auth_headers(user)
+    response = await client.post(
+        f"{TASKS}/long-running/async", json={"seconds": 3, "steps": 30}, headers=headers
+    )
+    task_id = response.json()["task_id"]
     await wait_for_state(app, str(task_id), "PROGRESS")
+    progress = (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()
+    assert progress["status"] == "PROGRESS"
+    assert progress["result"]["total"] == 30
+    assert 1 <= progress["result"]["done"] < 30
     response = await client.delete(f"{TASKS}/{task_id}", headers=headers)
     assert response.status_code == 202
     assert response.json()["status"] == "REVOKED"
     await wait_for_state(app, str(task_id), "REVOKED")
-    await runner.listener.forget([str(task_id)])
+    await app.state.tasks.listener.forget([str(task_id)])
     again = await client.delete(f"{TASKS}/{task_id}", headers=headers)
     assert again.status_code == 409
 

@@ -4,9 +4,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-# Bounds that keep one request from flooding the queue.
+# Bounds that keep one request from flooding the queue or a worker.
 MAX_INTEGERS = 1000
 MAX_WORKFLOW_SIZE = 50
+MAX_SECONDS = 300
+MAX_STEPS = 100
 
 
 class IntegerIn(BaseModel):
@@ -15,6 +17,11 @@ class IntegerIn(BaseModel):
 
 class IntegersIn(BaseModel):
     integers: Annotated[list[int], Field(min_length=1, max_length=MAX_INTEGERS)]
+
+
+class LongRunningIn(BaseModel):
+    seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+    steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 10
 
 
 class WorkflowIn(BaseModel):

@@ -34,6 +34,10 @@ class Catalog:
     def integers_sum(self, integers: list[int], *, expires: datetime) -> Signature:
         return self.task(INTEGERS_SUM, integers, expires=expires)
 
+    def long_running(self, seconds: float, steps: int, *, expires: datetime) -> Signature:
+        """Work for `seconds`, reporting PROGRESS after each of `steps` steps."""
+        return self.task(LONG_RUNNING, seconds, steps, expires=expires)
+
     def chain(self, integer: int, size: int, *, expires: datetime) -> Signature:
         """integer doubled size + 1 times: integer * 2 ** (size + 1)."""
         first = self.task(INTEGER_MULTIPLICATION, integer, expires=expires)

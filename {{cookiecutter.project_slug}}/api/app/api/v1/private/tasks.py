@@ -10,7 +10,14 @@ from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.models import TaskRecord, User
 from app.schemas.page import Limit, Offset, Page
-from app.schemas.task import IntegerIn, IntegersIn, TaskAccepted, TaskReply, TaskSummary
+from app.schemas.task import (
+    IntegerIn,
+    IntegersIn,
+    LongRunningIn,
+    TaskAccepted,
+    TaskReply,
+    TaskSummary,
+)
 from app.services.tasks import FINAL
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/tasks")
@@ -80,6 +87,35 @@ async def integers_sum_async(
     task_id = await runner.submit(
         session, user, "integers-sum", runner.catalog.integers_sum, body.integers
     )
+    return accepted(response, task_id)
+
+
+@router.post(
+    "/long-running",
+    summary="Work for `seconds`, reporting progress, and wait",
+    responses=WAITING_RESPONSES,
+)
+async def long_running(
+    body: LongRunningIn, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
+) -> TaskReply:
+    build = runner.catalog.long_running
+    return await runner.wait(session, user, "long-running", build, body.seconds, body.steps)
+
+
+@router.post(
+    "/long-running/async",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Work for `seconds`, reporting progress; poll GET /tasks/{task_id}",
+)
+async def long_running_async(
+    body: LongRunningIn,
+    response: Response,
+    session: SessionDep,
+    user: CurrentUser,
+    runner: TaskRunnerDep,
+) -> TaskAccepted:
+    build = runner.catalog.long_running
+    task_id = await runner.submit(session, user, "long-running", build, body.seconds, body.steps)
     return accepted(response, task_id)
 
 
