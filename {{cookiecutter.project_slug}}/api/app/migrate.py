@@ -45,6 +45,18 @@ async def create_database_if_missing(database_url: str) -> bool:
         await server.dispose()
 
 
+async def drop_database(database_url: str) -> None:
+    """Drop the URL's database, closing its connections (tests, benchmarks)."""
+    target = make_url(database_url)
+    server = create_async_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with server.connect() as connection:
+            quoted = connection.dialect.identifier_preparer.quote(target.database or "")
+            await connection.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    finally:
+        await server.dispose()
+
+
 def upgrade_to_head(database_url: str) -> None:
     """Apply every Alembic migration. Runs its own event loop: call it from sync code."""
     config = Config(ALEMBIC_INI)

@@ -20,24 +20,34 @@ def free_port() -> int:
 
 
 @contextmanager
+def background_process(
+    command: list[str], cwd: Path, environment: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process for the duration of the block, stopped (then killed) after it."""
+    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **environment})
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
 def api_server(**environment: str) -> Iterator[str]:
     """One uvicorn process (no access log, as in production); yields its base URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)),
-            *("--no-access-log", "--log-level", "warning"),
-        ],
-        cwd=API_ROOT,
-        env={**os.environ, **environment},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    command = [
+        *(sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)),
+        *("--no-access-log", "--log-level", "warning"),
+    ]
+    with background_process(command, API_ROOT, environment) as process:
+        base = f"http://127.0.0.1:{port}"
         wait_for_health(base, process)
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def wait_for_health(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:

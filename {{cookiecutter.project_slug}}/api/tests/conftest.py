@@ -44,7 +44,11 @@ from app.core.celery.client import ACCEPT_CONTENT, create_celery_client  # noqa:
 from app.core.config import Settings  # noqa: E402  (settings must be set first)
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.migrate import create_database_if_missing, upgrade_to_head  # noqa: E402
+from app.migrate import (  # noqa: E402
+    create_database_if_missing,
+    drop_database,
+    upgrade_to_head,
+)
 from app.models import Base, User  # noqa: E402
 
 # Hashing is slow on purpose; the users of the tests share one hash.
@@ -61,18 +65,6 @@ def postgres_problem() -> str | None:
     return None
 
 
-async def drop_database(name: str) -> None:
-    server = create_async_engine(
-        CONFIGURED_URL.set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        async with server.connect() as connection:
-            quoted = connection.dialect.identifier_preparer.quote(name)
-            await connection.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-    finally:
-        await server.dispose()
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """Create and migrate the run's database; drop it when the run ends."""
@@ -84,7 +76,7 @@ def database_url() -> Iterator[str]:
         upgrade_to_head(TEST_DATABASE_URL)
         yield TEST_DATABASE_URL
     finally:
-        asyncio.run(drop_database(TEST_DATABASE))
+        asyncio.run(drop_database(TEST_DATABASE_URL))
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.config import Settings
 from app.core.security import password_hash
-from app.migrate import create_database_if_missing, create_first_superuser, upgrade_to_head
+from app.migrate import (
+    create_database_if_missing,
+    create_first_superuser,
+    drop_database,
+    upgrade_to_head,
+)
 from app.models import Base, User
-from tests.conftest import drop_database
 
 
 async def database_exists(database_url: str, name: str) -> bool:
@@ -34,7 +38,7 @@ async def test_migrate_creates_a_missing_database_once(database_url: str) -> Non
         assert await database_exists(database_url, name)
         assert await create_database_if_missing(url) is False
     finally:
-        await drop_database(name)
+        await drop_database(url)
 
 
 def test_upgrade_is_idempotent(database_url: str) -> None:
