@@ -41,7 +41,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     celery = create_celery_client(settings)
     publisher = Publisher(
-        celery, settings.CELERY_PUBLISH_POOL_SIZE, settings.CELERY_PUBLISH_TIMEOUT
+        celery,
+        settings.CELERY_BROKER_URL,
+        settings.CELERY_PUBLISH_POOL_SIZE,
+        settings.CELERY_PUBLISH_TIMEOUT,
     )
     listener = ResultListener(redis, celery.backend)
     app.state.engine = engine
@@ -58,7 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await listener.close()
-        publisher.close()
+        await publisher.close()
         celery.close()
         await redis.aclose()
         await engine.dispose()

@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from app.core.celery.catalog import INTEGER_MULTIPLICATION, LONG_RUNNING
+from app.core.celery.catalog import INTEGER_MULTIPLICATION
 from app.core.celery.client import ACCEPT_CONTENT, TASK_SERIALIZER
 from app.core.config import Settings, get_settings
 from app.core.security import create_access_token, password_hash
@@ -127,7 +127,8 @@ def send_then_collect(client: Celery, queue: str, count: int) -> float:
     """Tasks/s of a plain client that sends `count` tasks, then collects them."""
     started = time.perf_counter()
     results = [
-        client.send_task(INTEGER_MULTIPLICATION, args=[index], queue=queue) for index in range(count)
+        client.send_task(INTEGER_MULTIPLICATION, args=[index], queue=queue)
+        for index in range(count)
     ]
     for result in results:
         result.get(timeout=60)
@@ -228,8 +229,12 @@ def measure(args: argparse.Namespace, client: Celery, queue: str, base: str, tok
 
     async def http_sequence(count: int) -> LoadResult:
         return await run_load(
-            endpoint, concurrency=1, requests_per_connection=count, method="POST",
-            headers=headers, body=body,
+            endpoint,
+            concurrency=1,
+            requests_per_connection=count,
+            method="POST",
+            headers=headers,
+            body=body,
         )
 
     original = OriginalDesign(client, queue)
@@ -239,8 +244,10 @@ def measure(args: argparse.Namespace, client: Celery, queue: str, base: str, tok
     run(http_sequence(20))
     run(original.round_trip())
 
-    print(f"Python {sys.version.split()[0]}, {TASK_SERIALIZER} serializer, worker: "
-          f"{WORKER_CONCURRENCY} threads; all numbers from this one run\n")
+    print(
+        f"Python {sys.version.split()[0]}, {TASK_SERIALIZER} serializer, worker: "
+        f"{WORKER_CONCURRENCY} threads; all numbers from this one run\n"
+    )
     print("Latency, one request at a time (integer multiplication):")
     plain = sequential(plain_round_trip, args.count)
     report("(a) plain Celery client send_task().get()", plain)
@@ -254,22 +261,34 @@ def measure(args: argparse.Namespace, client: Celery, queue: str, base: str, tok
     batch_rate = send_then_collect(client, queue, args.batch)
     print(f"  plain client, send {args.batch} then collect: {batch_rate:10.0f} tasks/s")
     api_load = run(
-        run_load(endpoint, concurrency=64, duration=args.seconds, method="POST",
-                 headers=headers, body=body)
+        run_load(
+            endpoint,
+            concurrency=64,
+            duration=args.seconds,
+            method="POST",
+            headers=headers,
+            body=body,
+        )
     )
     assert set(api_load.statuses) == {200}, api_load.statuses
-    print(f"  (b) API waiting endpoint, 64 connections:  {api_load.rate:10.0f} req/s"
-          f"  (p50 {milliseconds(api_load.median).strip()})")
+    print(
+        f"  (b) API waiting endpoint, 64 connections:  {api_load.rate:10.0f} req/s"
+        f"  (p50 {milliseconds(api_load.median).strip()})"
+    )
     baseline_load = run(repeatedly(original.round_trip, 64, seconds=args.seconds))
     print(f"  (c) original design, 64 at once:          {baseline_load.rate:10.0f} tasks/s")
     health = run(run_load(f"{base}/api/v1/health", concurrency=64, duration=args.seconds / 2))
-    print(f"  GET /api/v1/health, 64 connections:        {health.rate:10.0f} req/s"
-          "  (what this load generator can drive)")
+    print(
+        f"  GET /api/v1/health, 64 connections:        {health.rate:10.0f} req/s"
+        "  (what this load generator can drive)"
+    )
 
     print("\nGET /api/v1/health while 64 requests wait on one-second tasks:")
     busy = run(health_under_load(base, headers))
-    print(f"  p50 {milliseconds(busy.median).strip()}, p99 {milliseconds(busy.percentile(0.99)).strip()}"
-          f", max {milliseconds(max(busy.latencies)).strip()} ({busy.count} requests)")
+    print(
+        f"  p50 {milliseconds(busy.median).strip()}, p99 {milliseconds(busy.percentile(0.99)).strip()}"
+        f", max {milliseconds(max(busy.latencies)).strip()} ({busy.count} requests)"
+    )
 
     print("\nTargets:")
     checks = [
@@ -286,8 +305,12 @@ def measure(args: argparse.Namespace, client: Celery, queue: str, base: str, tok
 
 async def health_under_load(base: str, headers: dict[str, str]) -> LoadResult:
     slow = run_load(
-        f"{base}/api/v1/tasks/long-running", concurrency=64, requests_per_connection=3,
-        method="POST", headers=headers, body=b'{"seconds": 1, "steps": 1}',
+        f"{base}/api/v1/tasks/long-running",
+        concurrency=64,
+        requests_per_connection=3,
+        method="POST",
+        headers=headers,
+        body=b'{"seconds": 1, "steps": 1}',
     )
     waiting = asyncio.ensure_future(slow)
     await asyncio.sleep(0.5)  # let the 64 requests get in flight

@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     CELERY_RESULT_BACKEND_URL: str = "redis://127.0.0.1:6379/0"
     # The worker consumes this queue; the API publishes its tasks there.
     CELERY_TASK_QUEUE: str = "{{ cookiecutter.worker_name }}"
-    # Threads that publish (each with its broker connection), and the seconds a
-    # request may spend publishing before it gets 503.
+    # Channels that publish at once, and the seconds a request may spend
+    # publishing (connection, channel, confirm) before it gets 503.
     CELERY_PUBLISH_POOL_SIZE: int = Field(default=8, gt=0)
     CELERY_PUBLISH_TIMEOUT: float = Field(default=1.5, gt=0)
     # Seconds a waiting endpoint waits before it answers 504 and revokes the task.

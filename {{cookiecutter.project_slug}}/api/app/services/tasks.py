@@ -6,11 +6,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from celery import states
 from celery.canvas import Signature
 from celery.result import AsyncResult, GroupResult, ResultBase
 from fastapi.encoders import jsonable_encoder
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.celery.catalog import Catalog
@@ -82,6 +84,28 @@ def every_id(result: ResultBase) -> list[str]:
             found.append(item.id)
         pending.append(item.parent)
     return found
+
+
+async def first_result(
+    publishing: "asyncio.Future[None]", results: "asyncio.Future[list[Meta]]"
+) -> list[Meta | None]:
+    """The results, as soon as they are there. The broker's confirm is only
+    awaited while there are none: results prove the message arrived, and a
+    failed publish (no confirm, no broker) ends the wait at once."""
+    racing: set[asyncio.Future[Any]] = {publishing, results}
+    done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+    if results not in done:
+        publishing.result()  # raises BrokerUnavailableError
+    return list(await results)
+
+
+def settle(future: "asyncio.Future[Any]") -> None:
+    """Cancel a future that is still pending; consume the error of one that
+    failed (nobody awaits it any more, and asyncio would log it as lost)."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def describe(error: object) -> TaskError:
@@ -174,24 +198,39 @@ class TaskRunner:
         TaskFailedError or TaskTimeoutError when there is no result to give."""
         submission = freeze(build(*args, expires=self.expiry(waiting=True)))
         async with self.listener.watching(submission.answer_ids) as watch:
-            await self.publisher.publish(submission.signature)
+            publishing = asyncio.ensure_future(self.publisher.publish(submission.signature))
+            results = asyncio.ensure_future(watch.results())
             try:
                 async with asyncio.timeout(self.wait_timeout):
-                    metas: list[Meta | None] = list(await watch.results())
+                    metas = await first_result(publishing, results)
             except TimeoutError:
                 reply = TaskReply(task_id=submission.task_id, status=states.REVOKED)
-                session.add(record(owner, name, submission, reply))
-                await session.commit()
+                await self.keep_record(session, record(owner, name, submission, reply))
                 with contextlib.suppress(Exception):  # expires stops it anyway
                     await self.publisher.revoke(submission.related_ids)
                 raise TaskTimeoutError(submission.task_id, self.wait_timeout) from None
+            finally:
+                settle(results)
+                self.publisher.finish_in_background(publishing)
         reply = combine(submission.task_id, metas, submission.is_group)
-        session.add(record(owner, name, submission, reply))
-        await session.commit()
-        await self.listener.forget(submission.related_ids)
+        await self.keep_record(session, record(owner, name, submission, reply))
+        self.listener.forget_soon(submission.related_ids)
         if reply.status == states.FAILURE:
             raise TaskFailedError(reply)
         return reply
+
+    async def keep_record(self, session: AsyncSession, task: TaskRecord) -> None:
+        """Commit the record of a task that waited for its answer.
+
+        The commit does not wait for PostgreSQL to flush its log to disk
+        (synchronous_commit off, for this transaction only): that flush is the
+        slowest part of a short task's round trip. A crash of the database
+        within a fraction of a second could lose the record, never corrupt
+        anything; the answer itself was already computed.
+        """
+        session.add(task)
+        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        await session.commit()
 
     async def submit(
         self,

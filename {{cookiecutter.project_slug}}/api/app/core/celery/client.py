@@ -1,11 +1,11 @@
-"""A Celery app that only produces: it builds messages, publishes them, and
-decodes results. The tasks themselves live in the worker service."""
+"""A Celery app that only produces: it builds messages (the publisher sends
+them), decodes results and revokes. The tasks themselves live in the worker."""
 
 from typing import Any
 
-from celery import Celery
 from celery.backends.redis import RedisBackend
 
+from app.core.celery.messages import MessageBuildingCelery
 from app.core.config import Settings
 
 # Chosen when the project was rendered, as in the worker's settings: both ends
@@ -35,9 +35,9 @@ class PublishOnlyRedisBackend(RedisBackend):  # type: ignore[misc]
         return result
 
 
-def create_celery_client(settings: Settings) -> Celery:
+def create_celery_client(settings: Settings) -> MessageBuildingCelery:
     backend = f"{__name__}:{PublishOnlyRedisBackend.__name__}+{settings.CELERY_RESULT_BACKEND_URL}"
-    client = Celery(
+    client = MessageBuildingCelery(
         "{{ cookiecutter.worker_name }}-producer",
         broker=settings.CELERY_BROKER_URL,
         backend=backend,
@@ -50,13 +50,9 @@ def create_celery_client(settings: Settings) -> Celery:
         result_serializer=TASK_SERIALIZER,
         accept_content=ACCEPT_CONTENT,
         result_accept_content=ACCEPT_CONTENT,
-        # One broker connection per publishing thread, and no more.
-        broker_pool_limit=settings.CELERY_PUBLISH_POOL_SIZE,
+        # Revoking still goes through Celery's own (blocking) broadcast: a
+        # dead broker must fail it quickly.
         broker_connection_timeout=settings.CELERY_PUBLISH_TIMEOUT,
-        # A dead broker fails the request at once (503) instead of retrying it
-        # into a hang; the client may try again.
-        task_publish_retry=False,
-        # The broker confirms each message: a publish that returned is stored.
-        broker_transport_options={"confirm_publish": True},
+        broker_connection_max_retries=1,
     )
     return client

@@ -42,6 +42,8 @@ class ResultListener:
         # channel -> future resolved once Redis confirmed the subscription
         self.confirmations: dict[bytes, asyncio.Future[None]] = {}
         self.starting = asyncio.Lock()
+        # Deletions under way: referenced so that they are not collected early.
+        self.forgetting: set[asyncio.Task[None]] = set()
 
     def channel(self, task_id: str) -> bytes:
         key: bytes = self.backend.get_key_for_task(task_id)
@@ -62,6 +64,7 @@ class ResultListener:
             return self.pubsub
 
     async def close(self) -> None:
+        await asyncio.gather(*self.forgetting, return_exceptions=True)
         if self.reader is not None:
             self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -147,6 +150,12 @@ class ResultListener:
         except Exception as error:
             raise ResultBackendUnavailableError from error
         return [self.backend.decode_result(payload) if payload else None for payload in payloads]
+
+    def forget_soon(self, task_ids: list[str]) -> None:
+        """forget() in the background: the reply need not wait for it."""
+        task = asyncio.create_task(self.forget(task_ids))
+        self.forgetting.add(task)
+        task.add_done_callback(self.forgetting.discard)
 
     async def forget(self, task_ids: list[str]) -> None:
         """Delete delivered results: nobody will ask Redis for them again."""
