@@ -184,3 +184,25 @@ def test_answers_file_replays_the_same_project(bake, tmp_path):
     assert relative_files(again) == relative_files(project)
     for relative in relative_files(project) - {".env"}:
         assert (again / relative).read_bytes() == (project / relative).read_bytes(), relative
+
+
+def test_the_api_knows_the_worker_tasks_by_name_only(bake):
+    project = bake(worker_name="billing.jobs")
+    catalog = (project / "api/app/core/celery/catalog.py").read_text()
+    assert 'WORKER_NAME = "billing.jobs"' in catalog
+    tasks = (project / "worker/worker/tasks.py").read_text()
+    for task in ("integer_multiplication", "integers_sum", "long_running"):
+        assert f'f"{{WORKER_NAME}}.{task}"' in catalog
+        assert f'name=f"{{WORKER_NAME}}.{task}"' in tasks
+    for path in (project / "api").rglob("*.py"):
+        source = path.read_text()
+        assert not re.search(r"^\s*(from|import) worker\b", source, re.MULTILINE), path
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_the_api_and_the_worker_agree_on_the_serializer(bake, serializer):
+    project = bake(task_serializer=serializer)
+    for relative in ("api/app/core/celery/client.py", "worker/worker/config.py"):
+        text = (project / relative).read_text()
+        assert f'TASK_SERIALIZER = "{serializer}"' in text
+        assert 'ACCEPT_CONTENT = sorted({TASK_SERIALIZER, "json"})' in text

@@ -330,3 +330,31 @@ def test_metrics_add_up_across_uvicorn_workers(project, tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_task_benchmark_runs_and_checks_its_targets(project, serializer):
+    if serializer != "json":
+        pytest.skip("one short run is enough to keep the script working")
+    result = subprocess.run(
+        [
+            str(SHARED_VENV / "bin" / "python"),
+            "-m",
+            "benchmarks.tasks_roundtrip",
+            "--count",
+            "20",
+            "--baseline-count",
+            "2",
+            "--seconds",
+            "1",
+            "--batch",
+            "50",
+        ],
+        cwd=project / "api",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("(a) plain Celery client", "(b) API waiting endpoint", "(c) original design"):
+        assert line in result.stdout
+    assert result.stdout.count(" met") >= 5  # every target line says met or NOT met
