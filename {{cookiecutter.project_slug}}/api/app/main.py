@@ -42,11 +42,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     celery = create_celery_client(settings)
     publisher = Publisher(
         celery,
+        redis,
         settings.CELERY_BROKER_URL,
         settings.CELERY_PUBLISH_POOL_SIZE,
         settings.CELERY_PUBLISH_TIMEOUT,
     )
-    listener = ResultListener(redis, celery.backend)
+    listener = ResultListener(redis, celery.backend, settings.CELERY_PUBLISH_TIMEOUT)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis

@@ -310,3 +310,22 @@ async def test_dead_broker_is_503_in_under_two_seconds(
             assert elapsed < 2.0, (path, elapsed)
         # Nothing was recorded for tasks that were never sent.
         assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "path", [f"{WORKFLOWS}/chord", f"{WORKFLOWS}/chord/async", f"{TASKS}/integers-sum"]
+)
+async def test_dead_result_backend_is_503_without_blocking(
+    settings: Settings, user: User, auth_headers, closed_port: int, path: str
+) -> None:
+    broken = settings.model_copy(
+        update={"CELERY_RESULT_BACKEND_URL": f"redis://127.0.0.1:{closed_port}/0"}
+    )
+    body = {"integer": 1, "size": 3, "integers": [1, 2]}
+    async for _, client in started(broken):
+        began = time.perf_counter()
+        response = await client.post(path, json=body, headers=auth_headers(user))
+        elapsed = time.perf_counter() - began
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The result backend is unavailable; try again later"}
+    assert elapsed < 2.0

@@ -1,7 +1,6 @@
 """Running the worker's tasks for a user: publish, wait or not, record, report."""
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.celery.catalog import Catalog
-from app.core.celery.publisher import Publisher
-from app.core.celery.results import Meta, ResultListener
+from app.core.celery.publisher import BrokerUnavailableError, Publisher
+from app.core.celery.results import Meta, ResultBackendUnavailableError, ResultListener
 from app.models import TaskRecord, User
 from app.schemas.task import TaskError, TaskReply
 
@@ -197,6 +196,9 @@ class TaskRunner:
         """Publish build(*args), wait for the answer and record it; raise
         TaskFailedError or TaskTimeoutError when there is no result to give."""
         submission = freeze(build(*args, expires=self.expiry(waiting=True)))
+        # End the read transaction of authentication: no database connection
+        # stays checked out while the task runs.
+        await session.commit()
         async with self.listener.watching(submission.answer_ids) as watch:
             publishing = asyncio.ensure_future(self.publisher.publish(submission.signature))
             results = asyncio.ensure_future(watch.results())
@@ -204,11 +206,14 @@ class TaskRunner:
                 async with asyncio.timeout(self.wait_timeout):
                     metas = await first_result(publishing, results)
             except TimeoutError:
-                reply = TaskReply(task_id=submission.task_id, status=states.REVOKED)
-                await self.keep_record(session, record(owner, name, submission, reply))
-                with contextlib.suppress(Exception):  # expires stops it anyway
-                    await self.publisher.revoke(submission.related_ids)
+                await self.give_up(session, owner, name, submission)
                 raise TaskTimeoutError(submission.task_id, self.wait_timeout) from None
+            except ResultBackendUnavailableError:
+                if publishing.done() and publishing.exception() is None:
+                    # The task was sent and runs: keep its record, it can be read later.
+                    pending = TaskReply(task_id=submission.task_id, status=states.PENDING)
+                    await self.keep_record(session, record(owner, name, submission, pending))
+                raise
             finally:
                 settle(results)
                 self.publisher.finish_in_background(publishing)
@@ -218,6 +223,19 @@ class TaskRunner:
         if reply.status == states.FAILURE:
             raise TaskFailedError(reply)
         return reply
+
+    async def give_up(
+        self, session: AsyncSession, owner: User, name: str, submission: "Submission"
+    ) -> None:
+        """Stop a task nobody waits for any more, and record it: REVOKED once
+        the workers were told, PENDING (to be read later) if they could not be."""
+        try:
+            await self.publisher.revoke(submission.related_ids)
+            status = states.REVOKED
+        except BrokerUnavailableError:
+            status = states.PENDING
+        reply = TaskReply(task_id=submission.task_id, status=status)
+        await self.keep_record(session, record(owner, name, submission, reply))
 
     async def keep_record(self, session: AsyncSession, task: TaskRecord) -> None:
         """Commit the record of a task that waited for its answer.
@@ -256,10 +274,21 @@ class TaskRunner:
         if task.status in FINAL:
             return reply_from(task)
         reply = combine(task.id, await self.listener.fetch(task.answer_ids), task.is_group)
+        if reply.status not in FINAL:
+            reply = self.ended_early(task, reply, await self.listener.fetch(task.related_ids))
         if reply.status in FINAL:
             keep(task, reply)
             await session.commit()
             await self.listener.forget(task.related_ids)
+        return reply
+
+    @staticmethod
+    def ended_early(task: TaskRecord, reply: TaskReply, related: list[Meta | None]) -> TaskReply:
+        """A chain whose first link failed or was revoked never runs its last
+        one: the answer's own state would stay PENDING forever."""
+        for meta in related:
+            if meta is not None and meta["status"] in (states.FAILURE, states.REVOKED):
+                return combine(task.id, [meta], is_group=False)
         return reply
 
     async def revoke(self, session: AsyncSession, task: TaskRecord) -> TaskReply:

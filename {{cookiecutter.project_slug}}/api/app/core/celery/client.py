@@ -5,7 +5,7 @@ from typing import Any
 
 from celery.backends.redis import RedisBackend
 
-from app.core.celery.messages import MessageBuildingCelery
+from app.core.celery.messages import ChordSize, MessageBuildingCelery, capture_in_progress
 from app.core.config import Settings
 
 # Chosen when the project was rendered, as in the worker's settings: both ends
@@ -33,6 +33,18 @@ class PublishOnlyRedisBackend(RedisBackend):  # type: ignore[misc]
 
     def remove_pending_result(self, result: Any) -> Any:
         return result
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        # Celery writes this with the blocking Redis client while it builds a
+        # chord; the publisher writes it asynchronously before sending instead.
+        capture_in_progress().outgoing.chord_sizes.append(
+            ChordSize(
+                size_key=self.get_key_for_group(group_id, ".s"),
+                counter_key=self.get_key_for_group(group_id, ".c"),
+                size=chord_size,
+                expires=self.chord_expires or None,
+            )
+        )
 
 
 def create_celery_client(settings: Settings) -> MessageBuildingCelery:

@@ -31,11 +31,30 @@ class OutgoingMessage:
     declare: list[Any] = field(default_factory=list)
 
 
+@dataclass
+class ChordSize:
+    """How many header results a chord waits for, stored in Redis before the
+    header is sent (the worker that finishes the last one starts the body)."""
+
+    size_key: bytes
+    counter_key: bytes
+    size: int
+    expires: int | None
+
+
+@dataclass
+class Outgoing:
+    """What sending a signature takes: Redis writes first, then messages."""
+
+    chord_sizes: list[ChordSize] = field(default_factory=list)
+    messages: list[OutgoingMessage] = field(default_factory=list)
+
+
 class MessageCapture:
     """Stands in for kombu's Producer: keeps each message Celery publishes."""
 
     def __init__(self) -> None:
-        self.messages: list[OutgoingMessage] = []
+        self.outgoing = Outgoing()
 
     @property
     def connection(self) -> "MessageCapture":
@@ -67,7 +86,7 @@ class MessageCapture:
         content_type, content_encoding, payload = dumps(  # type: ignore[no-untyped-call]
             body, serializer=serializer
         )
-        self.messages.append(
+        self.outgoing.messages.append(
             OutgoingMessage(
                 exchange=exchange,
                 routing_key=routing_key,
@@ -86,24 +105,28 @@ class MessageCapture:
 current_capture: ContextVar[MessageCapture | None] = ContextVar("current_capture", default=None)
 
 
+def capture_in_progress() -> MessageCapture:
+    capture = current_capture.get()
+    if capture is None:
+        raise RuntimeError("messages are built inside build_messages() only")
+    return capture
+
+
 class MessageBuildingCelery(Celery):  # type: ignore[misc]
     """A Celery app whose apply_async builds messages into the current capture
     (the canvas asks the app for its producer at every step)."""
 
     @contextmanager
     def producer_or_acquire(self, producer: Any = None) -> Iterator[Any]:
-        capture = current_capture.get()
-        if capture is None:
-            raise RuntimeError("messages are built inside build_messages() only")
-        yield capture
+        yield capture_in_progress()
 
 
-def build_messages(signature: Signature) -> list[OutgoingMessage]:
-    """Every message that sending this signature (and its canvas) takes."""
+def build_messages(signature: Signature) -> Outgoing:
+    """Everything that sending this signature (and its canvas) takes."""
     capture = MessageCapture()
     token = current_capture.set(capture)
     try:
         signature.apply_async()
     finally:
         current_capture.reset(token)
-    return capture.messages
+    return capture.outgoing

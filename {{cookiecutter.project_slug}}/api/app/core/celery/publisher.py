@@ -4,21 +4,25 @@ aio-pika sends the messages that Celery built (messages.py) over one robust
 connection, through a bounded pool of channels in confirm mode: the broker
 acknowledges every message, and many confirms are awaited at once. A request
 that cannot publish within the deadline (no channel free, no connection, no
-confirm) gets BrokerUnavailableError, which the routes answer with 503.
+confirm, a message the broker could not route) gets BrokerUnavailableError,
+which the routes answer with 503.
 """
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError
-from aio_pika.pool import Pool
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from celery import Celery
 from celery.canvas import Signature
 from kombu.exceptions import OperationalError
+from redis.asyncio import Redis
 
-from app.core.celery.messages import OutgoingMessage, build_messages
+from app.core.celery.messages import ChordSize, OutgoingMessage, build_messages
+from app.core.celery.results import ResultBackendUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +31,45 @@ class BrokerUnavailableError(Exception):
     """The message could not be handed to the broker within the deadline."""
 
 
+class ChannelPool:
+    """At most `size` channels in use at once; a channel the broker or the
+    connection closed is dropped, never handed out again."""
+
+    def __init__(self, open_channel: Callable[[], Awaitable[AbstractChannel]], size: int) -> None:
+        self.open_channel = open_channel
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[AbstractChannel] = []
+
+    @contextlib.asynccontextmanager
+    async def channel(self) -> AsyncIterator[AbstractChannel]:
+        async with self.slots:
+            while self.idle and self.idle[-1].is_closed:
+                self.idle.pop()
+            channel = self.idle.pop() if self.idle else await self.open_channel()
+            try:
+                yield channel
+            finally:
+                if not channel.is_closed:
+                    self.idle.append(channel)
+
+    async def close(self) -> None:
+        for channel in self.idle:
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+                await channel.close()
+        self.idle.clear()
+
+
 class Publisher:
-    def __init__(self, client: Celery, url: str, pool_size: int, deadline: float) -> None:
+    def __init__(
+        self, client: Celery, redis: Redis, url: str, pool_size: int, deadline: float
+    ) -> None:
         self.client = client
+        self.redis = redis
         self.url = url
         self.deadline = deadline
         self.connection: AbstractRobustConnection | None = None
         self.connecting = asyncio.Lock()
-        # At most pool_size publishes at once; the others wait for a channel,
-        # within the deadline.
-        self.channels: Pool[AbstractChannel] = Pool(self.open_channel, max_size=pool_size)
+        self.channels = ChannelPool(self.open_channel, pool_size)
         self.declared: set[str] = set()
         # Publishes whose confirm is still awaited after their request ended.
         self.unfinished: set[asyncio.Future[None]] = set()
@@ -50,26 +83,44 @@ class Publisher:
 
     async def open_channel(self) -> AbstractChannel:
         connection = await self.connect()
-        return await connection.channel(publisher_confirms=True)
+        # A message the broker cannot route comes back: that is a failure too.
+        return await connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def publish(self, signature: Signature) -> None:
-        messages = build_messages(signature)
+        outgoing = build_messages(signature)
+        await self.write_chord_sizes(outgoing.chord_sizes)
         try:
-            async with asyncio.timeout(self.deadline), self.channels.acquire() as channel:
-                await self.declare_queues(channel, messages)
-                await asyncio.gather(*(self.send(channel, message) for message in messages))
-        except (TimeoutError, AMQPError, OSError) as error:
+            async with asyncio.timeout(self.deadline), self.channels.channel() as channel:
+                await self.declare_queues(channel, outgoing.messages)
+                await asyncio.gather(
+                    *(self.send(channel, message) for message in outgoing.messages)
+                )
+        except (TimeoutError, *CONNECTION_EXCEPTIONS) as error:
+            # A queue deleted since it was declared is declared again next time.
+            self.declared.clear()
             logger.warning("Broker unavailable: %r", error)
             raise BrokerUnavailableError from error
+
+    async def write_chord_sizes(self, chord_sizes: list[ChordSize]) -> None:
+        if not chord_sizes:
+            return
+        try:
+            async with asyncio.timeout(self.deadline), self.redis.pipeline() as pipe:
+                for chord in chord_sizes:
+                    # A chord run again under the same id starts counting anew.
+                    pipe.delete(chord.counter_key)
+                    pipe.set(chord.size_key, chord.size, ex=chord.expires)
+                await pipe.execute()
+        except Exception as error:  # redis raises several unrelated types
+            raise ResultBackendUnavailableError from error
 
     async def declare_queues(
         self, channel: AbstractChannel, messages: list[OutgoingMessage]
     ) -> None:
         """Make sure the queues exist, once per process: a message routed to a
-        queue nobody declared yet would be dropped."""
-        for queue in {
-            queue.name: queue for message in messages for queue in message.declare
-        }.values():
+        queue nobody declared yet would come back unrouted."""
+        queues = {queue.name: queue for message in messages for queue in message.declare}
+        for queue in queues.values():
             if queue.name in self.declared:
                 continue
             await channel.declare_queue(
@@ -86,6 +137,7 @@ class Publisher:
             if message.exchange
             else channel.default_exchange
         )
+        properties = message.properties
         await exchange.publish(
             aio_pika.Message(
                 message.body,
@@ -93,16 +145,18 @@ class Publisher:
                 content_encoding=message.content_encoding,
                 headers=message.headers,
                 delivery_mode=message.delivery_mode,
-                correlation_id=message.properties.get("correlation_id"),
-                reply_to=message.properties.get("reply_to"),
-                priority=message.properties.get("priority"),
+                correlation_id=properties.get("correlation_id"),
+                reply_to=properties.get("reply_to"),
+                priority=properties.get("priority"),
+                # Seconds, as Celery gives it: the broker drops the message then.
+                expiration=properties.get("expiration"),
             ),
             routing_key=message.routing_key,
         )
 
     def finish_in_background(self, publishing: "asyncio.Future[None]") -> None:
         """Let a publish await its confirm after the request that started it
-        got its answer (the result came first), and log if it failed."""
+        got its answer (the result came first)."""
         if publishing.done():
             if not publishing.cancelled():
                 publishing.exception()  # already raised to the request, or None

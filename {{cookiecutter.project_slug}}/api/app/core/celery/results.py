@@ -32,9 +32,14 @@ class ResultBackendUnavailableError(Exception):
 
 
 class ResultListener:
-    def __init__(self, redis: Redis, backend: BaseKeyValueStoreBackend) -> None:
+    def __init__(
+        self, redis: Redis, backend: BaseKeyValueStoreBackend, confirm_timeout: float
+    ) -> None:
         self.redis = redis
         self.backend = backend
+        # Seconds Redis gets to confirm a subscription; a connection that
+        # stays silent longer is taken for dead and replaced.
+        self.confirm_timeout = confirm_timeout
         self.pubsub: PubSub | None = None
         self.reader: asyncio.Task[None] | None = None
         # channel -> futures of the waiters, resolved with the task's final meta
@@ -53,6 +58,7 @@ class ResultListener:
         """Open the subscriber on first use, and again after it was lost."""
         async with self.starting:
             if self.pubsub is None or self.reader is None or self.reader.done():
+                await self.stop_reading()
                 pubsub = self.redis.pubsub()
                 try:
                     await pubsub.subscribe(IDLE_CHANNEL)
@@ -63,14 +69,21 @@ class ResultListener:
                 self.reader = asyncio.create_task(self.read(pubsub), name="result-listener")
             return self.pubsub
 
-    async def close(self) -> None:
-        await asyncio.gather(*self.forgetting, return_exceptions=True)
+    async def stop_reading(self) -> None:
+        """Stop the reader and close its connection (a new one replaces them)."""
         if self.reader is not None:
             self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(BaseException):
                 await self.reader
+            self.reader = None
         if self.pubsub is not None:
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            self.pubsub = None
+
+    async def close(self) -> None:
+        await asyncio.gather(*self.forgetting, return_exceptions=True)
+        await self.stop_reading()
 
     async def read(self, pubsub: PubSub) -> None:
         try:
@@ -81,24 +94,39 @@ class ResultListener:
                     if confirmation is not None and not confirmation.done():
                         confirmation.set_result(None)
                 elif message["type"] == "message":
-                    self.deliver(channel, self.backend.decode_result(message["data"]))
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # the connection is gone: fail every waiter
-            logger.warning("Result listener lost Redis: %r", error)
-            lost = ResultBackendUnavailableError(str(error))
+                    self.deliver(channel, message["data"])
+        except (asyncio.CancelledError, Exception) as error:
+            # The connection is gone, or was taken for dead: nothing will
+            # arrive for the current waiters any more.
+            logger.warning("Result listener stopped: %r", error)
+            lost = ResultBackendUnavailableError(repr(error))
             for future in [*self.confirmations.values()] + [
                 waiter for waiters in self.waiters.values() for waiter in waiters
             ]:
                 if not future.done():
                     future.set_exception(lost)
+            raise
 
-    def deliver(self, channel: bytes, meta: Meta) -> None:
+    def deliver(self, channel: bytes, payload: bytes) -> None:
+        waiters = self.waiters.get(channel, ())
+        if not waiters:
+            return
+        try:
+            meta = self.decode(payload)
+        except Exception as error:  # one bad result fails its own waiters only
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(error)
+            return
         if meta["status"] not in states.READY_STATES:
             return  # STARTED, PROGRESS...: not an answer yet
-        for future in self.waiters.get(channel, ()):
+        for future in waiters:
             if not future.done():
                 future.set_result(meta)
+
+    def decode(self, payload: bytes | str) -> Meta:
+        meta: Meta = self.backend.decode_result(payload)
+        return meta
 
     @contextlib.asynccontextmanager
     async def watching(self, task_ids: Iterable[str]) -> AsyncIterator["Watch"]:
@@ -111,7 +139,7 @@ class ResultListener:
         pubsub = await self.start()
         loop = asyncio.get_running_loop()
         channels = [self.channel(task_id) for task_id in task_ids]
-        watch = Watch(self, dict(zip(task_ids, channels, strict=True)))
+        watch = Watch(self, dict(zip(task_ids, channels, strict=True)), self.confirm_timeout)
         for channel in channels:
             future: asyncio.Future[Meta] = loop.create_future()
             watch.futures[channel] = future
@@ -129,7 +157,8 @@ class ResultListener:
         finally:
             self.forget_waiters(watch)
             unsubscribe = [channel for channel in channels if channel not in self.waiters]
-            if unsubscribe:
+            # After the connection was replaced, the old one has nothing to undo.
+            if unsubscribe and pubsub is self.pubsub:
                 with contextlib.suppress(Exception):  # a lost connection has no subscriptions
                     await pubsub.unsubscribe(*unsubscribe)
 
@@ -149,7 +178,7 @@ class ResultListener:
             payloads = await self.redis.mget([self.channel(task_id) for task_id in task_ids])
         except Exception as error:
             raise ResultBackendUnavailableError from error
-        return [self.backend.decode_result(payload) if payload else None for payload in payloads]
+        return [self.decode(payload) if payload else None for payload in payloads]
 
     def forget_soon(self, task_ids: list[str]) -> None:
         """forget() in the background: the reply need not wait for it."""
@@ -167,15 +196,25 @@ class ResultListener:
 class Watch:
     """The futures of one waiter, by task id."""
 
-    def __init__(self, listener: ResultListener, channels: dict[str, bytes]) -> None:
+    def __init__(
+        self, listener: ResultListener, channels: dict[str, bytes], confirm_timeout: float
+    ) -> None:
         self.listener = listener
         self.channels = channels
+        self.confirm_timeout = confirm_timeout
         self.futures: dict[bytes, asyncio.Future[Meta]] = {}
         self.confirmed: list[asyncio.Future[None]] = []
 
     async def results(self) -> list[Meta]:
         """Every task's final meta, in order; cancel to stop waiting."""
-        await asyncio.gather(*self.confirmed)
+        try:
+            async with asyncio.timeout(self.confirm_timeout):
+                await asyncio.gather(*self.confirmed)
+        except TimeoutError:
+            # A half-dead connection: the next waiter gets a new one.
+            if self.listener.reader is not None:
+                self.listener.reader.cancel()
+            raise ResultBackendUnavailableError("Redis did not confirm the subscription") from None
         task_ids = list(self.channels)
         for task_id, meta in zip(task_ids, await self.listener.fetch(task_ids), strict=True):
             future = self.futures[self.channels[task_id]]
