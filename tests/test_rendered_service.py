@@ -59,7 +59,9 @@ import sys
 from worker.celery_app import celery_app
 
 with celery_app.connection_for_write() as connection:
+    # Celery declared an exchange of the same name along with the queue.
     connection.default_channel.queue_delete(sys.argv[1])
+    connection.default_channel.exchange_delete(sys.argv[1])
 """
 # Every test here uses the shared environment: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("rendered-service")

@@ -208,7 +208,9 @@ def main() -> None:
             wait_for_worker(client, queue)
             measure(args, client, queue, base, token)
         with client.connection_for_write() as connection:
+            # Celery declared an exchange of the same name along with the queue.
             connection.default_channel.queue_delete(queue)
+            connection.default_channel.exchange_delete(queue)
 
 
 def wait_for_worker(client: Celery, queue: str) -> None:

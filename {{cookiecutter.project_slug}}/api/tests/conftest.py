@@ -201,7 +201,9 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             process.kill()
             process.wait()
         with client.connection_for_write() as connection:
+            # Celery declared an exchange of the same name along with the queue.
             connection.default_channel.queue_delete(TEST_QUEUE)
+            connection.default_channel.exchange_delete(TEST_QUEUE)
         client.close()
 
 

@@ -86,7 +86,9 @@ def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
             process.kill()
             process.wait()
         with app.connection_for_write() as connection:
+            # Celery declared an exchange of the same name along with the queue.
             connection.default_channel.queue_delete(TEST_QUEUE)
+            connection.default_channel.exchange_delete(TEST_QUEUE)
 
 
 def worker_environment() -> dict[str, str]:

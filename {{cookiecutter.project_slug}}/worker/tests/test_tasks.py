@@ -1,6 +1,7 @@
 import json
 import pickle
 import time
+from typing import Any
 
 import pytest
 from celery import Celery, chain, chord, group
@@ -102,4 +103,15 @@ def test_canvas_workflows_run_on_the_worker(celery_app: Celery) -> None:
     }
     for name, (workflow, expected) in workflows.items():
         result = workflow.apply_async()
-        assert result.get(timeout=RESULT_TIMEOUT) == expected, name
+        try:
+            assert result.get(timeout=RESULT_TIMEOUT) == expected, name
+        finally:
+            forget_all(result)
+
+
+def forget_all(result: Any) -> None:
+    """Forget a result, its group members and its parents (chain, chord)."""
+    while result is not None:
+        for member in getattr(result, "results", None) or [result]:
+            member.forget()
+        result = result.parent
