@@ -143,7 +143,6 @@ async def test_workflows_run_in_the_background(
         (f"{WORKFLOWS}/chain", {"integer": 1, "size": 0}),
         (f"{WORKFLOWS}/group", {"integer": 1, "size": 51}),
         (f"{WORKFLOWS}/chord/async", {"integer": "x", "size": 2}),
-        (f"{WORKFLOWS}/spiral", {"integer": 1, "size": 2}),
         (f"{TASKS}/integers-sum", {"integers": []}),
         (f"{TASKS}/integers-sum", {"integers": list(range(1001))}),
         (f"{TASKS}/integer-multiplication", {"integer": 1.5}),
@@ -159,6 +158,12 @@ async def test_bad_bodies_are_422_and_send_nothing(
     response = await client.post(path, json=body, headers=headers)
     assert response.status_code == 422
     assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
+
+
+async def test_unknown_workflow_is_404(client: AsyncClient, user: User, auth_headers) -> None:
+    body = {"integer": 1, "size": 2}
+    response = await client.post(f"{WORKFLOWS}/spiral", json=body, headers=auth_headers(user))
+    assert response.status_code == 404
 
 
 async def test_tasks_are_visible_to_their_owner_only(

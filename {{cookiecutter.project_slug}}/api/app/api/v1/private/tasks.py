@@ -3,120 +3,42 @@ back for it. Every task is recorded with its owner; nobody else can see it."""
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import func, select
 
-from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
+from app.api.v1.private.twins import TASKS_PATH, add_twins
 from app.models import TaskRecord, User
 from app.schemas.page import Limit, Offset, Page
-from app.schemas.task import (
-    IntegerIn,
-    IntegersIn,
-    LongRunningIn,
-    TaskAccepted,
-    TaskReply,
-    TaskSummary,
-)
+from app.schemas.task import IntegerIn, IntegersIn, LongRunningIn, TaskReply, TaskSummary
 from app.services.tasks import FINAL
 
-router = APIRouter(prefix=f"{API_V1_PREFIX}/tasks")
+router = APIRouter(prefix=TASKS_PATH)
 
-WAITING_RESPONSES: dict[int | str, dict[str, object]] = {
-    500: {"description": "The task failed: its exception's type and message"},
-    503: {"description": "The broker or the result backend is unavailable"},
-    504: {"description": "No result within TASK_WAIT_TIMEOUT; the task was revoked"},
-}
-
-
-def accepted(response: Response, task_id: uuid.UUID) -> TaskAccepted:
-    response.headers["Location"] = f"{router.prefix}/{task_id}"
-    return TaskAccepted(task_id=task_id)
-
-
-@router.post(
-    "/integer-multiplication", summary="Double an integer and wait", responses=WAITING_RESPONSES
+add_twins(
+    router,
+    "/integer-multiplication",
+    "integer-multiplication",
+    IntegerIn,
+    lambda catalog: catalog.integer_multiplication,
+    "Double an integer",
 )
-async def integer_multiplication(
-    body: IntegerIn, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
-) -> TaskReply:
-    return await runner.wait(
-        session, user, "integer-multiplication", runner.catalog.integer_multiplication, body.integer
-    )
-
-
-@router.post(
-    "/integer-multiplication/async",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Double an integer; poll GET /tasks/{task_id}",
+add_twins(
+    router,
+    "/integers-sum",
+    "integers-sum",
+    IntegersIn,
+    lambda catalog: catalog.integers_sum,
+    "Sum integers",
 )
-async def integer_multiplication_async(
-    body: IntegerIn,
-    response: Response,
-    session: SessionDep,
-    user: CurrentUser,
-    runner: TaskRunnerDep,
-) -> TaskAccepted:
-    task_id = await runner.submit(
-        session, user, "integer-multiplication", runner.catalog.integer_multiplication, body.integer
-    )
-    return accepted(response, task_id)
-
-
-@router.post("/integers-sum", summary="Sum integers and wait", responses=WAITING_RESPONSES)
-async def integers_sum(
-    body: IntegersIn, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
-) -> TaskReply:
-    return await runner.wait(
-        session, user, "integers-sum", runner.catalog.integers_sum, body.integers
-    )
-
-
-@router.post(
-    "/integers-sum/async",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Sum integers; poll GET /tasks/{task_id}",
-)
-async def integers_sum_async(
-    body: IntegersIn,
-    response: Response,
-    session: SessionDep,
-    user: CurrentUser,
-    runner: TaskRunnerDep,
-) -> TaskAccepted:
-    task_id = await runner.submit(
-        session, user, "integers-sum", runner.catalog.integers_sum, body.integers
-    )
-    return accepted(response, task_id)
-
-
-@router.post(
+add_twins(
+    router,
     "/long-running",
-    summary="Work for `seconds`, reporting progress, and wait",
-    responses=WAITING_RESPONSES,
+    "long-running",
+    LongRunningIn,
+    lambda catalog: catalog.long_running,
+    "Work for `seconds`, reporting PROGRESS after each of `steps` steps",
 )
-async def long_running(
-    body: LongRunningIn, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
-) -> TaskReply:
-    build = runner.catalog.long_running
-    return await runner.wait(session, user, "long-running", build, body.seconds, body.steps)
-
-
-@router.post(
-    "/long-running/async",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Work for `seconds`, reporting progress; poll GET /tasks/{task_id}",
-)
-async def long_running_async(
-    body: LongRunningIn,
-    response: Response,
-    session: SessionDep,
-    user: CurrentUser,
-    runner: TaskRunnerDep,
-) -> TaskAccepted:
-    build = runner.catalog.long_running
-    task_id = await runner.submit(session, user, "long-running", build, body.seconds, body.steps)
-    return accepted(response, task_id)
 
 
 @router.get("", summary="Your tasks, newest first, with their last seen state")

@@ -5,47 +5,35 @@
 - chord: that group, then the sum of its results: 2n * k.
 """
 
-from typing import Literal
-
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter
 
 from app.api import API_V1_PREFIX
-from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
-from app.api.v1.private.tasks import WAITING_RESPONSES, accepted
-from app.schemas.task import TaskAccepted, TaskReply, WorkflowIn
+from app.api.v1.private.twins import add_twins
+from app.schemas.task import WorkflowIn
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/workflows")
 
-Workflow = Literal["chain", "group", "chord"]
-
-
-@router.post("/{workflow}", summary="Run a workflow and wait", responses=WAITING_RESPONSES)
-async def run_workflow(
-    workflow: Workflow,
-    body: WorkflowIn,
-    session: SessionDep,
-    user: CurrentUser,
-    runner: TaskRunnerDep,
-) -> TaskReply:
-    return await runner.wait(
-        session, user, workflow, getattr(runner.catalog, workflow), body.integer, body.size
-    )
-
-
-@router.post(
-    "/{workflow}/async",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Start a workflow; poll GET /tasks/{task_id}",
+add_twins(
+    router,
+    "/chain",
+    "chain",
+    WorkflowIn,
+    lambda catalog: catalog.chain,
+    "Double `integer` `size` + 1 times in a chain",
 )
-async def start_workflow(
-    workflow: Workflow,
-    body: WorkflowIn,
-    response: Response,
-    session: SessionDep,
-    user: CurrentUser,
-    runner: TaskRunnerDep,
-) -> TaskAccepted:
-    task_id = await runner.submit(
-        session, user, workflow, getattr(runner.catalog, workflow), body.integer, body.size
-    )
-    return accepted(response, task_id)
+add_twins(
+    router,
+    "/group",
+    "group",
+    WorkflowIn,
+    lambda catalog: catalog.group,
+    "Double `integer` `size` times in parallel",
+)
+add_twins(
+    router,
+    "/chord",
+    "chord",
+    WorkflowIn,
+    lambda catalog: catalog.chord,
+    "Sum the parallel doublings of `integer`, `size` of them",
+)
