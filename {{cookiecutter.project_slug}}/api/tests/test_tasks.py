@@ -16,6 +16,7 @@ from app.core.config import Settings
 from app.main import create_app
 from app.models import User
 from app.schemas.task import TaskReply
+from app.services import tasks as tasks_service
 from tests.conftest import MakeUser
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -334,3 +335,31 @@ async def test_dead_result_backend_is_503_without_blocking(
     assert response.status_code == 503
     assert response.json() == {"detail": "The result backend is unavailable; try again later"}
     assert elapsed < 2.0
+
+
+async def test_a_waited_task_revoked_meanwhile_is_409(
+    settings: Settings, user: User, auth_headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submissions: list[tasks_service.Submission] = []
+    frozen = asyncio.Event()
+    real_freeze = tasks_service.freeze
+
+    def freeze_and_keep(signature):  # the waiting request's task id, for the test
+        submissions.append(real_freeze(signature))
+        frozen.set()
+        return submissions[-1]
+
+    monkeypatch.setattr(tasks_service, "freeze", freeze_and_keep)
+    body = {"seconds": 3, "steps": 30}
+    async for app, client in started(settings):
+        waiting = asyncio.ensure_future(
+            client.post(f"{TASKS}/long-running", json=body, headers=auth_headers(user))
+        )
+        await asyncio.wait_for(frozen.wait(), POLL_TIMEOUT)
+        task_id = str(submissions[0].task_id)
+        await wait_for_state(app, task_id, "PROGRESS")
+        await app.state.tasks.publisher.revoke([task_id])
+        response = await waiting
+        await app.state.tasks.listener.forget([task_id])
+    assert response.status_code == 409
+    assert response.json()["detail"]["status"] == "REVOKED"

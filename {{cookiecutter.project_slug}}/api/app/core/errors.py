@@ -43,9 +43,11 @@ async def task_timed_out(request: Request, error: Exception) -> JSONResponse:
 
 
 async def task_failed(request: Request, error: Exception) -> JSONResponse:
+    """500 for a task that raised, 409 for one revoked while it was awaited."""
     assert isinstance(error, TaskFailedError)
+    failed = error.reply.status == "FAILURE"
     return JSONResponse(
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_409_CONFLICT,
         content={"detail": error.reply.model_dump(mode="json")},
     )
 

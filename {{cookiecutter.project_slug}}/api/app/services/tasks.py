@@ -40,8 +40,10 @@ class TaskTimeoutError(Exception):
 
 
 class TaskFailedError(Exception):
+    """The task ended without a result: it failed, or was revoked meanwhile."""
+
     def __init__(self, reply: TaskReply) -> None:
-        super().__init__(f"Task {reply.task_id} failed")
+        super().__init__(f"Task {reply.task_id} ended {reply.status}")
         self.reply = reply
 
 
@@ -220,7 +222,7 @@ class TaskRunner:
         reply = combine(submission.task_id, metas, submission.is_group)
         await self.keep_record(session, record(owner, name, submission, reply))
         self.listener.forget_soon(submission.related_ids)
-        if reply.status == states.FAILURE:
+        if reply.status != states.SUCCESS:
             raise TaskFailedError(reply)
         return reply
 

@@ -16,6 +16,7 @@ from app.schemas.task import TaskAccepted, TaskBody, TaskReply
 TASKS_PATH = f"{API_V1_PREFIX}/tasks"
 
 WAITING_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The task was revoked while the request waited"},
     500: {"description": "The task failed: its exception's type and message"},
     503: {"description": "The broker or the result backend is unavailable"},
     504: {"description": "No result within TASK_WAIT_TIMEOUT; the task was revoked"},
