@@ -15,7 +15,8 @@ class TaskBody(BaseModel):
 # Bounds that keep one request from flooding the queue or a worker.
 MAX_INTEGERS = 1000
 MAX_WORKFLOW_SIZE = 50
-MAX_SECONDS = 300
+# Below the worker's default soft time limit (TASK_SOFT_TIME_LIMIT, 60 s).
+MAX_SECONDS = 50
 MAX_STEPS = 100
 
 
