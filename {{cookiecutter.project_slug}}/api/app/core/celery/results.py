@@ -95,17 +95,21 @@ class ResultListener:
                         confirmation.set_result(None)
                 elif message["type"] == "message":
                     self.deliver(channel, message["data"])
-        except (asyncio.CancelledError, Exception) as error:
-            # The connection is gone, or was taken for dead: nothing will
-            # arrive for the current waiters any more.
-            logger.warning("Result listener stopped: %r", error)
-            lost = ResultBackendUnavailableError(repr(error))
-            for future in [*self.confirmations.values()] + [
-                waiter for waiters in self.waiters.values() for waiter in waiters
-            ]:
-                if not future.done():
-                    future.set_exception(lost)
+        except asyncio.CancelledError:
+            # Closed, or taken for dead by a waiter: nothing more will arrive.
+            self.fail_waiters(ResultBackendUnavailableError("the result listener stopped"))
             raise
+        except Exception as error:  # the connection is gone
+            logger.warning("Result listener lost Redis: %r", error)
+            self.fail_waiters(ResultBackendUnavailableError(repr(error)))
+            # The reader ends here; the next waiter starts a new one.
+
+    def fail_waiters(self, error: Exception) -> None:
+        for future in [*self.confirmations.values()] + [
+            waiter for waiters in self.waiters.values() for waiter in waiters
+        ]:
+            if not future.done():
+                future.set_exception(error)
 
     def deliver(self, channel: bytes, payload: bytes) -> None:
         waiters = self.waiters.get(channel, ())
