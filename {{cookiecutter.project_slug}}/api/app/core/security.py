@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from fastapi.concurrency import run_in_threadpool
 from jose import JWTError, jwt
@@ -13,9 +14,14 @@ from app.core.config import Settings
 ACCESS_TOKEN_TYPE = "access"
 
 password_hash = PasswordHash((Argon2Hasher(),))
-# Checked when an e-mail matches no user, so an unknown e-mail costs the same
-# time as a wrong password and the answer time does not reveal which accounts exist.
-DUMMY_HASH = password_hash.hash("not a password anybody has")
+
+
+@lru_cache
+def dummy_hash() -> str:
+    """Checked when an e-mail matches no user, so an unknown e-mail costs the
+    same time as a wrong password and the answer time does not reveal which
+    accounts exist. Made on first use, in the thread pool, not at import."""
+    return password_hash.hash("not a password anybody has")
 
 
 class InvalidTokenError(Exception):
@@ -64,7 +70,11 @@ async def hash_password(password: str) -> str:
     return await run_in_threadpool(password_hash.hash, password)
 
 
-async def verify_password(password: str, hashed: str | None) -> bool:
-    """Check a password; with no hash (unknown user) check a dummy and fail."""
-    matches = await run_in_threadpool(password_hash.verify, password, hashed or DUMMY_HASH)
+def check_password(password: str, hashed: str | None) -> bool:
+    """With no hash (unknown user), check a dummy one and fail."""
+    matches = password_hash.verify(password, hashed or dummy_hash())
     return matches and hashed is not None
+
+
+async def verify_password(password: str, hashed: str | None) -> bool:
+    return await run_in_threadpool(check_password, password, hashed)

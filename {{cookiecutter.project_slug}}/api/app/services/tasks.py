@@ -122,13 +122,13 @@ def combine(task_id: uuid.UUID, metas: list[Meta | None], is_group: bool) -> Tas
         return TaskReply(task_id=task_id, status=states.FAILURE, error=describe(failed["result"]))
     if any(meta["status"] == states.REVOKED for meta in present):
         return TaskReply(task_id=task_id, status=states.REVOKED)
-    if len(present) == len(metas) and all(meta["status"] == states.SUCCESS for meta in present):
+    if len(present) < len(metas):
+        return TaskReply(task_id=task_id, status=states.PENDING)
+    if all(meta["status"] == states.SUCCESS for meta in present):
         values = [jsonable_encoder(meta["result"]) for meta in present]
         return TaskReply(
             task_id=task_id, status=states.SUCCESS, result=values if is_group else values[0]
         )
-    if len(present) < len(metas):
-        return TaskReply(task_id=task_id, status=states.PENDING)
     unfinished = [meta["status"] for meta in present if meta["status"] != states.SUCCESS]
     status = min(unfinished, key=lambda state: IN_FLIGHT_ORDER.get(state, len(IN_FLIGHT_ORDER)))
     progress = present[0]["result"] if status == PROGRESS and not is_group else None

@@ -1,29 +1,18 @@
-"""The example resource: each user reads and writes only their own notes.
-
-Another user's note answers 404, exactly like a note that does not exist, so
-ids cannot be probed for existence.
-"""
+"""The example resource: each user reads and writes only their own notes."""
 
 import uuid
 
 from fastapi import APIRouter, HTTPException, Response, status
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SessionDep
-from app.models import Note, User
+from app.api.ownership import get_owned, owned_page
+from app.models import Note
 from app.schemas.note import NoteCreate, NotePublic, NoteUpdate
 from app.schemas.page import Limit, Offset, Page
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/notes")
-
-
-async def get_own_note(session: SessionDep, user: User, note_id: uuid.UUID) -> Note:
-    note = await session.scalar(select(Note).where(Note.id == note_id, Note.owner_id == user.id))
-    if note is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Note not found")
-    return note
 
 
 async def commit_or_conflict(session: SessionDep) -> None:
@@ -49,29 +38,21 @@ async def create_note(session: SessionDep, user: CurrentUser, body: NoteCreate) 
 async def list_notes(
     session: SessionDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 50
 ) -> Page[NotePublic]:
-    own = Note.owner_id == user.id
-    total = await session.scalar(select(func.count()).select_from(Note).where(own)) or 0
-    notes = await session.scalars(
-        select(Note)
-        .where(own)
-        .order_by(Note.created_at.desc(), Note.id)
-        .offset(offset)
-        .limit(limit)
-    )
+    total, notes = await owned_page(session, Note, user, offset, limit)
     items = [NotePublic.model_validate(note) for note in notes]
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
 @router.get("/{note_id}", summary="One of your notes")
 async def read_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) -> NotePublic:
-    return NotePublic.model_validate(await get_own_note(session, user, note_id))
+    return NotePublic.model_validate(await get_owned(session, Note, note_id, user, "Note"))
 
 
 @router.patch("/{note_id}", summary="Change one of your notes")
 async def update_note(
     session: SessionDep, user: CurrentUser, note_id: uuid.UUID, body: NoteUpdate
 ) -> NotePublic:
-    note = await get_own_note(session, user, note_id)
+    note = await get_owned(session, Note, note_id, user, "Note")
     for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(note, field, value)
     await commit_or_conflict(session)
@@ -83,7 +64,7 @@ async def update_note(
     "/{note_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete one of your notes"
 )
 async def delete_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) -> Response:
-    note = await get_own_note(session, user, note_id)
+    note = await get_owned(session, Note, note_id, user, "Note")
     await session.delete(note)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,11 +4,11 @@ back for it. Every task is recorded with its owner; nobody else can see it."""
 import uuid
 
 from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import func, select
 
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
+from app.api.ownership import get_owned, owned_page
 from app.api.v1.private.twins import TASKS_PATH, add_twins
-from app.models import TaskRecord, User
+from app.models import TaskRecord
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.task import IntegerIn, IntegersIn, LongRunningIn, TaskReply, TaskSummary
 from app.services.tasks import FINAL
@@ -45,15 +45,7 @@ add_twins(
 async def list_tasks(
     session: SessionDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 50
 ) -> Page[TaskSummary]:
-    own = TaskRecord.owner_id == user.id
-    total = await session.scalar(select(func.count()).select_from(TaskRecord).where(own)) or 0
-    tasks = await session.scalars(
-        select(TaskRecord)
-        .where(own)
-        .order_by(TaskRecord.created_at.desc(), TaskRecord.id)
-        .offset(offset)
-        .limit(limit)
-    )
+    total, tasks = await owned_page(session, TaskRecord, user, offset, limit)
     items = [
         TaskSummary(task_id=task.id, name=task.name, status=task.status, created_at=task.created_at)
         for task in tasks
@@ -61,20 +53,13 @@ async def list_tasks(
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
-async def get_own_task(session: SessionDep, user: User, task_id: uuid.UUID) -> TaskRecord:
-    task = await session.scalar(
-        select(TaskRecord).where(TaskRecord.id == task_id, TaskRecord.owner_id == user.id)
-    )
-    if task is None:  # someone else's task looks exactly like a missing one
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Task not found")
-    return task
-
-
 @router.get("/{task_id}", summary="A task's state, and its result once it is done")
 async def read_task(
     task_id: uuid.UUID, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
 ) -> TaskReply:
-    return await runner.refresh(session, await get_own_task(session, user, task_id))
+    return await runner.refresh(
+        session, await get_owned(session, TaskRecord, task_id, user, "Task")
+    )
 
 
 @router.delete(
@@ -85,7 +70,7 @@ async def read_task(
 async def revoke_task(
     task_id: uuid.UUID, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
 ) -> TaskReply:
-    task = await get_own_task(session, user, task_id)
+    task = await get_owned(session, TaskRecord, task_id, user, "Task")
     current = await runner.refresh(session, task)
     if current.status in FINAL:
         raise HTTPException(

@@ -6,11 +6,11 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import func, select
 
 from app.api import API_V1_PREFIX
+from app.api.accounts import create_account
 from app.api.deps import CurrentUser, SessionDep, SuperUser
 from app.models import User
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.user import UserCreate, UserPublic, UserUpdate
-from app.services.users import EmailTakenError, create_user
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/users")
 
@@ -34,13 +34,7 @@ async def list_users(
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create an account (superusers)")
 async def create(session: SessionDep, _: SuperUser, body: UserCreate) -> UserPublic:
-    try:
-        user = await create_user(session, body.email, body.password)
-    except EmailTakenError:
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT, detail="E-mail already registered"
-        ) from None
-    return UserPublic.model_validate(user)
+    return await create_account(session, body)
 
 
 @router.patch("/{user_id}", summary="Activate, deactivate, promote or demote (superusers)")

@@ -6,11 +6,12 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api import API_V1_PREFIX
+from app.api.accounts import create_account
 from app.api.deps import SessionDep, SettingsDep
 from app.core.security import create_access_token
 from app.schemas.token import Token
 from app.schemas.user import UserCreate, UserPublic
-from app.services.users import EmailTakenError, authenticate, create_user
+from app.services.users import authenticate
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/auth")
 
@@ -41,10 +42,4 @@ async def login(
 async def register(session: SessionDep, settings: SettingsDep, body: UserCreate) -> UserPublic:
     if not settings.OPEN_REGISTRATION:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Registration is closed")
-    try:
-        user = await create_user(session, body.email, body.password)
-    except EmailTakenError:
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT, detail="E-mail already registered"
-        ) from None
-    return UserPublic.model_validate(user)
+    return await create_account(session, body)

@@ -1,0 +1,18 @@
+"""Account creation as the routes answer it, for superusers and sign-ups alike."""
+
+from fastapi import HTTPException, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.schemas.user import UserCreate, UserPublic
+from app.services.users import EmailTakenError, create_user
+
+
+async def create_account(session: AsyncSession, body: UserCreate) -> UserPublic:
+    """The new plain account; 409 when its e-mail is taken."""
+    try:
+        user = await create_user(session, body.email, body.password)
+    except EmailTakenError:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT, detail="E-mail already registered"
+        ) from None
+    return UserPublic.model_validate(user)

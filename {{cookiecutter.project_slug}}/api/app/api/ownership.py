@@ -1,0 +1,39 @@
+"""Rows that belong to one user. Another user's row answers 404, exactly like a
+row that does not exist, so ids cannot be probed for existence."""
+
+import uuid
+from collections.abc import Sequence
+from typing import TypeVar
+
+from fastapi import HTTPException, status
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Note, TaskRecord, User
+
+Owned = TypeVar("Owned", Note, TaskRecord)
+
+
+async def get_owned(
+    session: AsyncSession, model: type[Owned], row_id: uuid.UUID, owner: User, what: str
+) -> Owned:
+    row = await session.scalar(select(model).where(model.id == row_id, model.owner_id == owner.id))
+    if row is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{what} not found")
+    return row
+
+
+async def owned_page(
+    session: AsyncSession, model: type[Owned], owner: User, offset: int, limit: int
+) -> tuple[int, Sequence[Owned]]:
+    """How many rows the owner has, and one page of them, newest first."""
+    own = model.owner_id == owner.id
+    total = await session.scalar(select(func.count()).select_from(model).where(own)) or 0
+    rows = await session.scalars(
+        select(model)
+        .where(own)
+        .order_by(model.created_at.desc(), model.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return total, rows.all()
