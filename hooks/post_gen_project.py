@@ -24,6 +24,7 @@ SECRET_PLACEHOLDERS = (
     "changethis-secret-key",
     "changethis-postgres-password",
     "changethis-rabbitmq-password",
+    "changethis-redis-password",
     "changethis-superuser-password",
 )
 

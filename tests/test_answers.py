@@ -12,6 +12,7 @@ SECRET_NAMES = (
     "SECRET_KEY",
     "POSTGRES_PASSWORD",
     "RABBITMQ_DEFAULT_PASS",
+    "REDIS_PASSWORD",
     "FIRST_SUPERUSER_PASSWORD",
 )
 # A phrase that only the chosen license's text contains.

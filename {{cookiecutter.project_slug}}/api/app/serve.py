@@ -1,14 +1,33 @@
-"""`python -m app.serve`: run uvicorn on the configured API_PORT.
+"""`python -m app.serve`: run uvicorn with the port, processes and shutdown grace
+of the settings.
 
-Going through the settings keeps the port in one place, .env, for `make api`
-and for the container alike.
+Going through the settings keeps these in one place, .env, for `make api` and
+for the container alike.
 """
 
 import argparse
+import os
+from pathlib import Path
 
 import uvicorn
 
 from app.core.config import get_settings
+
+
+def empty_metrics_directory() -> None:
+    """Start multiprocess metrics from zero.
+
+    In multiprocess mode each process writes its counters to files in
+    PROMETHEUS_MULTIPROC_DIR, and /metrics sums every file there: files left by
+    an earlier run would be counted again. Only those files are removed.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for leftover in path.glob("*.db"):
+        leftover.unlink()
 
 
 def main() -> None:
@@ -16,7 +35,17 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--reload", action="store_true", help="restart on code change")
     args = parser.parse_args()
-    uvicorn.run("app.main:app", host=args.host, port=get_settings().API_PORT, reload=args.reload)
+    settings = get_settings()
+    empty_metrics_directory()
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=settings.API_PORT,
+        reload=args.reload,
+        # Reloading runs one process; uvicorn refuses both at once.
+        workers=None if args.reload else settings.API_WORKERS,
+        timeout_graceful_shutdown=settings.API_SHUTDOWN_TIMEOUT,
+    )
 
 
 if __name__ == "__main__":

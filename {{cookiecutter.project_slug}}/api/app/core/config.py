@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     PROJECT_NAME: str = {{ cookiecutter.project_name | python_string }}
     ENVIRONMENT: Literal["local", "test", "staging", "production"] = "local"
     API_PORT: int = 8000
+    # uvicorn processes of `python -m app.serve` (the container's command).
+    API_WORKERS: int = Field(default=1, gt=0)
+    # Seconds the requests in flight get to finish after SIGTERM: longer than a
+    # waiting endpoint can take (TASK_WAIT_TIMEOUT plus publishing), shorter than
+    # the grace period compose gives before it kills the container (30 s).
+    API_SHUTDOWN_TIMEOUT: float = Field(default=20.0, gt=0)
     # Browser origins allowed to call the API, comma-separated; none by default.
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
 

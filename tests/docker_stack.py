@@ -1,0 +1,135 @@
+"""Docker for the template's tests: the engine, the compose command, local images.
+
+No image registry is reachable on the test machines, so every image a boot needs
+is built here: a Python base image from debootstrap (with the host's CA bundle,
+since package traffic may pass a TLS proxy), and stand-ins for the postgres,
+rabbitmq and redis images from Debian's packages (`stand_ins/`). Each image is
+tagged with a hash of what it is made from, so it is built once per machine and
+rebuilt only when its recipe changes.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+STAND_INS = Path(__file__).resolve().parent / "stand_ins"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# What the rendered Dockerfiles need of a base image: python3 with venv.
+BASE_PACKAGES = "python3,python3-venv,ca-certificates"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# pip and other clients in the image use the host's bundle, proxy CA included.
+BASE_ENV = {
+    "PIP_CERT": str(HOST_CA_BUNDLE),
+    "SSL_CERT_FILE": str(HOST_CA_BUNDLE),
+    "REQUESTS_CA_BUNDLE": str(HOST_CA_BUNDLE),
+    "LANG": "C.UTF-8",
+}
+IMAGE_PREFIX = "cookiecutter-fastapi-celery-test"
+
+
+def engine_answers() -> str | None:
+    """None when a Docker engine answers, else why not (one line)."""
+    if not shutil.which("docker"):
+        return "no docker command"
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if info.returncode != 0:
+        return "no Docker engine answers (docker info failed)"
+    return None
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` (v2) when present, else `docker-compose` (v1), else None."""
+    if shutil.which("docker"):
+        v2 = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if v2.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def image_exists(tag: str) -> bool:
+    found = subprocess.run(["docker", "image", "inspect", tag], capture_output=True)
+    return found.returncode == 0
+
+
+def digest(*parts: bytes) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part)
+    return hasher.hexdigest()[:12]
+
+
+def base_image() -> str:
+    """The Python base image, from debootstrap; built when missing."""
+    ca_bundle = HOST_CA_BUNDLE.read_bytes()
+    recipe = f"{DEBIAN_SUITE} {DEBIAN_MIRROR} {BASE_PACKAGES} {sorted(BASE_ENV.items())}"
+    tag = f"{IMAGE_PREFIX}/python:{DEBIAN_SUITE}-{digest(recipe.encode(), ca_bundle)}"
+    if image_exists(tag):
+        return tag
+    if not shutil.which("debootstrap"):
+        raise RuntimeError("building the base image needs debootstrap (apt-get install debootstrap)")
+    with tempfile.TemporaryDirectory(prefix="rootfs-") as rootfs:
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={BASE_PACKAGES}",
+                DEBIAN_SUITE,
+                rootfs,
+                DEBIAN_MIRROR,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        shutil.copyfile(HOST_CA_BUNDLE, Path(rootfs) / HOST_CA_BUNDLE.relative_to("/"))
+        # Nothing the image does needs these, and they only grow it.
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in (Path(rootfs) / cache).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        changes = [f"ENV {name}={value}" for name, value in BASE_ENV.items()]
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import", *(f"--change={change}" for change in changes), "-", tag],
+            stdin=tar.stdout,
+            capture_output=True,
+        )
+        tar.stdout.close()
+        tar.wait()
+        if imported.returncode != 0:
+            raise RuntimeError(f"docker import failed: {imported.stderr.decode()}")
+    return tag
+
+
+def stand_in_images() -> dict[str, str]:
+    """The postgres, rabbitmq and redis stand-ins, by the compose variable naming each."""
+    base = base_image()
+    files = sorted(STAND_INS.iterdir())
+    recipe = digest(base.encode(), *(path.name.encode() + path.read_bytes() for path in files))
+    images = {}
+    for target in ("postgres", "rabbitmq", "redis"):
+        tag = f"{IMAGE_PREFIX}/{target}:{recipe}"
+        if not image_exists(tag):
+            subprocess.run(
+                [
+                    "docker",
+                    "build",
+                    "--quiet",
+                    "--build-arg",
+                    f"BASE_IMAGE={base}",
+                    "--target",
+                    target,
+                    "--tag",
+                    tag,
+                    str(STAND_INS),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        images[f"{target.upper()}_IMAGE"] = tag
+    return images

@@ -1,0 +1,22 @@
+"""`python -m app.healthcheck`: exit 0 when the API in this container answers.
+
+The image's HEALTHCHECK runs it, so the image needs no curl. It asks the liveness
+route on API_PORT, which the container's environment sets.
+"""
+
+import os
+import sys
+import urllib.request
+
+
+def main() -> int:
+    url = f"http://127.0.0.1:{os.environ.get('API_PORT', '8000')}/api/v1/health"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return 0 if response.status == 200 else 1
+    except OSError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
