@@ -31,6 +31,14 @@ BASE_ENV = {
 IMAGE_PREFIX = "cookiecutter-fastapi-celery-test"
 
 
+def run(*command: str, **options) -> subprocess.CompletedProcess:
+    """Run a command; a failure raises with the command's own output."""
+    result = subprocess.run(command, capture_output=True, text=True, **options)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
 def engine_answers() -> str | None:
     """None when a Docker engine answers, else why not (one line)."""
     if not shutil.which("docker"):
@@ -72,19 +80,15 @@ def base_image() -> str:
     if image_exists(tag):
         return tag
     if not shutil.which("debootstrap"):
-        raise RuntimeError("building the base image needs debootstrap (apt-get install debootstrap)")
+        raise RuntimeError("the base image needs debootstrap: apt-get install debootstrap")
     with tempfile.TemporaryDirectory(prefix="rootfs-") as rootfs:
-        subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={BASE_PACKAGES}",
-                DEBIAN_SUITE,
-                rootfs,
-                DEBIAN_MIRROR,
-            ],
-            check=True,
-            capture_output=True,
+        run(
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={BASE_PACKAGES}",
+            DEBIAN_SUITE,
+            rootfs,
+            DEBIAN_MIRROR,
         )
         shutil.copyfile(HOST_CA_BUNDLE, Path(rootfs) / HOST_CA_BUNDLE.relative_to("/"))
         # Nothing the image does needs these, and they only grow it.
@@ -115,21 +119,14 @@ def stand_in_images() -> dict[str, str]:
     for target in ("postgres", "rabbitmq", "redis"):
         tag = f"{IMAGE_PREFIX}/{target}:{recipe}"
         if not image_exists(tag):
-            subprocess.run(
-                [
-                    "docker",
-                    "build",
-                    "--quiet",
-                    "--build-arg",
-                    f"BASE_IMAGE={base}",
-                    "--target",
-                    target,
-                    "--tag",
-                    tag,
-                    str(STAND_INS),
-                ],
-                check=True,
-                capture_output=True,
+            run(
+                "docker",
+                "build",
+                "--quiet",
+                f"--build-arg=BASE_IMAGE={base}",
+                f"--target={target}",
+                f"--tag={tag}",
+                str(STAND_INS),
             )
         images[f"{target.upper()}_IMAGE"] = tag
     return images

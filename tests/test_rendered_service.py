@@ -4,15 +4,11 @@ One virtual environment serves every render (RENDERED_VENV, or .cache/ in the
 template checkout), so only the first `make install` downloads anything.
 """
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import TEMPLATE
 from cookiecutter.main import cookiecutter
+from service_client import answers, free_port, log_in, read_text, request, wait_for
 
 SHARED_VENV = Path(os.environ.get("RENDERED_VENV", TEMPLATE / ".cache" / "rendered-venv"))
 SERVICES = {
@@ -115,21 +112,6 @@ def running(project: Path, target: str, log: Path, **env: str):
             process.wait()
 
 
-def wait_for(condition, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{what} within {timeout}s; its log:\n{log.read_text()}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session", autouse=True)
 def services_answer():
     missing = []
@@ -186,19 +168,6 @@ def test_make_lint_is_clean_even_with_a_new_migration(project):
         revision.unlink()
 
 
-def http(url: str, data: dict | None = None, token: str | None = None):
-    """(status, JSON body) of a GET, or of a form POST when data is given."""
-    body = urllib.parse.urlencode(data).encode() if data is not None else None
-    request = urllib.request.Request(url, data=body)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
 def test_make_migrate_then_make_api_serves_both_parts(project, tmp_path):
     database = f"migrate_check_{uuid.uuid4().hex[:10]}"
     env = {
@@ -218,29 +187,21 @@ def test_make_migrate_then_make_api_serves_both_parts(project, tmp_path):
         assert "Created" not in again.stdout
 
         with running(project, "api", log, **env):
-            wait_for(lambda: answers(f"{base}/api/v1/health"), 30, "make api did not answer", log)
-            status, readiness = http(f"{base}/api/v1/health/ready")
-            assert (status, readiness["status"]) == (200, "ready")
-            assert http(f"{base}/api/v1/users/me")[0] == 401
-            status, token = http(
-                f"{base}/api/v1/auth/token",
-                {"username": "boss@example.com", "password": "a long enough password"},
+            wait_for(
+                lambda: answers(f"{base}/api/v1/health"),
+                30,
+                "make api did not answer",
+                log.read_text,
             )
-            assert status == 200
-            status, me = http(f"{base}/api/v1/users/me", token=token["access_token"])
+            status, readiness, _ = request("GET", f"{base}/api/v1/health/ready")
+            assert (status, readiness["status"]) == (200, "ready")
+            assert request("GET", f"{base}/api/v1/users/me")[0] == 401
+            token = log_in(base, "boss@example.com", "a long enough password")
+            status, me, _ = request("GET", f"{base}/api/v1/users/me", token=token)
             assert (status, me["email"], me["is_superuser"]) == (200, "boss@example.com", True)
-            with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
-                assert 'route="/api/v1/users/me"' in response.read().decode()
+            assert 'route="/api/v1/users/me"' in read_text(f"{base}/metrics")
     finally:
         venv_python(project, DATABASE_COUNT, database, "drop")
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def test_make_worker_consumes_the_worker_queue(project, serializer, tmp_path):
@@ -251,7 +212,9 @@ def test_make_worker_consumes_the_worker_queue(project, serializer, tmp_path):
         env["C_FORCE_ROOT"] = "1"  # Celery refuses pickle as root otherwise
     try:
         with running(project, "worker", log, **env):
-            wait_for(lambda: " ready." in log.read_text(), 60, "make worker was not ready", log)
+            wait_for(
+                lambda: " ready." in log.read_text(), 60, "make worker was not ready", log.read_text
+            )
             doubled = venv_python(project / "worker", SEND_TASK, "8", CELERY_TASK_QUEUE=queue)
             assert doubled.strip() == "16"
         text = log.read_text()
@@ -285,8 +248,7 @@ def test_metrics_benchmark_runs_and_prints_its_numbers(project):
 
 
 def health_requests_counted(base: str) -> float:
-    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = read_text(f"{base}/metrics")
     series = 'http_requests_total{method="GET",route="/api/v1/health",status="200"}'
     return sum(float(row.split()[-1]) for row in text.splitlines() if row.startswith(series))
 
@@ -316,7 +278,9 @@ def test_metrics_add_up_across_uvicorn_workers(project, tmp_path):
             start_new_session=True,
         )
     try:
-        wait_for(lambda: answers(f"{base}/api/v1/health"), 30, "uvicorn did not answer", log)
+        wait_for(
+            lambda: answers(f"{base}/api/v1/health"), 30, "uvicorn did not answer", log.read_text
+        )
         before = health_requests_counted(base)
         sent = 0
         # Concurrent bursts until both workers have counted requests (the kernel

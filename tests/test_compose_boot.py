@@ -1,0 +1,309 @@
+"""The rendered compose stack, booted for real and walked over HTTP from the host.
+
+`docker compose up --build` (or docker-compose v1) on a fresh render with a
+custom worker name, on images built locally (docker_stack.py); then what a user
+does first, scaling the worker, stopping each service in the middle of work, and
+`down -v`, which must leave no container, network or volume behind.
+
+Without a Docker engine this module is skipped with its reason, unless
+REQUIRE_DOCKER=1 (CI sets it), which turns the skip into a failure.
+"""
+
+import os
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATE
+from cookiecutter.main import cookiecutter
+from docker_stack import base_image, compose_command, engine_answers, stand_in_images
+from service_client import free_port, log_in, read_text, request, wait_for
+
+pytestmark = pytest.mark.xdist_group("compose-boot")
+
+WORKER_NAME = "boot-jobs"
+LONG_SERVICES = ("postgres", "rabbitmq", "redis", "api", "worker")
+BOOT_TIMEOUT = 900  # a cold build installs every dependency in two images
+
+
+@dataclass
+class Stack:
+    compose: list[str]
+    project: Path
+    name: str
+    env: dict[str, str]
+    base: str
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self.compose, "--project-name", self.name, *args],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def check(self, *args: str, timeout: float = 300) -> str:
+        result = self.run(*args, timeout=timeout)
+        assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}\n{self.logs()}"
+        return result.stdout
+
+    def logs(self, service: str = "") -> str:
+        result = self.run("logs", "--no-color", *([service] if service else []), timeout=60)
+        return result.stdout[-20000:]
+
+    def containers(self, service: str) -> list[str]:
+        return self.check("ps", "--all", "--quiet", service).split()
+
+    def states(self, service: str) -> list[str]:
+        """`running/healthy`, `exited/0`... for each container of the service."""
+        template = (
+            "{{.State.Status}}/"
+            "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.ExitCode}}{{end}}"
+        )
+        ids = self.containers(service)
+        if not ids:
+            return []
+        inspected = subprocess.run(
+            ["docker", "inspect", "--format", template, *ids], capture_output=True, text=True
+        )
+        return inspected.stdout.split()
+
+    def healthy(self, service: str, count: int = 1) -> bool:
+        return self.states(service) == ["running/healthy"] * count
+
+    def read_env(self, name: str) -> str:
+        for line in (self.project / ".env").read_text().splitlines():
+            if line.startswith(f"{name}="):
+                return line.split("=", 1)[1]
+        raise KeyError(name)
+
+
+def docker_or_skip() -> list[str]:
+    problem = engine_answers()
+    compose = compose_command()
+    if compose is None:
+        problem = problem or "neither `docker compose` nor `docker-compose` is installed"
+    if problem:
+        if os.environ.get("REQUIRE_DOCKER") == "1":
+            pytest.fail(f"REQUIRE_DOCKER=1, but {problem}")
+        pytest.skip(f"the boot test needs Docker: {problem}")
+    return compose
+
+
+def project_resources(name: str) -> list[str]:
+    """Every container, network and volume that carries the compose project's label."""
+    label = f"label=com.docker.compose.project={name}"
+    found = []
+    for kind in (["ps", "--all"], ["network", "ls"], ["volume", "ls"]):
+        listed = subprocess.run(
+            ["docker", *kind, "--quiet", "--filter", label], capture_output=True, text=True
+        )
+        found += [f"{kind[0]} {item}" for item in listed.stdout.split()]
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    compose = docker_or_skip()
+    images = {"PYTHON_IMAGE": base_image(), **stand_in_images()}
+    output = tmp_path_factory.mktemp("compose-boot")
+    project = Path(
+        cookiecutter(
+            str(TEMPLATE),
+            no_input=True,
+            output_dir=str(output),
+            extra_context={"worker_name": WORKER_NAME},
+        )
+    )
+    name = f"boot{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **images, "API_PORT": str(free_port())}
+    booted = Stack(compose, project, name, env, f"http://127.0.0.1:{env['API_PORT']}")
+    try:
+        started = time.monotonic()
+        booted.check("up", "--build", "--detach", timeout=BOOT_TIMEOUT)
+        wait_for(
+            lambda: all(booted.healthy(service) for service in LONG_SERVICES),
+            240,
+            "every long-running service was not healthy",
+            booted.logs,
+        )
+        print(f"compose stack healthy {time.monotonic() - started:.0f}s after `up --build`")
+        yield booted
+    finally:
+        booted.run("down", "--volumes", "--remove-orphans", timeout=300)
+
+
+def test_every_service_is_healthy_and_migrate_ran_once(stack):
+    for service in LONG_SERVICES:
+        assert stack.states(service) == ["running/healthy"], service
+    assert stack.states("migrate") == ["exited/0"]
+    email = stack.read_env("FIRST_SUPERUSER_EMAIL")
+    assert f"Created superuser {email}" in stack.logs("migrate")
+
+
+def test_only_the_api_is_published_and_on_loopback(stack):
+    published = {}
+    for service in (*LONG_SERVICES, "migrate"):
+        (container,) = stack.containers(service)
+        ports = subprocess.run(["docker", "port", container], capture_output=True, text=True)
+        if ports.stdout.strip():
+            published[service] = ports.stdout.split()
+    assert published == {"api": ["8000/tcp", "->", f"127.0.0.1:{stack.env['API_PORT']}"]}
+
+
+def test_the_services_use_the_generated_credentials(stack):
+    """The URLs inside the stack carry .env's generated passwords, and Redis wants one."""
+    (api,) = stack.containers("api")
+    environment = subprocess.run(
+        ["docker", "exec", api, "env"], capture_output=True, text=True, check=True
+    ).stdout
+    for secret in ("RABBITMQ_DEFAULT_PASS", "REDIS_PASSWORD", "POSTGRES_PASSWORD"):
+        assert f":{stack.read_env(secret)}@" in environment, secret
+    (redis,) = stack.containers("redis")
+    anonymous = subprocess.run(
+        ["docker", "exec", "--env", "REDISCLI_AUTH=", redis, "redis-cli", "get", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+    (worker,) = stack.containers("worker")
+    worker_environment = subprocess.run(
+        ["docker", "exec", worker, "env"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "SECRET_KEY" not in worker_environment
+    assert (
+        "uid=10001"
+        in subprocess.run(["docker", "exec", worker, "id"], capture_output=True, text=True).stdout
+    )
+
+
+@pytest.fixture(scope="module")
+def token(stack):
+    return log_in(
+        stack.base,
+        stack.read_env("FIRST_SUPERUSER_EMAIL"),
+        stack.read_env("FIRST_SUPERUSER_PASSWORD"),
+    )
+
+
+def test_ready_and_logged_in_as_the_env_superuser(stack, token):
+    status, readiness, _ = request("GET", f"{stack.base}/api/v1/health/ready")
+    assert (status, readiness["status"]) == (200, "ready"), readiness
+    status, me, _ = request("GET", f"{stack.base}/api/v1/users/me", token=token)
+    assert (status, me["email"], me["is_superuser"]) == (
+        200,
+        stack.read_env("FIRST_SUPERUSER_EMAIL"),
+        True,
+    )
+
+
+def test_a_waiting_task_and_a_chord(stack, token):
+    url = f"{stack.base}/api/v1/tasks/integer-multiplication"
+    status, body, _ = request("POST", url, body={"integer": 21}, token=token)
+    assert (status, body["status"], body["result"]) == (200, "SUCCESS", 42), body
+    status, body, _ = request(
+        "POST", f"{stack.base}/api/v1/workflows/chord", body={"integer": 3, "size": 4}, token=token
+    )
+    assert (status, body["status"], body["result"]) == (200, "SUCCESS", 24), body
+
+
+def poll_task(stack: Stack, token: str, task_id: str, until: set[str], timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body, _ = request("GET", f"{stack.base}/api/v1/tasks/{task_id}", token=token)
+        assert status == 200, body
+        if body["status"] in until:
+            return body
+        time.sleep(0.1)
+    pytest.fail(f"task {task_id} never reached {until}; last {body}; the log:\n{stack.logs()}")
+
+
+def test_an_async_task_polled_to_success(stack, token):
+    status, body, headers = request(
+        "POST",
+        f"{stack.base}/api/v1/tasks/integers-sum/async",
+        body={"integers": [1, 2, 3, 4]},
+        token=token,
+    )
+    assert status == 202, body
+    assert headers["location"] == f"/api/v1/tasks/{body['task_id']}"
+    done = poll_task(stack, token, body["task_id"], {"SUCCESS", "FAILURE", "REVOKED"})
+    assert (done["status"], done["result"]) == ("SUCCESS", 10)
+
+
+def test_metrics_count_the_requests_made(stack):
+    text = read_text(f"{stack.base}/metrics")
+    assert 'route="/api/v1/tasks/integer-multiplication",status="200"' in text
+
+
+def tasks_logged_as_succeeded(stack: Stack, container: str) -> int:
+    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+    return (logs.stdout + logs.stderr).count(f"{WORKER_NAME}.integer_multiplication[")
+
+
+def test_two_workers_share_a_group(stack, token):
+    stack.check("up", "--detach", "--no-recreate", "--scale", "worker=2")
+    wait_for(lambda: stack.healthy("worker", 2), 120, "two healthy workers", stack.logs)
+    workers = stack.containers("worker")
+    before = {worker: tasks_logged_as_succeeded(stack, worker) for worker in workers}
+    status, body, _ = request(
+        "POST", f"{stack.base}/api/v1/workflows/group", body={"integer": 5, "size": 24}, token=token
+    )
+    assert (status, body["status"], body["result"]) == (200, "SUCCESS", [10] * 24), body
+    # RabbitMQ hands the group's messages to both workers' consumers in turn.
+    ran = {worker: tasks_logged_as_succeeded(stack, worker) - before[worker] for worker in workers}
+    assert all(count > 0 for count in ran.values()), ran
+    # Each task is logged when received and when it succeeded.
+    assert sum(ran.values()) == 2 * 24
+
+
+def test_stopping_the_api_finishes_the_requests_in_flight(stack, token):
+    answer = {}
+
+    def wait_on_a_long_task():
+        answer["reply"] = request(
+            "POST",
+            f"{stack.base}/api/v1/tasks/long-running",
+            body={"seconds": 3, "steps": 3},
+            token=token,
+            timeout=30,
+        )
+
+    waiting = threading.Thread(target=wait_on_a_long_task)
+    waiting.start()
+    time.sleep(1)  # the request is in flight, its task running
+    stack.check("stop", "api", timeout=60)
+    waiting.join(timeout=30)
+    status, body, _ = answer["reply"]
+    assert (status, body["status"]) == (200, "SUCCESS"), body
+    assert "Finished server process" in stack.logs("api")
+    stack.check("start", "api")
+    wait_for(lambda: stack.healthy("api"), 60, "the API healthy again", stack.logs)
+
+
+def test_stopping_the_workers_lets_a_running_task_finish(stack, token):
+    status, body, _ = request(
+        "POST",
+        f"{stack.base}/api/v1/tasks/long-running/async",
+        body={"seconds": 3, "steps": 3},
+        token=token,
+    )
+    assert status == 202, body
+    poll_task(stack, token, body["task_id"], {"STARTED", "PROGRESS"})
+    stack.check("stop", "worker", timeout=120)
+    assert "Warm shutdown" in stack.logs("worker")
+    # The workers are gone; the result was stored before they left.
+    done = poll_task(stack, token, body["task_id"], {"SUCCESS", "FAILURE", "REVOKED"}, 5)
+    assert done["status"] == "SUCCESS", done
+
+
+def test_down_leaves_no_container_network_or_volume(stack):
+    assert project_resources(stack.name)  # the stack is there to be removed
+    stack.check("down", "--volumes", "--remove-orphans")
+    assert project_resources(stack.name) == []
