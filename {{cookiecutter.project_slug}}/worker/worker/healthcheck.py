@@ -11,11 +11,16 @@ import sys
 from worker.celery_app import celery_app
 from worker.config import WORKER_NAME
 
+PING_TIMEOUT = 5.0
+
+
+def answers(node: str, timeout: float = PING_TIMEOUT) -> bool:
+    """Whether the worker node of that name replies to a ping within the timeout."""
+    return bool(celery_app.control.ping(destination=[node], timeout=timeout))
+
 
 def main() -> int:
-    node = f"{WORKER_NAME}@{socket.gethostname()}"
-    replies = celery_app.control.ping(destination=[node], timeout=5.0)
-    return 0 if replies else 1
+    return 0 if answers(f"{WORKER_NAME}@{socket.gethostname()}") else 1
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     # Seconds the requests in flight get to finish after SIGTERM: longer than a
     # waiting endpoint can take (TASK_WAIT_TIMEOUT plus publishing), shorter than
     # the grace period compose gives before it kills the container (30 s).
-    API_SHUTDOWN_TIMEOUT: float = Field(default=20.0, gt=0)
+    API_SHUTDOWN_TIMEOUT: int = Field(default=20, gt=0)
     # Browser origins allowed to call the API, comma-separated; none by default.
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
 
