@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 STAND_INS = Path(__file__).resolve().parent / "stand_ins"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -73,6 +75,20 @@ def compose_clis() -> dict[str, list[str]]:
         major = "v2" if "version v2" in version.stdout else "v1"
         found.setdefault(major, command)
     return found
+
+
+def compose_or_skip(version: str, *, engine: bool) -> list[str]:
+    """The Compose CLI of that version; without it (or without the engine, when one
+    is needed) the test is skipped, or fails under REQUIRE_DOCKER=1, as in CI."""
+    problem = engine_answers() if engine else None
+    compose = compose_clis().get(version)
+    if compose is None:
+        problem = problem or f"no Compose {version} CLI is installed"
+    if problem:
+        if os.environ.get("REQUIRE_DOCKER") == "1":
+            pytest.fail(f"REQUIRE_DOCKER=1, but {problem}")
+        pytest.skip(f"needs Docker: {problem}")
+    return compose
 
 
 def image_exists(tag: str) -> bool:

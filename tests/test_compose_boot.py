@@ -12,6 +12,7 @@ REQUIRE_DOCKER=1 (CI sets it), which turns the skip into a failure.
 """
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import TEMPLATE
 from cookiecutter.main import cookiecutter
-from docker_stack import base_image, compose_clis, engine_answers, stand_in_images
+from docker_stack import base_image, compose_or_skip, stand_in_images
 from service_client import free_port, log_in, read_text, request, wait_for
 
 pytestmark = pytest.mark.xdist_group("compose-boot")
@@ -99,18 +100,6 @@ class Stack:
         raise KeyError(name)
 
 
-def compose_or_skip(version: str) -> list[str]:
-    problem = engine_answers()
-    compose = compose_clis().get(version)
-    if compose is None:
-        problem = problem or f"no Compose {version} CLI is installed"
-    if problem:
-        if os.environ.get("REQUIRE_DOCKER") == "1":
-            pytest.fail(f"REQUIRE_DOCKER=1, but {problem}")
-        pytest.skip(f"the boot test needs Docker: {problem}")
-    return compose
-
-
 def project_resources(name: str) -> list[str]:
     """Every container, network and volume that carries the compose project's label."""
     label = f"label=com.docker.compose.project={name}"
@@ -125,7 +114,7 @@ def project_resources(name: str) -> list[str]:
 
 @pytest.fixture(scope="module", params=["v2", "v1"])
 def stack(request, tmp_path_factory):
-    compose = compose_or_skip(request.param)
+    compose = compose_or_skip(request.param, engine=True)
     images = {"PYTHON_IMAGE": base_image(), **stand_in_images()}
     output = tmp_path_factory.mktemp("compose-boot")
     project = Path(
@@ -136,6 +125,9 @@ def stack(request, tmp_path_factory):
             extra_context={"worker_name": WORKER_NAME},
         )
     )
+    # A careless copy of .env next to the code must not reach an image.
+    for place in ("api", "api/app", "worker", "worker/worker"):
+        shutil.copyfile(project / ".env", project / place / ".env")
     name = f"cfcboot{request.param}"
     env = {**os.environ, **images, "API_PORT": str(free_port())}
     booted = Stack(compose, project, name, env, f"http://127.0.0.1:{env['API_PORT']}")
@@ -197,6 +189,36 @@ def test_the_services_use_the_generated_credentials(stack):
         "uid=10001"
         in subprocess.run(["docker", "exec", worker, "id"], capture_output=True, text=True).stdout
     )
+
+
+def test_no_env_file_or_secret_in_the_images(stack):
+    secrets = [
+        stack.read_env(name)
+        for name in ("SECRET_KEY", "POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "REDIS_PASSWORD")
+    ]
+    for service in ("api", "worker"):
+        (container,) = stack.containers(service)
+        image = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Image}}", container],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        find = ["find", "/", "-xdev", "-name", ".env*"]
+        found = subprocess.run(
+            ["docker", "run", "--rm", "--user", "root", "--entrypoint", find[0], image, *find[1:]],
+            capture_output=True,
+            text=True,
+        )
+        assert found.returncode == 0, found.stderr
+        assert found.stdout == "", found.stdout
+        history = subprocess.run(
+            ["docker", "history", "--no-trunc", image], capture_output=True, text=True, check=True
+        ).stdout
+        config = subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, text=True, check=True
+        ).stdout
+        assert not [secret for secret in secrets if secret in history + config], service
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,71 @@
+"""The rendered container files, for every combination of answers (no engine needed)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import all_combinations, combination_id
+from docker_stack import compose_or_skip
+
+COMBINATIONS = all_combinations()
+HADOLINT = Path(sys.prefix) / "bin" / "hadolint"
+DOCKERFILES = ("api/Dockerfile", "worker/Dockerfile")
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+@pytest.mark.parametrize("combination", COMBINATIONS, ids=combination_id)
+def test_compose_file_is_valid(bake, combination, version):
+    compose = compose_or_skip(version, engine=False)
+    project = bake(**combination)
+    checked = subprocess.run(
+        [*compose, "config", "--quiet"], cwd=project, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS, ids=combination_id)
+def test_dockerfiles_pass_hadolint(bake, combination):
+    project = bake(**combination)
+    linted = subprocess.run(
+        [str(HADOLINT), *DOCKERFILES], cwd=project, capture_output=True, text=True
+    )
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_hadolint_reports_a_bad_dockerfile(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN pip install requests\n")
+    linted = subprocess.run([str(HADOLINT), str(bad)], capture_output=True, text=True)
+    assert linted.returncode != 0
+    assert "DL3006" in linted.stdout  # the untagged image
+
+
+def test_compose_keeps_to_what_v1_and_scaling_need(bake):
+    compose = yaml.safe_load((bake() / "compose.yaml").read_text())
+    assert "version" not in compose  # the Compose Specification has none
+    services = compose["services"]
+    for name, service in services.items():
+        assert "container_name" not in service, name
+        if name != "migrate":
+            assert service.get("restart") == "unless-stopped", name
+    assert [name for name, service in services.items() if "ports" in service] == ["api"]
+    # The api and worker images carry their own HEALTHCHECK (the boot test waits on it).
+    for name in ("postgres", "rabbitmq", "redis"):
+        assert services[name]["healthcheck"]["test"], name
+
+
+def test_image_defaults_agree(bake):
+    """The default base and service images are written in several files; one value each."""
+    project = bake()
+    compose = (project / "compose.yaml").read_text()
+    example = (project / ".env.example").read_text()
+    defaults = dict(re.findall(r"\$\{(\w+_IMAGE):-([^}]+)\}", compose))
+    assert set(defaults) == {"PYTHON_IMAGE", "POSTGRES_IMAGE", "RABBITMQ_IMAGE", "REDIS_IMAGE"}
+    for name, image in defaults.items():
+        assert f"# {name}={image}\n" in example, name
+    for dockerfile in DOCKERFILES:
+        text = (project / dockerfile).read_text()
+        assert f"ARG PYTHON_IMAGE={defaults['PYTHON_IMAGE']}\n" in text, dockerfile
