@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 STAND_INS = Path(__file__).resolve().parent / "stand_ins"
-DEBIAN_SUITE = "bookworm"
+# Trixie, as the rendered default python:3.13-slim-trixie: the same Python (3.13),
+# and PostgreSQL 17 and RabbitMQ 4 in its packages, as in the default images.
+DEBIAN_SUITE = "trixie"
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # What the rendered Dockerfiles need of a base image: python3 with venv.
 BASE_PACKAGES = "python3,python3-venv,ca-certificates"
