@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import pytest
 from conftest import TEMPLATE
 from cookiecutter.main import cookiecutter
 from docker_stack import base_image, compose_or_skip, stand_in_images
-from service_client import free_port, log_in, read_text, request, wait_for
+from service_client import answers, free_port, log_in, read_text, request, wait_for
 
 pytestmark = pytest.mark.xdist_group("compose-boot")
 
@@ -128,6 +129,9 @@ def stack(request, tmp_path_factory):
     # A careless copy of .env next to the code must not reach an image.
     for place in ("api", "api/app", "worker", "worker/worker"):
         shutil.copyfile(project / ".env", project / place / ".env")
+    # Two uvicorn processes, so /metrics must sum them (multiprocess mode).
+    env_file = project / ".env"
+    env_file.write_text(env_file.read_text().replace("API_WORKERS=1", "API_WORKERS=2"))
     name = f"cfcboot{request.param}"
     env = {**os.environ, **images, "API_PORT": str(free_port())}
     booted = Stack(compose, project, name, env, f"http://127.0.0.1:{env['API_PORT']}")
@@ -275,9 +279,38 @@ def test_an_async_task_polled_to_success(stack, token):
     assert (done["status"], done["result"]) == ("SUCCESS", 10)
 
 
-def test_metrics_count_the_requests_made(stack):
+def health_requests_counted(stack: Stack) -> float:
+    series = 'http_requests_total{method="GET",route="/api/v1/health",status="200"}'
+    text = read_text(f"{stack.base}/metrics")
+    return sum(float(row.split()[-1]) for row in text.splitlines() if row.startswith(series))
+
+
+def processes_counting(stack: Stack) -> int:
+    """How many API processes have written counters to the multiprocess directory."""
+    (api,) = stack.containers("api")
+    listed = subprocess.run(
+        ["docker", "exec", api, "sh", "-c", 'ls "$PROMETHEUS_MULTIPROC_DIR"'],
+        capture_output=True,
+        text=True,
+    )
+    return sum(name.startswith("counter_") for name in listed.stdout.split())
+
+
+def test_metrics_sum_both_api_processes(stack):
     text = read_text(f"{stack.base}/metrics")
     assert 'route="/api/v1/tasks/integer-multiplication",status="200"' in text
+    before = health_requests_counted(stack)
+    sent = 0
+    # Concurrent bursts until both processes have counted some (the kernel may
+    # hand every connection to one of them for a while).
+    deadline = time.monotonic() + 30
+    while processes_counting(stack) < 2 and time.monotonic() < deadline:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert all(pool.map(lambda _: answers(f"{stack.base}/api/v1/health"), range(32)))
+        sent += 32
+    assert processes_counting(stack) == 2
+    # One scrape, answered by one process, counts the requests of both.
+    assert health_requests_counted(stack) - before == sent
 
 
 def tasks_logged_as_succeeded(stack: Stack, container: str) -> int:
