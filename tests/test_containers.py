@@ -69,3 +69,25 @@ def test_image_defaults_agree(bake):
     for dockerfile in DOCKERFILES:
         text = (project / dockerfile).read_text()
         assert f"ARG PYTHON_IMAGE={defaults['PYTHON_IMAGE']}\n" in text, dockerfile
+
+
+@pytest.mark.parametrize(
+    ("plugin_answers", "expected"),
+    [(True, "docker compose up --build --detach"), (False, "docker-compose up --build --detach")],
+)
+def test_make_up_picks_the_compose_that_is_installed(bake, tmp_path, plugin_answers, expected):
+    """`docker compose` when the Docker CLI has the v2 plugin, else `docker-compose`."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    docker = fake_bin / "docker"
+    docker.write_text(f"#!/bin/sh\nexit {0 if plugin_answers else 1}\n")
+    docker.chmod(0o755)
+    dry_run = subprocess.run(
+        ["make", "--dry-run", "up"],
+        cwd=bake(),
+        env={"PATH": f"{fake_bin}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert dry_run.stdout.strip() == expected
