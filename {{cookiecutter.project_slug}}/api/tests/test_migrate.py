@@ -1,13 +1,17 @@
+import asyncio
 import uuid
 
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.config import Settings
 from app.core.security import password_hash
 from app.migrate import (
+    ALEMBIC_INI,
     create_database_if_missing,
     create_first_superuser,
     drop_database,
@@ -41,9 +45,20 @@ async def test_migrate_creates_a_missing_database_once(database_url: str) -> Non
         await drop_database(url)
 
 
+async def applied_revision(database_url: str) -> str | None:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.scalar(text("SELECT version_num FROM alembic_version"))
+    finally:
+        await engine.dispose()
+
+
 def test_upgrade_is_idempotent(database_url: str) -> None:
-    upgrade_to_head(database_url)
-    upgrade_to_head(database_url)
+    head = ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_current_head()
+    for _ in range(2):  # the second run finds nothing to do, and fails nothing
+        upgrade_to_head(database_url)
+        assert asyncio.run(applied_revision(database_url)) == head
 
 
 async def test_migrations_match_the_models(engine: AsyncEngine) -> None:

@@ -206,10 +206,23 @@ async def test_task_list_is_paginated(client: AsyncClient, user: User, auth_head
     assert {item["status"] for item in page["items"] + rest["items"]} == {"SUCCESS"}
 
 
-@pytest.mark.parametrize("path", [f"{TASKS}/integer-multiplication", f"{WORKFLOWS}/chain", TASKS])
-async def test_tasks_need_a_token(client: AsyncClient, path: str) -> None:
-    assert (await client.post(path, json={"integer": 1, "size": 1})).status_code in (401, 405)
-    assert (await client.get(TASKS)).status_code == 401
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"{TASKS}/integer-multiplication"),
+        ("POST", f"{TASKS}/integer-multiplication/async"),
+        ("POST", f"{WORKFLOWS}/chain"),
+        ("POST", f"{WORKFLOWS}/chord/async"),
+        ("GET", TASKS),
+        ("GET", f"{TASKS}/{uuid.uuid4()}"),
+        ("DELETE", f"{TASKS}/{uuid.uuid4()}"),
+    ],
+)
+async def test_tasks_need_a_token(client: AsyncClient, method: str, path: str) -> None:
+    body = {"integer": 1, "size": 1} if method == "POST" else None
+    response = await client.request(method, path, json=body)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 # A route that only the tests add, to reach a path no public endpoint can: the
