@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from app.api import API_V1_PREFIX
 from app.api.v1 import api_router
+from app.api.v1.private.task_errors import add_task_error_handlers
 from app.core import metrics
 from app.core.celery.catalog import Catalog
 from app.core.celery.client import create_celery_client
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(api_router)
     add_error_handlers(app)
+    add_task_error_handlers(app)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,

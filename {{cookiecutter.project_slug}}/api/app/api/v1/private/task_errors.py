@@ -1,0 +1,47 @@
+"""How the task and workflow routes answer when a task cannot be run or awaited.
+
+Next to the routes that raise these errors, so the core layer below knows
+nothing of the services that define some of them.
+"""
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from app.core.celery.publisher import BrokerUnavailableError
+from app.core.celery.results import ResultBackendUnavailableError
+from app.services.tasks import TaskFailedError, TaskTimeoutError
+
+
+async def broker_unavailable(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": "The task broker is unavailable; try again later"},
+    )
+
+
+async def results_unavailable(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": "The result backend is unavailable; try again later"},
+    )
+
+
+async def task_timed_out(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=status.HTTP_504_GATEWAY_TIMEOUT, content={"detail": str(error)})
+
+
+async def task_failed(request: Request, error: Exception) -> JSONResponse:
+    """500 for a task that raised, 409 for one revoked while it was awaited."""
+    assert isinstance(error, TaskFailedError)
+    failed = error.reply.status == "FAILURE"
+    return JSONResponse(
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_409_CONFLICT,
+        content={"detail": error.reply.model_dump(mode="json")},
+    )
+
+
+def add_task_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(BrokerUnavailableError, broker_unavailable)
+    app.add_exception_handler(ResultBackendUnavailableError, results_unavailable)
+    app.add_exception_handler(TaskTimeoutError, task_timed_out)
+    app.add_exception_handler(TaskFailedError, task_failed)
