@@ -17,6 +17,7 @@ from app.main import create_app
 from app.models import User
 from app.schemas.task import TaskReply
 from app.services import tasks as tasks_service
+from app.services.submissions import Submission
 from tests.conftest import MakeUser
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -353,7 +354,7 @@ async def test_dead_result_backend_is_503_without_blocking(
 async def test_a_waited_task_revoked_meanwhile_is_409(
     settings: Settings, user: User, auth_headers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    submissions: list[tasks_service.Submission] = []
+    submissions: list[Submission] = []
     frozen = asyncio.Event()
     real_freeze = tasks_service.freeze
 

@@ -7,6 +7,7 @@ from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Timestamps
+from app.schemas.task import TaskError, TaskReply
 
 
 class TaskRecord(Timestamps, Base):
@@ -31,3 +32,19 @@ class TaskRecord(Timestamps, Base):
     result: Mapped[Any | None] = mapped_column(JSON, default=None)
     error_type: Mapped[str | None] = mapped_column(String(200), default=None)
     error_message: Mapped[str | None] = mapped_column(String(2000), default=None)
+
+    def keep(self, reply: TaskReply) -> None:
+        """Store the reply's state, result and error as this task's last seen."""
+        self.status = reply.status
+        self.result = reply.result
+        self.error_type = reply.error.type if reply.error else None
+        self.error_message = reply.error.message if reply.error else None
+
+    def reply(self) -> TaskReply:
+        """The stored state as the API answers it."""
+        error = (
+            TaskError(type=self.error_type, message=self.error_message or "")
+            if self.error_type
+            else None
+        )
+        return TaskReply(task_id=self.id, status=self.status, result=self.result, error=error)

@@ -3,34 +3,21 @@
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import states
 from celery.canvas import Signature
-from celery.result import AsyncResult, GroupResult, ResultBase
-from fastapi.encoders import jsonable_encoder
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.celery.catalog import Catalog
 from app.core.celery.publisher import BrokerUnavailableError, Publisher
 from app.core.celery.results import Meta, ResultBackendUnavailableError, ResultListener
+from app.core.db import commit_without_waiting_for_flush
 from app.models import TaskRecord, User
-from app.schemas.task import TaskError, TaskReply
-
-# Unfinished states in the order a task goes through them: a group reports its
-# least advanced member's state until all of them are done. PROGRESS is what
-# the worker's long_running task reports while it works.
-PROGRESS = "PROGRESS"
-IN_FLIGHT_ORDER = {
-    state: rank
-    for rank, state in enumerate(
-        (states.PENDING, states.RECEIVED, states.STARTED, states.RETRY, PROGRESS)
-    )
-}
-FINAL = frozenset(states.READY_STATES)
+from app.schemas.task import TaskReply
+from app.services.submissions import Submission, freeze
+from app.services.task_states import FINAL, combine, ended_early
 
 
 class TaskTimeoutError(Exception):
@@ -45,46 +32,6 @@ class TaskFailedError(Exception):
     def __init__(self, reply: TaskReply) -> None:
         super().__init__(f"Task {reply.task_id} ended {reply.status}")
         self.reply = reply
-
-
-@dataclass
-class Submission:
-    """A frozen signature: every id is known before anything is published."""
-
-    signature: Signature
-    task_id: uuid.UUID
-    is_group: bool
-    answer_ids: list[str]
-    related_ids: list[str]
-
-
-def freeze(signature: Signature) -> Submission:
-    result = signature.freeze()
-    is_group = isinstance(result, GroupResult)
-    answer = list(result.results) if is_group else [result]
-    return Submission(
-        signature=signature,
-        task_id=uuid.UUID(result.id),
-        is_group=is_group,
-        answer_ids=[item.id for item in answer],
-        related_ids=every_id(result),
-    )
-
-
-def every_id(result: ResultBase) -> list[str]:
-    """The ids of a result, its group members and its parents (chain, chord)."""
-    found: list[str] = []
-    pending: list[ResultBase | None] = [result]
-    while pending:
-        item = pending.pop()
-        if item is None:
-            continue
-        if isinstance(item, GroupResult):
-            pending.extend(item.results)
-        elif isinstance(item, AsyncResult):
-            found.append(item.id)
-        pending.append(item.parent)
-    return found
 
 
 async def first_result(
@@ -107,61 +54,6 @@ def settle(future: "asyncio.Future[Any]") -> None:
         future.cancel()
     elif not future.cancelled():
         future.exception()
-
-
-def describe(error: object) -> TaskError:
-    """The exception a task raised, by type and message; never its traceback."""
-    return TaskError(type=type(error).__name__, message=str(error))
-
-
-def combine(task_id: uuid.UUID, metas: list[Meta | None], is_group: bool) -> TaskReply:
-    """One reply for the tasks that make an answer."""
-    present = [meta for meta in metas if meta is not None]
-    failed = next((meta for meta in present if meta["status"] == states.FAILURE), None)
-    if failed is not None:
-        return TaskReply(task_id=task_id, status=states.FAILURE, error=describe(failed["result"]))
-    if any(meta["status"] == states.REVOKED for meta in present):
-        return TaskReply(task_id=task_id, status=states.REVOKED)
-    if len(present) < len(metas):
-        return TaskReply(task_id=task_id, status=states.PENDING)
-    if all(meta["status"] == states.SUCCESS for meta in present):
-        values = [jsonable_encoder(meta["result"]) for meta in present]
-        return TaskReply(
-            task_id=task_id, status=states.SUCCESS, result=values if is_group else values[0]
-        )
-    unfinished = [meta["status"] for meta in present if meta["status"] != states.SUCCESS]
-    status = min(unfinished, key=lambda state: IN_FLIGHT_ORDER.get(state, len(IN_FLIGHT_ORDER)))
-    progress = present[0]["result"] if status == PROGRESS and not is_group else None
-    return TaskReply(task_id=task_id, status=status, result=jsonable_encoder(progress))
-
-
-def record(owner: User, name: str, submission: Submission, reply: TaskReply) -> TaskRecord:
-    task = TaskRecord(
-        id=submission.task_id,
-        owner_id=owner.id,
-        name=name,
-        is_group=submission.is_group,
-        answer_ids=submission.answer_ids,
-        related_ids=submission.related_ids,
-    )
-    keep(task, reply)
-    return task
-
-
-def keep(task: TaskRecord, reply: TaskReply) -> None:
-    task.status = reply.status
-    task.result = reply.result
-    task.error_type = reply.error.type if reply.error else None
-    task.error_message = reply.error.message if reply.error else None
-
-
-def reply_from(task: TaskRecord) -> TaskReply:
-    error = (
-        TaskError(type=task.error_type, message=task.error_message or "")
-        if task.error_type
-        else None
-    )
-    return TaskReply(task_id=task.id, status=task.status, result=task.result, error=error)
 
 
 class TaskRunner:
@@ -214,20 +106,20 @@ class TaskRunner:
                 if publishing.done() and publishing.exception() is None:
                     # The task was sent and runs: keep its record, it can be read later.
                     pending = TaskReply(task_id=submission.task_id, status=states.PENDING)
-                    await self.keep_record(session, record(owner, name, submission, pending))
+                    await self.keep_record(session, submission.record(owner, name, pending))
                 raise
             finally:
                 settle(results)
                 self.publisher.finish_in_background(publishing)
         reply = combine(submission.task_id, metas, submission.is_group)
-        await self.keep_record(session, record(owner, name, submission, reply))
+        await self.keep_record(session, submission.record(owner, name, reply))
         self.listener.forget_soon(submission.related_ids)
         if reply.status != states.SUCCESS:
             raise TaskFailedError(reply)
         return reply
 
     async def give_up(
-        self, session: AsyncSession, owner: User, name: str, submission: "Submission"
+        self, session: AsyncSession, owner: User, name: str, submission: Submission
     ) -> None:
         """Stop a task nobody waits for any more, and record it: REVOKED once
         the workers were told, PENDING (to be read later) if they could not be."""
@@ -237,20 +129,13 @@ class TaskRunner:
         except BrokerUnavailableError:
             status = states.PENDING
         reply = TaskReply(task_id=submission.task_id, status=status)
-        await self.keep_record(session, record(owner, name, submission, reply))
+        await self.keep_record(session, submission.record(owner, name, reply))
 
     async def keep_record(self, session: AsyncSession, task: TaskRecord) -> None:
-        """Commit the record of a task that waited for its answer.
-
-        The commit does not wait for PostgreSQL to flush its log to disk
-        (synchronous_commit off, for this transaction only): that flush is the
-        slowest part of a short task's round trip. A crash of the database
-        within a fraction of a second could lose the record, never corrupt
-        anything; the answer itself was already computed.
-        """
+        """Commit the record of a task that waited for its answer. Its answer
+        was already computed, so the commit need not wait for the disk."""
         session.add(task)
-        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        await session.commit()
+        await commit_without_waiting_for_flush(session)
 
     async def submit(
         self,
@@ -262,8 +147,8 @@ class TaskRunner:
     ) -> uuid.UUID:
         """Publish build(*args) and record it; the caller comes back for the result."""
         submission = freeze(build(*args, expires=self.expiry(waiting=False)))
-        task = record(
-            owner, name, submission, TaskReply(task_id=submission.task_id, status=states.PENDING)
+        task = submission.record(
+            owner, name, TaskReply(task_id=submission.task_id, status=states.PENDING)
         )
         session.add(task)
         await session.flush()  # the record exists before the task can finish
@@ -274,23 +159,14 @@ class TaskRunner:
     async def refresh(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
         """The task's current state; a final one is kept and Redis forgets it."""
         if task.status in FINAL:
-            return reply_from(task)
+            return task.reply()
         reply = combine(task.id, await self.listener.fetch(task.answer_ids), task.is_group)
         if reply.status not in FINAL:
-            reply = self.ended_early(task, reply, await self.listener.fetch(task.related_ids))
+            reply = ended_early(task.id, reply, await self.listener.fetch(task.related_ids))
         if reply.status in FINAL:
-            keep(task, reply)
+            task.keep(reply)
             await session.commit()
             await self.listener.forget(task.related_ids)
-        return reply
-
-    @staticmethod
-    def ended_early(task: TaskRecord, reply: TaskReply, related: list[Meta | None]) -> TaskReply:
-        """A chain whose first link failed or was revoked never runs its last
-        one: the answer's own state would stay PENDING forever."""
-        for meta in related:
-            if meta is not None and meta["status"] in (states.FAILURE, states.REVOKED):
-                return combine(task.id, [meta], is_group=False)
         return reply
 
     async def revoke(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
@@ -299,6 +175,6 @@ class TaskRunner:
         expires with the worker's result_expires."""
         await self.publisher.revoke(task.related_ids)
         reply = TaskReply(task_id=task.id, status=states.REVOKED)
-        keep(task, reply)
+        task.keep(reply)
         await session.commit()
         return reply

@@ -11,7 +11,7 @@ from app.api.v1.private.twins import TASKS_PATH, add_twins
 from app.models import TaskRecord
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.task import IntegerIn, IntegersIn, LongRunningIn, TaskReply, TaskSummary
-from app.services.tasks import FINAL
+from app.services.task_states import FINAL
 
 router = APIRouter(prefix=TASKS_PATH)
 

@@ -1,0 +1,69 @@
+"""The precedence rules that turn stored task states into one reply; no services."""
+
+import uuid
+from typing import Any
+
+from app.services.task_states import PROGRESS, combine, ended_early
+
+TASK_ID = uuid.uuid4()
+
+
+def meta(status: str, result: Any = None) -> dict[str, Any]:
+    return {"status": status, "result": result}
+
+
+def test_a_single_success_answers_its_value() -> None:
+    reply = combine(TASK_ID, [meta("SUCCESS", 42)], is_group=False)
+    assert (reply.status, reply.result, reply.error) == ("SUCCESS", 42, None)
+
+
+def test_a_group_answers_one_value_per_member_in_order() -> None:
+    reply = combine(TASK_ID, [meta("SUCCESS", 1), meta("SUCCESS", 2)], is_group=True)
+    assert (reply.status, reply.result) == ("SUCCESS", [1, 2])
+
+
+def test_a_failure_wins_over_revocation_and_unfinished_members() -> None:
+    metas = [meta("REVOKED"), None, meta("FAILURE", ValueError("bad input")), meta("SUCCESS", 1)]
+    reply = combine(TASK_ID, metas, is_group=True)
+    assert reply.status == "FAILURE"
+    assert reply.error is not None
+    assert (reply.error.type, reply.error.message) == ("ValueError", "bad input")
+    assert reply.result is None
+
+
+def test_a_revocation_wins_over_unfinished_members() -> None:
+    reply = combine(TASK_ID, [meta("REVOKED"), None, meta("STARTED")], is_group=True)
+    assert reply.status == "REVOKED"
+
+
+def test_a_member_not_yet_stored_keeps_the_answer_pending() -> None:
+    reply = combine(TASK_ID, [meta("SUCCESS", 1), None], is_group=True)
+    assert (reply.status, reply.result) == ("PENDING", None)
+
+
+def test_a_group_reports_its_least_advanced_member() -> None:
+    metas = [meta("SUCCESS", 1), meta(PROGRESS, {"done": 1, "total": 2}), meta("STARTED")]
+    assert combine(TASK_ID, metas, is_group=True).status == "STARTED"
+
+
+def test_progress_of_a_single_task_carries_its_counts() -> None:
+    reply = combine(TASK_ID, [meta(PROGRESS, {"done": 3, "total": 10})], is_group=False)
+    assert (reply.status, reply.result) == (PROGRESS, {"done": 3, "total": 10})
+
+
+def test_progress_of_a_group_carries_no_member_counts() -> None:
+    metas = [meta(PROGRESS, {"done": 3, "total": 10}), meta("SUCCESS", 1)]
+    assert (combine(TASK_ID, metas, is_group=True).result) is None
+
+
+def test_a_chain_whose_first_link_failed_ends_with_that_failure() -> None:
+    waiting = combine(TASK_ID, [None], is_group=False)
+    related = [None, meta("SUCCESS", 2), meta("FAILURE", TypeError("no"))]
+    reply = ended_early(TASK_ID, waiting, related)
+    assert reply.status == "FAILURE"
+    assert reply.error is not None and reply.error.type == "TypeError"
+
+
+def test_a_chain_still_running_stays_as_it_was() -> None:
+    waiting = combine(TASK_ID, [None], is_group=False)
+    assert ended_early(TASK_ID, waiting, [meta("SUCCESS", 2), None]) is waiting
