@@ -52,7 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
-    app.state.tasks = TaskRunner(
+    app.state.task_runner = TaskRunner(
         Catalog(celery, settings.CELERY_TASK_QUEUE),
         publisher,
         listener,

@@ -39,7 +39,7 @@ async def poll(client: AsyncClient, headers: dict, task_id: str) -> dict:
 
 
 async def stored_state(app: FastAPI, task_id: str) -> dict | None:
-    (meta,) = await app.state.tasks.listener.fetch([task_id])
+    (meta,) = await app.state.task_runner.listener.fetch([task_id])
     return meta
 
 
@@ -286,7 +286,7 @@ async def test_wait_timeout_is_504_and_stops_the_task(
         assert record["status"] == "REVOKED"
         # The worker terminated the task: it stores REVOKED, never SUCCESS.
         await wait_for_state(app, record["task_id"], "REVOKED")
-        await app.state.tasks.listener.forget([record["task_id"]])
+        await app.state.task_runner.listener.forget([record["task_id"]])
 
 
 async def test_revoking_a_running_task_stops_it(
@@ -306,7 +306,7 @@ async def test_revoking_a_running_task_stops_it(
     assert response.status_code == 202
     assert response.json()["status"] == "REVOKED"
     await wait_for_state(app, str(task_id), "REVOKED")
-    await app.state.tasks.listener.forget([str(task_id)])
+    await app.state.task_runner.listener.forget([str(task_id)])
     again = await client.delete(f"{TASKS}/{task_id}", headers=headers)
     assert again.status_code == 409
 
@@ -372,8 +372,8 @@ async def test_a_waited_task_revoked_meanwhile_is_409(
         await asyncio.wait_for(frozen.wait(), POLL_TIMEOUT)
         task_id = str(submissions[0].task_id)
         await wait_for_state(app, task_id, "PROGRESS")
-        await app.state.tasks.publisher.revoke([task_id])
+        await app.state.task_runner.publisher.revoke([task_id])
         response = await waiting
-        await app.state.tasks.listener.forget([task_id])
+        await app.state.task_runner.listener.forget([task_id])
     assert response.status_code == 409
     assert response.json()["detail"]["status"] == "REVOKED"

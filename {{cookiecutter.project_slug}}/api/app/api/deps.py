@@ -19,13 +19,13 @@ TOKEN_URL = f"{API_V1_PREFIX}/auth/token"
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
     """The settings the app was created with (tests create apps with their own)."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -85,7 +85,7 @@ SuperUser = Annotated[User, Depends(get_current_superuser)]
 
 
 def get_task_runner(request: Request) -> TaskRunner:
-    runner: TaskRunner = request.app.state.tasks
+    runner: TaskRunner = request.app.state.task_runner
     return runner
 
 

@@ -70,11 +70,11 @@ async def hash_password(password: str) -> str:
     return await run_in_threadpool(password_hash.hash, password)
 
 
-def check_password(password: str, hashed: str | None) -> bool:
+def _verify_blocking(password: str, hashed: str | None) -> bool:
     """With no hash (unknown user), check a dummy one and fail."""
     matches = password_hash.verify(password, hashed or dummy_hash())
     return matches and hashed is not None
 
 
 async def verify_password(password: str, hashed: str | None) -> bool:
-    return await run_in_threadpool(check_password, password, hashed)
+    return await run_in_threadpool(_verify_blocking, password, hashed)

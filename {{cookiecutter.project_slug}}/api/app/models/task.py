@@ -26,7 +26,8 @@ class TaskRecord(Timestamps, Base):
     # Tasks whose results make the answer, and every task the request created
     # (to revoke or forget them all).
     answer_ids: Mapped[list[str]] = mapped_column(JSON)
-    related_ids: Mapped[list[str]] = mapped_column(JSON)
+    # The column's name predates the attribute's; renaming it needs no migration.
+    all_ids: Mapped[list[str]] = mapped_column("related_ids", JSON)
     # Last state seen; once final, the answer is kept here and Redis forgets it.
     status: Mapped[str] = mapped_column(String(20), default="PENDING")
     result: Mapped[Any | None] = mapped_column(JSON, default=None)

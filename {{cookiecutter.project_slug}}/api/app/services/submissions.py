@@ -19,7 +19,7 @@ class Submission:
     # The tasks whose results make the answer.
     answer_ids: list[str]
     # Every task the signature creates: the answer's, group members', parents'.
-    related_ids: list[str]
+    all_ids: list[str]
 
     def record(self, owner: User, name: str, reply: TaskReply) -> TaskRecord:
         """The task record of this submission, in the state of the reply."""
@@ -29,7 +29,7 @@ class Submission:
             name=name,
             is_group=self.is_group,
             answer_ids=self.answer_ids,
-            related_ids=self.related_ids,
+            all_ids=self.all_ids,
         )
         task.keep(reply)
         return task
@@ -44,7 +44,7 @@ def freeze(signature: Signature) -> Submission:
         task_id=uuid.UUID(result.id),
         is_group=is_group,
         answer_ids=[item.id for item in answer],
-        related_ids=every_id(result),
+        all_ids=every_id(result),
     )
 
 

@@ -56,11 +56,11 @@ def combine(task_id: uuid.UUID, metas: list[Meta | None], is_group: bool) -> Tas
     return TaskReply(task_id=task_id, status=status, result=jsonable_encoder(progress))
 
 
-def ended_early(task_id: uuid.UUID, reply: TaskReply, related: list[Meta | None]) -> TaskReply:
+def ended_early(task_id: uuid.UUID, reply: TaskReply, every_task: list[Meta | None]) -> TaskReply:
     """A chain whose first link failed or was revoked never runs its last one:
     the answer's own state would stay PENDING forever, so the link's end is the
     answer's."""
-    for meta in related:
+    for meta in every_task:
         if meta is not None and meta["status"] in (states.FAILURE, states.REVOKED):
             return combine(task_id, [meta], is_group=False)
     return reply

@@ -113,7 +113,7 @@ class TaskRunner:
                 self.publisher.finish_in_background(publishing)
         reply = combine(submission.task_id, metas, submission.is_group)
         await self.keep_record(session, submission.record(owner, name, reply))
-        self.listener.forget_soon(submission.related_ids)
+        self.listener.forget_soon(submission.all_ids)
         if reply.status != states.SUCCESS:
             raise TaskFailedError(reply)
         return reply
@@ -124,7 +124,7 @@ class TaskRunner:
         """Stop a task nobody waits for any more, and record it: REVOKED once
         the workers were told, PENDING (to be read later) if they could not be."""
         try:
-            await self.publisher.revoke(submission.related_ids)
+            await self.publisher.revoke(submission.all_ids)
             status = states.REVOKED
         except BrokerUnavailableError:
             status = states.PENDING
@@ -162,18 +162,18 @@ class TaskRunner:
             return task.reply()
         reply = combine(task.id, await self.listener.fetch(task.answer_ids), task.is_group)
         if reply.status not in FINAL:
-            reply = ended_early(task.id, reply, await self.listener.fetch(task.related_ids))
+            reply = ended_early(task.id, reply, await self.listener.fetch(task.all_ids))
         if reply.status in FINAL:
             task.keep(reply)
             await session.commit()
-            await self.listener.forget(task.related_ids)
+            await self.listener.forget(task.all_ids)
         return reply
 
     async def revoke(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
         """Revoke the tasks and stop those that run. Their results are not
         forgotten here: a worker stores REVOKED as it stops one, and that state
         expires with the worker's result_expires."""
-        await self.publisher.revoke(task.related_ids)
+        await self.publisher.revoke(task.all_ids)
         reply = TaskReply(task_id=task.id, status=states.REVOKED)
         task.keep(reply)
         await session.commit()

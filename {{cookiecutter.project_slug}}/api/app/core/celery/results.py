@@ -50,7 +50,9 @@ class ResultListener:
         # Deletions under way: referenced so that they are not collected early.
         self.forgetting: set[asyncio.Task[None]] = set()
 
-    def channel(self, task_id: str) -> bytes:
+    def meta_key(self, task_id: str) -> bytes:
+        """The Redis key of a task's result; the backend also publishes the
+        result on a pub/sub channel of the same name."""
         key: bytes = self.backend.get_key_for_task(task_id)
         return key
 
@@ -142,7 +144,7 @@ class ResultListener:
         """
         pubsub = await self.start()
         loop = asyncio.get_running_loop()
-        channels = [self.channel(task_id) for task_id in task_ids]
+        channels = [self.meta_key(task_id) for task_id in task_ids]
         watch = Watch(self, dict(zip(task_ids, channels, strict=True)), self.confirm_timeout)
         for channel in channels:
             future: asyncio.Future[Meta] = loop.create_future()
@@ -179,7 +181,7 @@ class ResultListener:
     async def fetch(self, task_ids: list[str]) -> list[Meta | None]:
         """The stored state of each task, None when nothing is stored (yet)."""
         try:
-            payloads = await self.redis.mget([self.channel(task_id) for task_id in task_ids])
+            payloads = await self.redis.mget([self.meta_key(task_id) for task_id in task_ids])
         except Exception as error:
             raise ResultBackendUnavailableError from error
         return [self.decode(payload) if payload else None for payload in payloads]
@@ -194,7 +196,7 @@ class ResultListener:
         """Delete delivered results: nobody will ask Redis for them again."""
         if task_ids:
             with contextlib.suppress(Exception):  # they expire anyway
-                await self.redis.delete(*(self.channel(task_id) for task_id in task_ids))
+                await self.redis.delete(*(self.meta_key(task_id) for task_id in task_ids))
 
 
 class Watch:

@@ -33,12 +33,12 @@ async def list_users(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create an account (superusers)")
-async def create(session: SessionDep, _: SuperUser, body: UserCreate) -> UserPublic:
+async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> UserPublic:
     return await create_account(session, body)
 
 
 @router.patch("/{user_id}", summary="Activate, deactivate, promote or demote (superusers)")
-async def update(
+async def update_user(
     session: SessionDep, _: SuperUser, user_id: uuid.UUID, body: UserUpdate
 ) -> UserPublic:
     user = await session.get(User, user_id)
