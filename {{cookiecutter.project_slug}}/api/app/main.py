@@ -36,7 +36,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings)
     redis = Redis.from_url(
         settings.CELERY_RESULT_BACKEND_URL,
-        socket_connect_timeout=settings.READINESS_TIMEOUT,
+        socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
         # Detect a half-dead connection before a request waits on it.
         health_check_interval=30,
     )
@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.CELERY_PUBLISH_POOL_SIZE,
         settings.CELERY_PUBLISH_TIMEOUT,
     )
-    listener = ResultListener(redis, celery.backend, settings.CELERY_PUBLISH_TIMEOUT)
+    listener = ResultListener(redis, celery.backend, settings.RESULT_SUBSCRIBE_TIMEOUT)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis

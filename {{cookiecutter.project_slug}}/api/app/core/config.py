@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # publishing (connection, channel, confirm) before it gets 503.
     CELERY_PUBLISH_POOL_SIZE: int = Field(default=8, gt=0)
     CELERY_PUBLISH_TIMEOUT: float = Field(default=1.5, gt=0)
+    # Seconds a request may spend subscribing to its results in Redis before it
+    # gets 503, and seconds any connection to Redis may take to open.
+    RESULT_SUBSCRIBE_TIMEOUT: float = Field(default=1.5, gt=0)
+    REDIS_CONNECT_TIMEOUT: float = Field(default=2.0, gt=0)
     # Seconds a waiting endpoint waits before it answers 504 and revokes the task.
     TASK_WAIT_TIMEOUT: float = Field(default=10.0, gt=0)
     # Seconds an /async task may wait in the queue before workers discard it.
