@@ -17,12 +17,12 @@ import argparse
 import asyncio
 import math
 import secrets
+import socket
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from celery import Celery
@@ -37,9 +37,9 @@ from app.core.security import create_access_token, password_hash
 from app.migrate import create_database_if_missing, drop_database, upgrade_to_head
 from app.models import User
 from benchmarks.http_load import LoadResult, run, run_load
-from benchmarks.servers import api_server, background_process
+from benchmarks.servers import api_server
+from testkit import celery_worker
 
-WORKER_ROOT = Path(__file__).resolve().parents[2] / "worker"
 # Threads, so that 64 one-second tasks run at once; every design below goes
 # through this same worker.
 WORKER_CONCURRENCY = 64
@@ -191,32 +191,20 @@ def main() -> None:
             "POSTGRES_DATABASE_URL": database_url,
             "CELERY_TASK_QUEUE": queue,
             "SECRET_KEY": secret,
-            "C_FORCE_ROOT": "1",  # pickle as root: this worker serves the bench queue only
         }
         user = asyncio.run(create_user(database_url))
         token = create_access_token(user.id, settings)
-        worker_command = [
-            *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
+        worker_options = [
             *("--pool=threads", f"--concurrency={WORKER_CONCURRENCY}", "--loglevel=WARNING"),
             *("--without-gossip", "--without-mingle", "--without-heartbeat"),
         ]
+        node = f"bench-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         client = plain_client(settings)
         with (
-            background_process(worker_command, WORKER_ROOT, environment),
+            celery_worker(client, queue, node, worker_options),
             api_server(**environment) as base,
         ):
-            wait_for_worker(client, queue)
             measure(args, client, queue, base, token)
-        with client.connection_for_write() as connection:
-            # Celery declared an exchange of the same name along with the queue.
-            connection.default_channel.queue_delete(queue)
-            connection.default_channel.exchange_delete(queue)
-
-
-def wait_for_worker(client: Celery, queue: str) -> None:
-    result = client.send_task(INTEGER_MULTIPLICATION, args=[1], queue=queue)
-    result.get(timeout=60)
-    result.forget()
 
 
 def measure(args: argparse.Namespace, client: Celery, queue: str, base: str, token: str) -> None:

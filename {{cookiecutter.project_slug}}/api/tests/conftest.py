@@ -8,12 +8,9 @@ import asyncio
 import os
 import secrets
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from contextlib import asynccontextmanager
 
 import pytest
 from fastapi import FastAPI
@@ -40,7 +37,7 @@ os.environ.update(
 )
 get_settings.cache_clear()
 
-from app.core.celery.client import ACCEPT_CONTENT, create_celery_client  # noqa: E402
+from app.core.celery.client import create_celery_client  # noqa: E402
 from app.core.config import Settings  # noqa: E402  (settings must be set first)
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
@@ -50,6 +47,7 @@ from app.migrate import (  # noqa: E402
     upgrade_to_head,
 )
 from app.models import Base, User  # noqa: E402
+from testkit import celery_worker, free_port  # noqa: E402
 
 # Hashing is slow on purpose; the users of the tests share one hash.
 PASSWORD = "correct horse battery staple"
@@ -159,60 +157,37 @@ async def superuser(make_user: MakeUser) -> User:
     return await make_user(is_superuser=True)
 
 
-# The worker service sits next to the API in the project; the tests run it as
-# the real process it is. The API itself never imports its code.
-WORKER_ROOT = Path(__file__).resolve().parents[2] / "worker"
-WORKER_STARTUP_TIMEOUT = 30
-
-
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`celery worker` on the test queue, two processes; yields its node name."""
     node = f"api-test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    environment = dict(os.environ)
-    # Celery refuses a pickle-accepting worker as root; test machines often are.
-    if "pickle" in ACCEPT_CONTENT and os.geteuid() == 0:
-        environment["C_FORCE_ROOT"] = "1"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
-                *("--concurrency=2", f"--hostname={node}", "--loglevel=INFO"),
-                *("--without-gossip", "--without-mingle"),
-            ],
-            cwd=WORKER_ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
     client = create_celery_client(settings)
+    options = ["--concurrency=2", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
     try:
-        deadline = time.monotonic() + WORKER_STARTUP_TIMEOUT
-        while not client.control.ping(destination=[node], timeout=0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the worker did not start:\n{log.read_text()}")
-        yield node
+        with (
+            log.open("w") as output,
+            celery_worker(client, TEST_QUEUE, node, options, output=output),
+        ):
+            yield node
+    except RuntimeError as error:
+        pytest.fail(f"{error}:\n{log.read_text()}")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        with client.connection_for_write() as connection:
-            # Celery declared an exchange of the same name along with the queue.
-            connection.default_channel.queue_delete(TEST_QUEUE)
-            connection.default_channel.exchange_delete(TEST_QUEUE)
         client.close()
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """The app started as uvicorn starts it (lifespan), and a client for it."""
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
 
 
 @pytest.fixture
 def closed_port() -> int:
-    """A port nothing listens on: connections are refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture

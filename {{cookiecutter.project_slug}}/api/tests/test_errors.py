@@ -7,6 +7,7 @@ from app.api.deps import SessionDep
 from app.core.config import Settings
 from app.main import create_app
 from app.models import User
+from tests.conftest import serving
 
 
 async def test_unexpected_error_is_json_without_a_traceback(settings: Settings) -> None:
@@ -47,10 +48,8 @@ async def test_a_failed_request_commits_nothing(settings: Settings, engine: Asyn
         raise HTTPException(status_code=400, detail="changed my mind")
 
     app.add_api_route("/api/v1/half-done", half_done, methods=["POST"])
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://test") as client:
-            response = await client.post("/api/v1/half-done")
+    async with serving(app) as client:
+        response = await client.post("/api/v1/half-done")
     assert response.status_code == 400
     async with engine.connect() as connection:  # ...and is gone after the request
         assert await connection.scalar(select(func.count()).select_from(User)) == 0

@@ -1,12 +1,11 @@
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 
 from app.core.config import Settings
 from app.main import create_app
+from tests.conftest import serving
 
 READY_URL = "/api/v1/health/ready"
 FAST_TIMEOUT = 0.5
@@ -27,14 +26,6 @@ async def test_ready_when_every_dependency_answers(client: AsyncClient) -> None:
     assert all(part["status"] == "ok" for part in body["components"].values())
 
 
-async def started(settings: Settings) -> AsyncIterator[AsyncClient]:
-    app: FastAPI = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
 def pointed_at(settings: Settings, component: str, port: int) -> Settings:
     urls = {
         "postgres": ("POSTGRES_DATABASE_URL", f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x"),
@@ -51,7 +42,7 @@ async def test_dead_dependency_makes_ready_503_within_the_timeout(
     settings: Settings, request: pytest.FixtureRequest, component: str, port_kind: str
 ) -> None:
     port = request.getfixturevalue(port_kind)
-    async for client in started(pointed_at(settings, component, port)):
+    async with serving(create_app(pointed_at(settings, component, port))) as client:
         began = time.perf_counter()
         response = await client.get(READY_URL)
         elapsed = time.perf_counter() - began

@@ -3,8 +3,9 @@ import re
 from httpx import AsyncClient
 
 from app.core.config import Settings
+from app.main import create_app
 from app.models import User
-from tests.test_health import started
+from tests.conftest import serving
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -66,7 +67,9 @@ async def test_requests_in_progress_include_the_scrape(client: AsyncClient) -> N
 
 
 async def test_metrics_can_be_turned_off(settings: Settings) -> None:
-    async for client in started(settings.model_copy(update={"METRICS_ENABLED": False})):
+    async with serving(
+        create_app(settings.model_copy(update={"METRICS_ENABLED": False}))
+    ) as client:
         response = await client.get("/metrics")
     assert response.status_code == 404
 

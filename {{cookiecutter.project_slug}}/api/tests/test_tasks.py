@@ -4,11 +4,10 @@ and result backend."""
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.core.celery.catalog import INTEGERS_SUM
@@ -18,7 +17,7 @@ from app.models import User
 from app.schemas.task import TaskReply
 from app.services import tasks as tasks_service
 from app.services.submissions import Submission
-from tests.conftest import MakeUser
+from tests.conftest import MakeUser, serving
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -234,13 +233,10 @@ async def failing_sum(session: SessionDep, user: CurrentUser, runner: TaskRunner
     )
 
 
-async def started(settings: Settings) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
+def with_failing_route(settings: Settings) -> FastAPI:
     app = create_app(settings)
     app.add_api_route("/api/v1/test/failing-sum", failing_sum, methods=["POST"])
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://test") as client:
-            yield app, client
+    return app
 
 
 async def wait_for_state(app: FastAPI, task_id: str, status: str, seconds: float = 10) -> dict:
@@ -257,7 +253,7 @@ async def test_failed_task_is_500_with_type_and_message(
     settings: Settings, user: User, auth_headers
 ) -> None:
     headers = auth_headers(user)
-    async for _, client in started(settings):
+    async with serving(with_failing_route(settings)) as client:
         response = await client.post("/api/v1/test/failing-sum", headers=headers)
         assert response.status_code == 500
         detail = response.json()["detail"]
@@ -273,7 +269,8 @@ async def test_wait_timeout_is_504_and_stops_the_task(
     settings: Settings, user: User, auth_headers
 ) -> None:
     headers = auth_headers(user)
-    async for app, client in started(settings.model_copy(update={"TASK_WAIT_TIMEOUT": 0.5})):
+    app = with_failing_route(settings.model_copy(update={"TASK_WAIT_TIMEOUT": 0.5}))
+    async with serving(app) as client:
         began = time.perf_counter()
         response = await client.post(
             f"{TASKS}/long-running", json={"seconds": 3, "steps": 30}, headers=headers
@@ -320,7 +317,7 @@ async def test_dead_broker_is_503_in_under_two_seconds(
         update={"CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{port}//"}
     )
     headers = auth_headers(user)
-    async for _, client in started(broken):
+    async with serving(with_failing_route(broken)) as client:
         for path in ("tasks/integer-multiplication", "tasks/integer-multiplication/async"):
             began = time.perf_counter()
             response = await client.post(f"/api/v1/{path}", json={"integer": 1}, headers=headers)
@@ -342,7 +339,7 @@ async def test_dead_result_backend_is_503_without_blocking(
         update={"CELERY_RESULT_BACKEND_URL": f"redis://127.0.0.1:{closed_port}/0"}
     )
     body = {"integer": 1, "size": 3, "integers": [1, 2]}
-    async for _, client in started(broken):
+    async with serving(with_failing_route(broken)) as client:
         began = time.perf_counter()
         response = await client.post(path, json=body, headers=auth_headers(user))
         elapsed = time.perf_counter() - began
@@ -365,7 +362,8 @@ async def test_a_waited_task_revoked_meanwhile_is_409(
 
     monkeypatch.setattr(tasks_service, "freeze", freeze_and_keep)
     body = {"seconds": 3, "steps": 30}
-    async for app, client in started(settings):
+    app = with_failing_route(settings)
+    async with serving(app) as client:
         waiting = asyncio.ensure_future(
             client.post(f"{TASKS}/long-running", json=body, headers=auth_headers(user))
         )
