@@ -1,26 +1,50 @@
-"""What the API's tests and benchmarks share to run the real thing: a free port,
-and a Celery worker process on a queue of its own, removed when it stops.
+"""What the API's tests and benchmarks share to run the real thing: a database
+of their own, a free port, processes in the background, and a Celery worker
+process on a queue of its own, removed when it stops.
 
 Not part of the service: the image and the package leave it out.
 """
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from celery import Celery
+from sqlalchemy import make_url
 
 from app.core.celery.client import ACCEPT_CONTENT
+from app.migrate import create_database_if_missing, drop_database, upgrade_to_head
 
 # The worker service sits next to the API in the project; tests and benchmarks
 # run it as the real process it is. The API itself never imports its code.
 WORKER_ROOT = Path(__file__).resolve().parents[1] / "worker"
+
+
+def database_beside(configured_url: str, purpose: str) -> str:
+    """The URL of a new database on the configured server: `<name>_<purpose>_<random>`,
+    so a run never touches the data of the service it tests."""
+    configured = make_url(configured_url)
+    name = f"{configured.database}_{purpose}_{uuid.uuid4().hex[:8]}"
+    return configured.set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def migrated_database(url: str) -> Iterator[str]:
+    """Create the URL's database and migrate it; drop it when the block ends."""
+    asyncio.run(create_database_if_missing(url))
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        asyncio.run(drop_database(url))
 
 
 def free_port() -> int:
@@ -38,6 +62,29 @@ def worker_environment(**settings: str) -> dict[str, str]:
     if "pickle" in ACCEPT_CONTENT and os.geteuid() == 0:
         environment["C_FORCE_ROOT"] = "1"
     return environment
+
+
+@contextmanager
+def background_process(
+    command: list[str], cwd: Path, environment: dict[str, str], output: IO[str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process for the duration of the block, stopped (then killed) after it."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, **environment},
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager
@@ -61,26 +108,15 @@ def celery_worker(
         f"--hostname={node}",
         *options,
     ]
-    process = subprocess.Popen(
-        command,
-        cwd=WORKER_ROOT,
-        env=worker_environment(CELERY_TASK_QUEUE=queue, **settings),
-        stdout=output,
-        stderr=subprocess.STDOUT if output else None,
-    )
+    environment = worker_environment(CELERY_TASK_QUEUE=queue, **settings)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while not client.control.ping(destination=[node], timeout=0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker {node} did not start")
-        yield node
+        with background_process(command, WORKER_ROOT, environment, output) as process:
+            deadline = time.monotonic() + startup_timeout
+            while not client.control.ping(destination=[node], timeout=0.5):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker {node} did not start")
+            yield node
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         with client.connection_for_write() as connection:
             connection.default_channel.queue_delete(queue)
             connection.default_channel.exchange_delete(queue)

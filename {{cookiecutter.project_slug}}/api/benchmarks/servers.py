@@ -1,6 +1,5 @@
 """Start the API as uvicorn processes for a benchmark, and stop them after."""
 
-import os
 import subprocess
 import sys
 import time
@@ -9,26 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from testkit import free_port
+from testkit import background_process, free_port
 
 API_ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def background_process(
-    command: list[str], cwd: Path, environment: dict[str, str]
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A process for the duration of the block, stopped (then killed) after it."""
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **environment})
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager

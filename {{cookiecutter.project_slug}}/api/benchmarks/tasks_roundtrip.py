@@ -21,24 +21,21 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 from asgiref.sync import sync_to_async
 from celery import Celery
 from pydantic import SecretStr
-from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.core.celery.catalog import INTEGER_MULTIPLICATION
 from app.core.celery.client import ACCEPT_CONTENT, TASK_SERIALIZER
 from app.core.config import Settings, get_settings
 from app.core.security import create_access_token, password_hash
-from app.migrate import create_database_if_missing, drop_database, upgrade_to_head
 from app.models import User
 from benchmarks.http_load import LoadResult, run, run_load
 from benchmarks.servers import api_server
-from testkit import celery_worker
+from testkit import celery_worker, database_beside, migrated_database
 
 # Threads, so that 64 one-second tasks run at once; every design below goes
 # through this same worker.
@@ -136,19 +133,6 @@ def send_then_collect(client: Celery, queue: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-@contextmanager
-def bench_database(settings: Settings) -> Iterator[str]:
-    configured = make_url(settings.POSTGRES_DATABASE_URL)
-    name = f"{configured.database}_bench_{uuid.uuid4().hex[:8]}"
-    url = configured.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(create_database_if_missing(url))
-    try:
-        upgrade_to_head(url)
-        yield url
-    finally:
-        asyncio.run(drop_database(url))
-
-
 async def create_user(database_url: str) -> User:
     engine = create_async_engine(database_url)
     try:
@@ -179,7 +163,9 @@ def main() -> None:
     configured = get_settings()
     queue = f"bench.{configured.CELERY_TASK_QUEUE}.{uuid.uuid4().hex[:8]}"
     secret = secrets.token_urlsafe(32)
-    with bench_database(configured) as database_url:
+    with migrated_database(
+        database_beside(configured.POSTGRES_DATABASE_URL, "bench")
+    ) as database_url:
         settings = configured.model_copy(
             update={
                 "POSTGRES_DATABASE_URL": database_url,

@@ -4,7 +4,6 @@ The database is created next to the configured one, on the same server, and
 dropped at the end, so the tests never touch the data of the service they test.
 """
 
-import asyncio
 import os
 import secrets
 import socket
@@ -41,13 +40,8 @@ from app.core.celery.client import create_celery_client  # noqa: E402
 from app.core.config import Settings  # noqa: E402  (settings must be set first)
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.migrate import (  # noqa: E402
-    create_database_if_missing,
-    drop_database,
-    upgrade_to_head,
-)
 from app.models import Base, User  # noqa: E402
-from testkit import celery_worker, free_port  # noqa: E402
+from testkit import celery_worker, free_port, migrated_database  # noqa: E402
 
 # Hashing is slow on purpose; the users of the tests share one hash.
 PASSWORD = "correct horse battery staple"
@@ -69,12 +63,8 @@ def database_url() -> Iterator[str]:
     problem = postgres_problem()
     if problem:
         pytest.exit(f"Cannot test the API: {problem}", returncode=3)
-    asyncio.run(create_database_if_missing(TEST_DATABASE_URL))
-    try:
-        upgrade_to_head(TEST_DATABASE_URL)
-        yield TEST_DATABASE_URL
-    finally:
-        asyncio.run(drop_database(TEST_DATABASE_URL))
+    with migrated_database(TEST_DATABASE_URL) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
