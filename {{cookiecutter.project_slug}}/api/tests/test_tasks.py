@@ -4,8 +4,10 @@ and result backend."""
 import asyncio
 import time
 import uuid
+from datetime import datetime
 
 import pytest
+from celery.canvas import Signature
 from fastapi import FastAPI
 from httpx import AsyncClient
 
@@ -228,9 +230,10 @@ async def test_tasks_need_a_token(client: AsyncClient, method: str, path: str) -
 # A route that only the tests add, to reach a path no public endpoint can: the
 # API validates its bodies, so its tasks do not fail.
 async def failing_sum(session: SessionDep, user: CurrentUser, runner: TaskRunnerDep) -> TaskReply:
-    return await runner.wait(
-        session, user, "failing-sum", runner.catalog.task, INTEGERS_SUM, [1, "x"]
-    )
+    def build(expires: datetime) -> Signature:
+        return runner.catalog.task(INTEGERS_SUM, [1, "x"], expires=expires)
+
+    return await runner.wait(session, user, "failing-sum", build)
 
 
 def with_failing_route(settings: Settings) -> FastAPI:

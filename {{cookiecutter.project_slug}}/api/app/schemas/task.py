@@ -4,14 +4,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-
-class TaskBody(BaseModel):
-    """A request body that knows the task arguments it stands for."""
-
-    def arguments(self) -> tuple[Any, ...]:
-        raise NotImplementedError
-
-
 # Bounds that keep one request from flooding the queue or a worker.
 MAX_INTEGERS = 1000
 MAX_WORKFLOW_SIZE = 50
@@ -20,34 +12,25 @@ MAX_SECONDS = 50
 MAX_STEPS = 100
 
 
-class IntegerIn(TaskBody):
+# Each body's fields are the keyword arguments of its Catalog method.
+
+
+class IntegerIn(BaseModel):
     integer: int
 
-    def arguments(self) -> tuple[Any, ...]:
-        return (self.integer,)
 
-
-class IntegersIn(TaskBody):
+class IntegersIn(BaseModel):
     integers: Annotated[list[int], Field(min_length=1, max_length=MAX_INTEGERS)]
 
-    def arguments(self) -> tuple[Any, ...]:
-        return (self.integers,)
 
-
-class LongRunningIn(TaskBody):
+class LongRunningIn(BaseModel):
     seconds: Annotated[float, Field(gt=0, le=MAX_SECONDS)]
     steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 10
 
-    def arguments(self) -> tuple[Any, ...]:
-        return (self.seconds, self.steps)
 
-
-class WorkflowIn(TaskBody):
+class WorkflowIn(BaseModel):
     integer: int
     size: Annotated[int, Field(ge=1, le=MAX_WORKFLOW_SIZE)]
-
-    def arguments(self) -> tuple[Any, ...]:
-        return (self.integer, self.size)
 
 
 class TaskError(BaseModel):

@@ -19,6 +19,9 @@ from app.schemas.task import TaskReply
 from app.services.submissions import Submission, freeze
 from app.services.task_states import FINAL, combine, ended_early
 
+# What a route hands the runner: the signature to send, given its expiry.
+SignatureBuilder = Callable[[datetime], Signature]
+
 
 class TaskTimeoutError(Exception):
     def __init__(self, task_id: uuid.UUID, seconds: float) -> None:
@@ -80,16 +83,11 @@ class TaskRunner:
         return datetime.now(UTC) + timedelta(seconds=seconds)
 
     async def wait(
-        self,
-        session: AsyncSession,
-        owner: User,
-        name: str,
-        build: Callable[..., Signature],
-        *args: object,
+        self, session: AsyncSession, owner: User, name: str, build: SignatureBuilder
     ) -> TaskReply:
-        """Publish build(*args), wait for the answer and record it; raise
+        """Publish build(expires), wait for the answer and record it; raise
         TaskFailedError or TaskTimeoutError when there is no result to give."""
-        submission = freeze(build(*args, expires=self.expiry(waiting=True)))
+        submission = freeze(build(self.expiry(waiting=True)))
         # End the read transaction of authentication: no database connection
         # stays checked out while the task runs.
         await session.commit()
@@ -138,15 +136,10 @@ class TaskRunner:
         await commit_without_waiting_for_flush(session)
 
     async def submit(
-        self,
-        session: AsyncSession,
-        owner: User,
-        name: str,
-        build: Callable[..., Signature],
-        *args: object,
+        self, session: AsyncSession, owner: User, name: str, build: SignatureBuilder
     ) -> uuid.UUID:
-        """Publish build(*args) and record it; the caller comes back for the result."""
-        submission = freeze(build(*args, expires=self.expiry(waiting=False)))
+        """Publish build(expires) and record it; the caller comes back for the result."""
+        submission = freeze(build(self.expiry(waiting=False)))
         task = submission.record(
             owner, name, TaskReply(task_id=submission.task_id, status=states.PENDING)
         )

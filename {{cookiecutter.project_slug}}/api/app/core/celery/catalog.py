@@ -17,7 +17,11 @@ LONG_RUNNING = f"{WORKER_NAME}.long_running"
 
 
 class Catalog:
-    """Signatures of the worker's tasks, bound to a queue and an expiry."""
+    """Signatures of the worker's tasks, bound to a queue and an expiry.
+
+    Each public method builds what one endpoint sends; its keyword arguments are
+    the fields of the endpoint's body (app/schemas/task.py).
+    """
 
     def __init__(self, client: Celery, queue: str) -> None:
         self.client = client
@@ -28,29 +32,29 @@ class Catalog:
             name, args=args, queue=self.queue, serializer=TASK_SERIALIZER, expires=expires
         )
 
-    def integer_multiplication(self, integer: int, *, expires: datetime) -> Signature:
+    def integer_multiplication(self, *, integer: int, expires: datetime) -> Signature:
         return self.task(INTEGER_MULTIPLICATION, integer, expires=expires)
 
-    def integers_sum(self, integers: list[int], *, expires: datetime) -> Signature:
+    def integers_sum(self, *, integers: list[int], expires: datetime) -> Signature:
         return self.task(INTEGERS_SUM, integers, expires=expires)
 
-    def long_running(self, seconds: float, steps: int, *, expires: datetime) -> Signature:
+    def long_running(self, *, seconds: float, steps: int, expires: datetime) -> Signature:
         """Work for `seconds`, reporting PROGRESS after each of `steps` steps."""
         return self.task(LONG_RUNNING, seconds, steps, expires=expires)
 
-    def chain(self, integer: int, size: int, *, expires: datetime) -> Signature:
+    def chain(self, *, integer: int, size: int, expires: datetime) -> Signature:
         """integer doubled size + 1 times: integer * 2 ** (size + 1)."""
         first = self.task(INTEGER_MULTIPLICATION, integer, expires=expires)
         rest = [self.task(INTEGER_MULTIPLICATION, expires=expires) for _ in range(size)]
         return chain(first, *rest)
 
-    def group(self, integer: int, size: int, *, expires: datetime) -> Signature:
+    def group(self, *, integer: int, size: int, expires: datetime) -> Signature:
         """size doublings of integer in parallel: [integer * 2] * size."""
         return group(
             self.task(INTEGER_MULTIPLICATION, integer, expires=expires) for _ in range(size)
         )
 
-    def chord(self, integer: int, size: int, *, expires: datetime) -> Signature:
+    def chord(self, *, integer: int, size: int, expires: datetime) -> Signature:
         """The group above, then the sum of its results: integer * 2 * size."""
-        header = self.group(integer, size, expires=expires)
+        header = self.group(integer=integer, size=size, expires=expires)
         return chord(header, self.task(INTEGERS_SUM, expires=expires))

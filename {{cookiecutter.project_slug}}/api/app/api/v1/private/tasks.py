@@ -7,7 +7,8 @@ from fastapi import APIRouter, HTTPException, status
 
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.api.ownership import get_owned, owned_page
-from app.api.v1.private.twins import TASKS_PATH, add_twins
+from app.api.v1.private.task_routes import TASKS_PATH, TaskEndpoint, add_task_routes
+from app.core.celery.catalog import Catalog
 from app.models import TaskRecord
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.task import IntegerIn, IntegersIn, LongRunningIn, TaskReply, TaskSummary
@@ -15,30 +16,19 @@ from app.services.task_states import FINAL
 
 router = APIRouter(prefix=TASKS_PATH)
 
-add_twins(
-    router,
-    "/integer-multiplication",
-    "integer-multiplication",
-    IntegerIn,
-    lambda catalog: catalog.integer_multiplication,
-    "Double an integer",
-)
-add_twins(
-    router,
-    "/integers-sum",
-    "integers-sum",
-    IntegersIn,
-    lambda catalog: catalog.integers_sum,
-    "Sum integers",
-)
-add_twins(
-    router,
-    "/long-running",
-    "long-running",
-    LongRunningIn,
-    lambda catalog: catalog.long_running,
-    "Work for `seconds`, reporting PROGRESS after each of `steps` steps",
-)
+TASK_ENDPOINTS = [
+    TaskEndpoint(
+        "/integer-multiplication", IntegerIn, Catalog.integer_multiplication, "Double an integer"
+    ),
+    TaskEndpoint("/integers-sum", IntegersIn, Catalog.integers_sum, "Sum integers"),
+    TaskEndpoint(
+        "/long-running",
+        LongRunningIn,
+        Catalog.long_running,
+        "Work for `seconds`, reporting PROGRESS after each of `steps` steps",
+    ),
+]
+add_task_routes(router, TASK_ENDPOINTS)
 
 
 @router.get("", summary="Your tasks, newest first, with their last seen state")

@@ -8,32 +8,22 @@
 from fastapi import APIRouter
 
 from app.api import API_V1_PREFIX
-from app.api.v1.private.twins import add_twins
+from app.api.v1.private.task_routes import TaskEndpoint, add_task_routes
+from app.core.celery.catalog import Catalog
 from app.schemas.task import WorkflowIn
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/workflows")
 
-add_twins(
-    router,
-    "/chain",
-    "chain",
-    WorkflowIn,
-    lambda catalog: catalog.chain,
-    "Double `integer` `size` + 1 times in a chain",
-)
-add_twins(
-    router,
-    "/group",
-    "group",
-    WorkflowIn,
-    lambda catalog: catalog.group,
-    "Double `integer` `size` times in parallel",
-)
-add_twins(
-    router,
-    "/chord",
-    "chord",
-    WorkflowIn,
-    lambda catalog: catalog.chord,
-    "Sum the parallel doublings of `integer`, `size` of them",
-)
+WORKFLOW_ENDPOINTS = [
+    TaskEndpoint(
+        "/chain", WorkflowIn, Catalog.chain, "Double `integer` `size` + 1 times in a chain"
+    ),
+    TaskEndpoint("/group", WorkflowIn, Catalog.group, "Double `integer` `size` times in parallel"),
+    TaskEndpoint(
+        "/chord",
+        WorkflowIn,
+        Catalog.chord,
+        "Sum the parallel doublings of `integer`, `size` of them",
+    ),
+]
+add_task_routes(router, WORKFLOW_ENDPOINTS)
