@@ -189,7 +189,7 @@ def test_answers_file_replays_the_same_project(bake, tmp_path):
 
 def test_the_api_knows_the_worker_tasks_by_name_only(bake):
     project = bake(worker_name="billing.jobs")
-    catalog = (project / "api/app/core/celery/catalog.py").read_text()
+    catalog = (project / "api/app/core/producer/catalog.py").read_text()
     assert 'WORKER_NAME = "billing.jobs"' in catalog
     tasks = (project / "worker/worker/tasks.py").read_text()
     for task in ("integer_multiplication", "integers_sum", "long_running"):
@@ -203,7 +203,7 @@ def test_the_api_knows_the_worker_tasks_by_name_only(bake):
 @pytest.mark.parametrize("serializer", ["json", "pickle"])
 def test_the_api_and_the_worker_agree_on_the_serializer(bake, serializer):
     project = bake(task_serializer=serializer)
-    for relative in ("api/app/core/celery/client.py", "worker/worker/config.py"):
+    for relative in ("api/app/core/producer/serialization.py", "worker/worker/config.py"):
         text = (project / relative).read_text()
         assert f'TASK_SERIALIZER = "{serializer}"' in text
         assert 'ACCEPT_CONTENT = sorted({TASK_SERIALIZER, "json"})' in text

@@ -20,7 +20,7 @@ from typing import IO
 from celery import Celery
 from sqlalchemy import make_url
 
-from app.core.celery.client import ACCEPT_CONTENT
+from app.core.producer.serialization import ACCEPT_CONTENT
 from app.migrate import create_database_if_missing, drop_database, upgrade_to_head
 
 # The worker service sits next to the API in the project; tests and benchmarks

@@ -11,13 +11,14 @@ from app.api import API_V1_PREFIX
 from app.api.v1 import api_router
 from app.api.v1.private.task_errors import add_task_error_handlers
 from app.core import metrics
-from app.core.celery.catalog import Catalog
-from app.core.celery.client import create_celery_client
-from app.core.celery.publisher import Publisher
-from app.core.celery.results import ResultListener
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import add_error_handlers
+from app.core.producer.catalog import Catalog
+from app.core.producer.client import create_celery_client
+from app.core.producer.publisher import Publisher
+from app.core.producer.results import ResultListener
+from app.core.producer.revoker import Revoker
 from app.services.tasks import TaskRunner
 
 OPENAPI_TAGS = [
@@ -42,7 +43,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     celery = create_celery_client(settings)
     publisher = Publisher(
-        celery,
         redis,
         settings.CELERY_BROKER_URL,
         settings.CELERY_PUBLISH_POOL_SIZE,
@@ -56,6 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         Catalog(celery, settings.CELERY_TASK_QUEUE),
         publisher,
         listener,
+        Revoker(celery, settings.CELERY_PUBLISH_TIMEOUT),
         wait_timeout=settings.TASK_WAIT_TIMEOUT,
         expires=settings.TASK_EXPIRES,
     )

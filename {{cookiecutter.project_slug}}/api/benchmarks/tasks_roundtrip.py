@@ -28,9 +28,9 @@ from celery import Celery
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from app.core.celery.catalog import INTEGER_MULTIPLICATION
-from app.core.celery.client import ACCEPT_CONTENT, TASK_SERIALIZER
 from app.core.config import Settings, get_settings
+from app.core.producer.catalog import INTEGER_MULTIPLICATION
+from app.core.producer.serialization import ACCEPT_CONTENT, TASK_SERIALIZER
 from app.core.security import create_access_token, password_hash
 from app.models import User
 from benchmarks.http_load import LoadResult, run, run_load

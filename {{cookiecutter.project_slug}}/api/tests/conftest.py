@@ -36,8 +36,8 @@ os.environ.update(
 )
 get_settings.cache_clear()
 
-from app.core.celery.client import create_celery_client  # noqa: E402
 from app.core.config import Settings  # noqa: E402  (settings must be set first)
+from app.core.producer.client import create_celery_client  # noqa: E402
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base, User  # noqa: E402

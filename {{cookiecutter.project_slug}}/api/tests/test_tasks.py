@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
-from app.core.celery.catalog import INTEGERS_SUM
 from app.core.config import Settings
+from app.core.producer.catalog import INTEGERS_SUM
 from app.main import create_app
 from app.models import User
 from app.schemas.task import TaskReply
@@ -373,7 +373,7 @@ async def test_a_waited_task_revoked_meanwhile_is_409(
         await asyncio.wait_for(frozen.wait(), POLL_TIMEOUT)
         task_id = str(submissions[0].task_id)
         await wait_for_state(app, task_id, "PROGRESS")
-        await app.state.task_runner.publisher.revoke([task_id])
+        await app.state.task_runner.revoker.revoke([task_id])
         response = await waiting
         await app.state.task_runner.listener.forget([task_id])
     assert response.status_code == 409

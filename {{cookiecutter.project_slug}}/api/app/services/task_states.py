@@ -9,7 +9,7 @@ import uuid
 from celery import states
 from fastapi.encoders import jsonable_encoder
 
-from app.core.celery.results import Meta
+from app.core.producer.results import Meta
 from app.schemas.task import TaskError, TaskReply
 
 # Unfinished states in the order a task goes through them: a group reports its

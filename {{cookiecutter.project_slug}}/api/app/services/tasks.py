@@ -10,10 +10,11 @@ from celery import states
 from celery.canvas import Signature
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.celery.catalog import Catalog
-from app.core.celery.publisher import BrokerUnavailableError, Publisher
-from app.core.celery.results import Meta, ResultBackendUnavailableError, ResultListener
 from app.core.db import commit_without_waiting_for_flush
+from app.core.producer.catalog import Catalog
+from app.core.producer.publisher import BrokerUnavailableError, Publisher
+from app.core.producer.results import Meta, ResultBackendUnavailableError, ResultListener
+from app.core.producer.revoker import Revoker
 from app.models import TaskRecord, User
 from app.schemas.task import TaskReply
 from app.services.submissions import Submission, freeze
@@ -67,12 +68,14 @@ class TaskRunner:
         catalog: Catalog,
         publisher: Publisher,
         listener: ResultListener,
+        revoker: Revoker,
         wait_timeout: float,
         expires: float,
     ) -> None:
         self.catalog = catalog
         self.publisher = publisher
         self.listener = listener
+        self.revoker = revoker
         self.wait_timeout = wait_timeout
         self.expires = expires
 
@@ -122,7 +125,7 @@ class TaskRunner:
         """Stop a task nobody waits for any more, and record it: REVOKED once
         the workers were told, PENDING (to be read later) if they could not be."""
         try:
-            await self.publisher.revoke(submission.all_ids)
+            await self.revoker.revoke(submission.all_ids)
             status = states.REVOKED
         except BrokerUnavailableError:
             status = states.PENDING
@@ -166,7 +169,7 @@ class TaskRunner:
         """Revoke the tasks and stop those that run. Their results are not
         forgotten here: a worker stores REVOKED as it stops one, and that state
         expires with the worker's result_expires."""
-        await self.publisher.revoke(task.all_ids)
+        await self.revoker.revoke(task.all_ids)
         reply = TaskReply(task_id=task.id, status=states.REVOKED)
         task.keep(reply)
         await session.commit()

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
-from app.core.celery.catalog import Catalog
+from app.core.producer.catalog import Catalog
 from app.schemas.task import TaskAccepted, TaskReply
 from app.services.tasks import SignatureBuilder
 

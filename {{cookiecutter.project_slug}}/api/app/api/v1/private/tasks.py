@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.api.ownership import get_owned, owned_page
 from app.api.v1.private.task_routes import TASKS_PATH, TaskEndpoint, add_task_routes
-from app.core.celery.catalog import Catalog
+from app.core.producer.catalog import Catalog
 from app.models import TaskRecord
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.task import IntegerIn, IntegersIn, LongRunningIn, TaskReply, TaskSummary

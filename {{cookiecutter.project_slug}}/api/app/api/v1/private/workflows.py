@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from app.api import API_V1_PREFIX
 from app.api.v1.private.task_routes import TaskEndpoint, add_task_routes
-from app.core.celery.catalog import Catalog
+from app.core.producer.catalog import Catalog
 from app.schemas.task import WorkflowIn
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/workflows")

@@ -16,13 +16,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
-from celery import Celery
 from celery.canvas import Signature
-from kombu.exceptions import OperationalError
 from redis.asyncio import Redis
 
-from app.core.celery.messages import ChordSize, OutgoingMessage, build_messages
-from app.core.celery.results import ResultBackendUnavailableError
+from app.core.producer.chord_sizes import write_chord_sizes
+from app.core.producer.messages import OutgoingMessage, build_messages
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +58,7 @@ class ChannelPool:
 
 
 class Publisher:
-    def __init__(
-        self, client: Celery, redis: Redis, url: str, pool_size: int, deadline: float
-    ) -> None:
-        self.client = client
+    def __init__(self, redis: Redis, url: str, pool_size: int, deadline: float) -> None:
         self.redis = redis
         self.url = url
         self.deadline = deadline
@@ -88,7 +83,7 @@ class Publisher:
 
     async def publish(self, signature: Signature) -> None:
         outgoing = build_messages(signature)
-        await self.write_chord_sizes(outgoing.chord_sizes)
+        await write_chord_sizes(self.redis, outgoing.chord_sizes, self.deadline)
         try:
             async with asyncio.timeout(self.deadline), self.channels.channel() as channel:
                 await self.declare_queues(channel, outgoing.messages)
@@ -100,19 +95,6 @@ class Publisher:
             self.declared.clear()
             logger.warning("Broker unavailable: %r", error)
             raise BrokerUnavailableError from error
-
-    async def write_chord_sizes(self, chord_sizes: list[ChordSize]) -> None:
-        if not chord_sizes:
-            return
-        try:
-            async with asyncio.timeout(self.deadline), self.redis.pipeline() as pipe:
-                for chord in chord_sizes:
-                    # A chord run again under the same id starts counting anew.
-                    pipe.delete(chord.counter_key)
-                    pipe.set(chord.size_key, chord.size, ex=chord.expires)
-                await pipe.execute()
-        except Exception as error:  # redis raises several unrelated types
-            raise ResultBackendUnavailableError from error
 
     async def declare_queues(
         self, channel: AbstractChannel, messages: list[OutgoingMessage]
@@ -163,18 +145,6 @@ class Publisher:
             return
         self.unfinished.add(publishing)
         publishing.add_done_callback(self.unfinished.discard)
-
-    async def revoke(self, task_ids: list[str]) -> None:
-        """Ask every worker to drop these tasks, and to stop them if they run.
-
-        Celery's broadcast is synchronous; revoking is rare, so it borrows a
-        thread of the default pool for the moment it takes.
-        """
-        try:
-            async with asyncio.timeout(self.deadline):
-                await asyncio.to_thread(self.client.control.revoke, task_ids, terminate=True)
-        except (TimeoutError, OperationalError, OSError) as error:
-            raise BrokerUnavailableError from error
 
     async def close(self) -> None:
         await asyncio.gather(*self.unfinished, return_exceptions=True)

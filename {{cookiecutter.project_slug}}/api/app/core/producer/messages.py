@@ -16,6 +16,8 @@ from celery import Celery
 from celery.canvas import Signature
 from kombu.serialization import dumps
 
+from app.core.producer.chord_sizes import ChordSize
+
 
 @dataclass
 class OutgoingMessage:
@@ -29,17 +31,6 @@ class OutgoingMessage:
     properties: dict[str, Any]
     # kombu Queue objects: the queues to declare before sending.
     declare: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class ChordSize:
-    """How many header results a chord waits for, stored in Redis before the
-    header is sent (the worker that finishes the last one starts the body)."""
-
-    size_key: bytes
-    counter_key: bytes
-    size: int
-    expires: int | None
 
 
 @dataclass

@@ -8,7 +8,7 @@ from datetime import datetime
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
-from app.core.celery.client import TASK_SERIALIZER
+from app.core.producer.serialization import TASK_SERIALIZER
 
 WORKER_NAME = "{{ cookiecutter.worker_name }}"
 INTEGER_MULTIPLICATION = f"{WORKER_NAME}.integer_multiplication"

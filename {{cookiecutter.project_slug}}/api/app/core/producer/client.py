@@ -5,13 +5,10 @@ from typing import Any
 
 from celery.backends.redis import RedisBackend
 
-from app.core.celery.messages import ChordSize, MessageBuildingCelery, capture_in_progress
 from app.core.config import Settings
-
-# Chosen when the project was rendered, as in the worker's settings: both ends
-# must agree. JSON stays accepted for Celery's own control messages.
-TASK_SERIALIZER = "{{ cookiecutter.task_serializer }}"
-ACCEPT_CONTENT = sorted({TASK_SERIALIZER, "json"})
+from app.core.producer.chord_sizes import ChordSize
+from app.core.producer.messages import MessageBuildingCelery, capture_in_progress
+from app.core.producer.serialization import ACCEPT_CONTENT, TASK_SERIALIZER
 
 
 class PublishOnlyRedisBackend(RedisBackend):  # type: ignore[misc]
@@ -35,15 +32,9 @@ class PublishOnlyRedisBackend(RedisBackend):  # type: ignore[misc]
         return result
 
     def set_chord_size(self, group_id: str, chord_size: int) -> None:
-        # Celery writes this with the blocking Redis client while it builds a
-        # chord; the publisher writes it asynchronously before sending instead.
+        # Kept with the messages being built; the publisher writes it (chord_sizes.py).
         capture_in_progress().outgoing.chord_sizes.append(
-            ChordSize(
-                size_key=self.get_key_for_group(group_id, ".s"),
-                counter_key=self.get_key_for_group(group_id, ".c"),
-                size=chord_size,
-                expires=self.chord_expires or None,
-            )
+            ChordSize.of_group(self, group_id, chord_size)
         )
 
 
