@@ -7,7 +7,7 @@ token: the dependency sits on the router, so a new route cannot forget it.
 from fastapi import APIRouter, Depends
 
 from app.api.deps import get_current_user
-from app.api.v1.private import notes, tasks, users, workflows
+from app.api.v1.private import notes, task_endpoints, tasks, users
 from app.api.v1.public import auth, health
 
 public_router = APIRouter(tags=["public"])
@@ -18,7 +18,7 @@ private_router = APIRouter(tags=["private"], dependencies=[Depends(get_current_u
 private_router.include_router(users.router)
 private_router.include_router(notes.router)
 private_router.include_router(tasks.router)
-private_router.include_router(workflows.router)
+private_router.include_router(task_endpoints.router)
 
 api_router = APIRouter()
 api_router.include_router(public_router)

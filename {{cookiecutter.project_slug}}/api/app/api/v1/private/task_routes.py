@@ -1,8 +1,8 @@
-"""Task endpoints, declared in tables: each entry makes two routes.
+"""Task endpoints, declared in a table (task_endpoints.py): each entry makes two routes.
 
 `POST path` waits for the result in the request; `POST path/async` answers 202
 with a task id to come back with (and a Location header). Adding an endpoint is
-one TaskEndpoint in a table plus the Catalog method it names.
+one TaskEndpoint in the table plus the Catalog method it names.
 """
 
 import uuid
@@ -33,7 +33,7 @@ WAITING_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class TaskEndpoint:
-    # Under the router's prefix; without its slash, the name kept with each task.
+    # Under the router's prefix; its last segment is the name kept with each task.
     path: str
     # The request body; its fields are the keyword arguments of `signature`.
     body: type[BaseModel]
@@ -43,7 +43,7 @@ class TaskEndpoint:
 
     @property
     def name(self) -> str:
-        return self.path.strip("/")
+        return self.path.rsplit("/", 1)[-1]
 
     def builder(self, catalog: Catalog, body: BaseModel) -> SignatureBuilder:
         def build(expires: datetime) -> Signature:

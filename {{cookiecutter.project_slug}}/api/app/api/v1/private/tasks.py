@@ -1,5 +1,6 @@
-"""Single tasks: wait for the result in the request, or get a task id and come
-back for it. Every task is recorded with its owner; nobody else can see it."""
+"""The tasks you sent: list them, read one's state and result, revoke one.
+Every task is recorded with its owner; nobody else can see it. The endpoints
+that send tasks are in task_endpoints.py."""
 
 import uuid
 
@@ -7,28 +8,13 @@ from fastapi import APIRouter, HTTPException, status
 
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.api.ownership import get_owned, owned_page
-from app.api.v1.private.task_routes import TASKS_PATH, TaskEndpoint, add_task_routes
-from app.core.producer.catalog import Catalog
+from app.api.v1.private.task_routes import TASKS_PATH
 from app.models import TaskRecord
 from app.schemas.page import Limit, Offset, Page
-from app.schemas.task import IntegerIn, IntegersIn, LongRunningIn, TaskReply, TaskSummary
+from app.schemas.task import TaskReply, TaskSummary
 from app.services.task_states import FINAL
 
 router = APIRouter(prefix=TASKS_PATH)
-
-TASK_ENDPOINTS = [
-    TaskEndpoint(
-        "/integer-multiplication", IntegerIn, Catalog.integer_multiplication, "Double an integer"
-    ),
-    TaskEndpoint("/integers-sum", IntegersIn, Catalog.integers_sum, "Sum integers"),
-    TaskEndpoint(
-        "/long-running",
-        LongRunningIn,
-        Catalog.long_running,
-        "Work for `seconds`, reporting PROGRESS after each of `steps` steps",
-    ),
-]
-add_task_routes(router, TASK_ENDPOINTS)
 
 
 @router.get("", summary="Your tasks, newest first, with their last seen state")
