@@ -52,14 +52,14 @@ result = celery_app.send_task(f"{WORKER_NAME}.integer_multiplication", args=[int
 print(result.get(timeout=20))
 result.forget()
 """
+# Run in api/: the rendered test support removes the queue and its exchange.
 DELETE_QUEUE = """
 import sys
-from worker.celery_app import celery_app
+from app.core.config import get_settings
+from app.core.producer.client import create_celery_client
+from testkit import delete_queue
 
-with celery_app.connection_for_write() as connection:
-    # Celery declared an exchange of the same name along with the queue.
-    connection.default_channel.queue_delete(sys.argv[1])
-    connection.default_channel.exchange_delete(sys.argv[1])
+delete_queue(create_celery_client(get_settings()), sys.argv[1])
 """
 # Every test here uses the shared environment: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("rendered-service")
@@ -222,7 +222,7 @@ def test_make_worker_consumes_the_worker_queue(project, serializer, tmp_path):
         assert f".> {queue}" in text  # the banner lists the consumed queue
         assert "my-service-worker@" in text
     finally:
-        venv_python(project / "worker", DELETE_QUEUE, queue)
+        venv_python(project / "api", DELETE_QUEUE, queue)
 
 
 def test_metrics_benchmark_runs_and_prints_its_numbers(project):

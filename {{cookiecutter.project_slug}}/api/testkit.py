@@ -117,6 +117,11 @@ def celery_worker(
                     raise RuntimeError(f"the worker {node} did not start")
             yield node
     finally:
-        with client.connection_for_write() as connection:
-            connection.default_channel.queue_delete(queue)
-            connection.default_channel.exchange_delete(queue)
+        delete_queue(client, queue)
+
+
+def delete_queue(client: Celery, queue: str) -> None:
+    """Delete a queue, and the exchange of the same name Celery declared with it."""
+    with client.connection_for_write() as connection:
+        connection.default_channel.queue_delete(queue)
+        connection.default_channel.exchange_delete(queue)
