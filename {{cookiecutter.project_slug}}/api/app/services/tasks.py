@@ -4,7 +4,6 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from celery import states
 from celery.canvas import Signature
@@ -13,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import commit_without_waiting_for_flush
 from app.core.producer.catalog import Catalog
 from app.core.producer.publisher import BrokerUnavailableError, Publisher
-from app.core.producer.results import Meta, ResultBackendUnavailableError, ResultListener
+from app.core.producer.results import ResultBackendUnavailableError, ResultListener
 from app.core.producer.revoker import Revoker
 from app.models import TaskRecord, User
 from app.schemas.task import TaskReply
+from app.services.racing import first_result, settle
 from app.services.submissions import Submission, freeze
 from app.services.task_states import FINAL, combine, ended_early
 
@@ -36,28 +36,6 @@ class TaskFailedError(Exception):
     def __init__(self, reply: TaskReply) -> None:
         super().__init__(f"Task {reply.task_id} ended {reply.status}")
         self.reply = reply
-
-
-async def first_result(
-    publishing: "asyncio.Future[None]", results: "asyncio.Future[list[Meta]]"
-) -> list[Meta | None]:
-    """The results, as soon as they are there. The broker's confirm is only
-    awaited while there are none: results prove the message arrived, and a
-    failed publish (no confirm, no broker) ends the wait at once."""
-    racing: set[asyncio.Future[Any]] = {publishing, results}
-    done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-    if results not in done:
-        publishing.result()  # raises BrokerUnavailableError
-    return list(await results)
-
-
-def settle(future: "asyncio.Future[Any]") -> None:
-    """Cancel a future that is still pending; consume the error of one that
-    failed (nobody awaits it any more, and asyncio would log it as lost)."""
-    if not future.done():
-        future.cancel()
-    elif not future.cancelled():
-        future.exception()
 
 
 class TaskRunner:
