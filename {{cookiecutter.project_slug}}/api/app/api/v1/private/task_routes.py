@@ -6,20 +6,22 @@ one TaskEndpoint in the table plus the Catalog method it names.
 """
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from celery.canvas import Signature
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.core.producer.catalog import Catalog
+from app.models import User
 from app.schemas.task import TaskAccepted, TaskReply
-from app.services.tasks import SignatureBuilder
+from app.services.tasks import SignatureBuilder, TaskRunner
 
 TASKS_PATH = f"{API_V1_PREFIX}/tasks"
 
@@ -52,54 +54,68 @@ class TaskEndpoint:
         return build
 
 
+@dataclass
+class TaskRequest:
+    """A request to one endpoint of the table, its body turned into a builder."""
+
+    name: str
+    build: SignatureBuilder
+    session: AsyncSession
+    user: User
+    runner: TaskRunner
+
+
+def parse_request(endpoint: TaskEndpoint) -> Callable[..., TaskRequest]:
+    """The dependency that reads a request to this endpoint."""
+
+    # FastAPI reads the body's model from the annotation: the endpoint's own,
+    # which mypy cannot see as a type.
+    def task_request(
+        body: endpoint.body,  # type: ignore[name-defined]
+        session: SessionDep,
+        user: CurrentUser,
+        runner: TaskRunnerDep,
+    ) -> TaskRequest:
+        build = endpoint.builder(runner.catalog, body)
+        return TaskRequest(endpoint.name, build, session, user, runner)
+
+    return task_request
+
+
 def add_task_routes(router: APIRouter, endpoints: Sequence[TaskEndpoint]) -> None:
     for endpoint in endpoints:
-        add_waiting_route(router, endpoint)
-        add_async_route(router, endpoint)
+        request = Depends(parse_request(endpoint))
+        router.add_api_route(
+            endpoint.path,
+            waiting_route(request),
+            methods=["POST"],
+            name=f"{endpoint.name}-wait",
+            summary=f"{endpoint.summary}, and wait for the result",
+            responses=WAITING_RESPONSES,
+        )
+        router.add_api_route(
+            f"{endpoint.path}/async",
+            async_route(request),
+            methods=["POST"],
+            name=f"{endpoint.name}-async",
+            status_code=status.HTTP_202_ACCEPTED,
+            summary=endpoint.summary + "; GET /tasks/{task_id} for the result",
+        )
 
 
-def add_waiting_route(router: APIRouter, endpoint: TaskEndpoint) -> None:
-    # FastAPI reads the body's model from the annotation, so it names the
-    # endpoint's model, which mypy cannot see as a type.
-    async def wait(
-        body: endpoint.body,  # type: ignore[name-defined]
-        session: SessionDep,
-        user: CurrentUser,
-        runner: TaskRunnerDep,
-    ) -> TaskReply:
-        build = endpoint.builder(runner.catalog, body)
-        return await runner.wait(session, user, endpoint.name, build)
+def waiting_route(request: Any) -> Callable[..., Awaitable[TaskReply]]:
+    async def wait(task: Annotated[TaskRequest, request]) -> TaskReply:
+        return await task.runner.wait(task.session, task.user, task.name, task.build)
 
-    router.add_api_route(
-        endpoint.path,
-        wait,
-        methods=["POST"],
-        name=f"{endpoint.name}-wait",
-        summary=f"{endpoint.summary}, and wait for the result",
-        responses=WAITING_RESPONSES,
-    )
+    return wait
 
 
-def add_async_route(router: APIRouter, endpoint: TaskEndpoint) -> None:
-    async def start(
-        body: endpoint.body,  # type: ignore[name-defined]
-        response: Response,
-        session: SessionDep,
-        user: CurrentUser,
-        runner: TaskRunnerDep,
-    ) -> TaskAccepted:
-        build = endpoint.builder(runner.catalog, body)
-        task_id = await runner.submit(session, user, endpoint.name, build)
+def async_route(request: Any) -> Callable[..., Awaitable[TaskAccepted]]:
+    async def start(task: Annotated[TaskRequest, request], response: Response) -> TaskAccepted:
+        task_id = await task.runner.submit(task.session, task.user, task.name, task.build)
         return accepted(response, task_id)
 
-    router.add_api_route(
-        f"{endpoint.path}/async",
-        start,
-        methods=["POST"],
-        name=f"{endpoint.name}-async",
-        status_code=status.HTTP_202_ACCEPTED,
-        summary=endpoint.summary + "; GET /tasks/{task_id} for the result",
-    )
+    return start
 
 
 def accepted(response: Response, task_id: uuid.UUID) -> TaskAccepted:
