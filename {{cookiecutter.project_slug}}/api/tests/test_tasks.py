@@ -332,17 +332,24 @@ async def test_dead_broker_is_503_in_under_two_seconds(
         assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
 
 
+@pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
 @pytest.mark.parametrize(
     "path", [f"{WORKFLOWS}/chord", f"{WORKFLOWS}/chord/async", f"{TASKS}/integers-sum"]
 )
 async def test_dead_result_backend_is_503_without_blocking(
-    settings: Settings, user: User, auth_headers, closed_port: int, path: str
+    settings: Settings,
+    user: User,
+    auth_headers,
+    request: pytest.FixtureRequest,
+    port_kind: str,
+    path: str,
 ) -> None:
+    port = request.getfixturevalue(port_kind)
     broken = settings.model_copy(
-        update={"CELERY_RESULT_BACKEND_URL": f"redis://127.0.0.1:{closed_port}/0"}
+        update={"CELERY_RESULT_BACKEND_URL": f"redis://127.0.0.1:{port}/0"}
     )
     body = {"integer": 1, "size": 3, "integers": [1, 2]}
-    async with serving(with_failing_route(broken)) as client:
+    async with serving(create_app(broken)) as client:
         began = time.perf_counter()
         response = await client.post(path, json=body, headers=auth_headers(user))
         elapsed = time.perf_counter() - began

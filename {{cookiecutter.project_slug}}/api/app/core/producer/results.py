@@ -63,7 +63,10 @@ class ResultListener:
                 await self._stop_reading()
                 pubsub = self._redis.pubsub()
                 try:
-                    await pubsub.subscribe(IDLE_CHANNEL)
+                    # A Redis that accepts the connection and never answers
+                    # must not hold the request longer than a subscription may take.
+                    async with asyncio.timeout(self._confirm_timeout):
+                        await pubsub.subscribe(IDLE_CHANNEL)
                 except Exception as error:  # redis raises several unrelated types
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                     raise ResultBackendUnavailableError from error
@@ -158,7 +161,8 @@ class ResultListener:
             self._confirmations.setdefault(channel, loop.create_future())
         confirmations = [self._confirmations[channel] for channel in channels.values()]
         try:
-            await pubsub.subscribe(*channels.values())
+            async with asyncio.timeout(self._confirm_timeout):
+                await pubsub.subscribe(*channels.values())
         except Exception as error:
             self._forget_waiters(futures)
             raise ResultBackendUnavailableError from error

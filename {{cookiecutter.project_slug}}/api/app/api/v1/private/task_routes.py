@@ -65,12 +65,13 @@ class TaskRequest:
     runner: TaskRunner
 
 
-def parse_request(endpoint: TaskEndpoint) -> Callable[..., TaskRequest]:
-    """The dependency that reads a request to this endpoint."""
+def parse_request(endpoint: TaskEndpoint) -> Callable[..., Awaitable[TaskRequest]]:
+    """The dependency that reads a request to this endpoint (async: FastAPI
+    would run a plain function in its thread pool, on every task request)."""
 
     # FastAPI reads the body's model from the annotation: the endpoint's own,
     # which mypy cannot see as a type.
-    def task_request(
+    async def task_request(
         body: endpoint.body,  # type: ignore[name-defined]
         session: SessionDep,
         user: CurrentUser,
