@@ -55,7 +55,8 @@ def free_port() -> int:
 
 
 def worker_environment(**settings: str) -> dict[str, str]:
-    environment = {**os.environ, **settings}
+    """What a worker process gets on top of this process's environment."""
+    environment = dict(settings)
     # Celery refuses a pickle-accepting worker as root. Test machines and CI
     # containers often run as root, and this worker consumes only its own queue;
     # a deployed worker runs as an unprivileged user instead.

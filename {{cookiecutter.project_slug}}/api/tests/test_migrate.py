@@ -18,6 +18,7 @@ from app.migrate import (
     upgrade_to_head,
 )
 from app.models import Base, User
+from testkit import database_beside, migrated_database
 
 
 async def database_exists(database_url: str, name: str) -> bool:
@@ -56,9 +57,11 @@ async def applied_revision(database_url: str) -> str | None:
 
 def test_upgrade_is_idempotent(database_url: str) -> None:
     head = ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_current_head()
-    for _ in range(2):  # the second run finds nothing to do, and fails nothing
-        upgrade_to_head(database_url)
-        assert asyncio.run(applied_revision(database_url)) == head
+    # A database of its own: the run's database is already at head.
+    with migrated_database(database_beside(database_url, "upgrade")) as fresh:
+        assert asyncio.run(applied_revision(fresh)) == head
+        upgrade_to_head(fresh)  # the second run finds nothing to do, and fails nothing
+        assert asyncio.run(applied_revision(fresh)) == head
 
 
 async def test_migrations_match_the_models(engine: AsyncEngine) -> None:

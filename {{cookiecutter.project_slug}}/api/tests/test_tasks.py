@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
+from app.api.v1.private.task_endpoints import TASK_ENDPOINTS
 from app.core.config import Settings
 from app.core.producer.catalog import INTEGERS_SUM
 from app.main import create_app
@@ -211,10 +212,8 @@ async def test_task_list_is_paginated(client: AsyncClient, user: User, auth_head
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", f"{TASKS}/integer-multiplication"),
-        ("POST", f"{TASKS}/integer-multiplication/async"),
-        ("POST", f"{WORKFLOWS}/chain"),
-        ("POST", f"{WORKFLOWS}/chord/async"),
+        *(("POST", f"/api/v1{endpoint.path}") for endpoint in TASK_ENDPOINTS),
+        *(("POST", f"/api/v1{endpoint.path}/async") for endpoint in TASK_ENDPOINTS),
         ("GET", TASKS),
         ("GET", f"{TASKS}/{uuid.uuid4()}"),
         ("DELETE", f"{TASKS}/{uuid.uuid4()}"),

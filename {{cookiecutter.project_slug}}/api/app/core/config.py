@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     # The worker consumes this queue; the API publishes its tasks there.
     CELERY_TASK_QUEUE: str = "{{ cookiecutter.worker_name }}"
     # Channels that publish at once, and the seconds a request may spend
-    # publishing (connection, channel, confirm) before it gets 503.
+    # publishing (connection, channel, confirm, a chord's size) or revoking
+    # before it gets 503.
     CELERY_PUBLISH_POOL_SIZE: int = Field(default=8, gt=0)
     CELERY_PUBLISH_TIMEOUT: float = Field(default=1.5, gt=0)
     # Seconds a request may spend subscribing to its results in Redis before it
@@ -73,6 +74,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def keep_earlier_timeouts(self) -> "Settings":
+        """An .env written before these two settings existed keeps its meaning:
+        the Redis subscription used CELERY_PUBLISH_TIMEOUT, and Redis
+        connections READINESS_TIMEOUT."""
+        given = self.model_fields_set
+        if "RESULT_SUBSCRIBE_TIMEOUT" not in given and "CELERY_PUBLISH_TIMEOUT" in given:
+            self.RESULT_SUBSCRIBE_TIMEOUT = self.CELERY_PUBLISH_TIMEOUT
+        if "REDIS_CONNECT_TIMEOUT" not in given and "READINESS_TIMEOUT" in given:
+            self.REDIS_CONNECT_TIMEOUT = self.READINESS_TIMEOUT
+        return self
 
     @model_validator(mode="after")
     def refuse_unusable_secrets(self) -> "Settings":

@@ -19,8 +19,9 @@ LONG_RUNNING = f"{WORKER_NAME}.long_running"
 class Catalog:
     """Signatures of the worker's tasks, bound to a queue and an expiry.
 
-    Each public method builds what one endpoint sends; its keyword arguments are
-    the fields of the endpoint's body (app/schemas/task.py).
+    task() makes one task's signature; each other method builds what one
+    endpoint sends, its keyword arguments the fields of the endpoint's body
+    (app/schemas/task.py).
     """
 
     def __init__(self, client: Celery, queue: str) -> None:

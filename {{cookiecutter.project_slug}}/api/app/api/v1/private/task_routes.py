@@ -37,10 +37,10 @@ WAITING_RESPONSES: dict[int | str, dict[str, Any]] = {
 class TaskEndpoint:
     # Under the router's prefix; its last segment is the name kept with each task.
     path: str
-    # The request body; its fields are the keyword arguments of `signature`.
+    # The request body; its fields are the keyword arguments of `catalog_method`.
     body: type[BaseModel]
     # The Catalog method that builds what is sent, e.g. Catalog.integer_multiplication.
-    signature: Callable[..., Signature]
+    catalog_method: Callable[..., Signature]
     summary: str
 
     @property
@@ -49,7 +49,7 @@ class TaskEndpoint:
 
     def builder(self, catalog: Catalog, body: BaseModel) -> SignatureBuilder:
         def build(expires: datetime) -> Signature:
-            return self.signature(catalog, **body.model_dump(), expires=expires)
+            return self.catalog_method(catalog, **body.model_dump(), expires=expires)
 
         return build
 
@@ -85,10 +85,10 @@ def parse_request(endpoint: TaskEndpoint) -> Callable[..., Awaitable[TaskRequest
 
 def add_task_routes(router: APIRouter, endpoints: Sequence[TaskEndpoint]) -> None:
     for endpoint in endpoints:
-        request = Depends(parse_request(endpoint))
+        parsed = Depends(parse_request(endpoint))
         router.add_api_route(
             endpoint.path,
-            waiting_route(request),
+            waiting_route(parsed),
             methods=["POST"],
             name=f"{endpoint.name}-wait",
             summary=f"{endpoint.summary}, and wait for the result",
@@ -96,7 +96,7 @@ def add_task_routes(router: APIRouter, endpoints: Sequence[TaskEndpoint]) -> Non
         )
         router.add_api_route(
             f"{endpoint.path}/async",
-            async_route(request),
+            async_route(parsed),
             methods=["POST"],
             name=f"{endpoint.name}-async",
             status_code=status.HTTP_202_ACCEPTED,
@@ -104,15 +104,16 @@ def add_task_routes(router: APIRouter, endpoints: Sequence[TaskEndpoint]) -> Non
         )
 
 
-def waiting_route(request: Any) -> Callable[..., Awaitable[TaskReply]]:
-    async def wait(task: Annotated[TaskRequest, request]) -> TaskReply:
+# `parsed`: the Depends() marker of the endpoint's parse_request.
+def waiting_route(parsed: Any) -> Callable[..., Awaitable[TaskReply]]:
+    async def wait(task: Annotated[TaskRequest, parsed]) -> TaskReply:
         return await task.runner.wait(task.session, task.user, task.name, task.build)
 
     return wait
 
 
-def async_route(request: Any) -> Callable[..., Awaitable[TaskAccepted]]:
-    async def start(task: Annotated[TaskRequest, request], response: Response) -> TaskAccepted:
+def async_route(parsed: Any) -> Callable[..., Awaitable[TaskAccepted]]:
+    async def start(task: Annotated[TaskRequest, parsed], response: Response) -> TaskAccepted:
         task_id = await task.runner.submit(task.session, task.user, task.name, task.build)
         return accepted(response, task_id)
 

@@ -32,12 +32,22 @@ async def list_users(
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an account (superusers)")
+# operation_id: the one these routes had before their functions got clearer names.
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an account (superusers)",
+    operation_id="create_api_v1_users_post",
+)
 async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> UserPublic:
     return await create_account(session, body)
 
 
-@router.patch("/{user_id}", summary="Activate, deactivate, promote or demote (superusers)")
+@router.patch(
+    "/{user_id}",
+    summary="Activate, deactivate, promote or demote (superusers)",
+    operation_id="update_api_v1_users__user_id__patch",
+)
 async def update_user(
     session: SessionDep, _: SuperUser, user_id: uuid.UUID, body: UserUpdate
 ) -> UserPublic:
