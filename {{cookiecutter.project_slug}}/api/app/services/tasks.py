@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import commit_without_waiting_for_flush
 from app.core.producer.catalog import Catalog
-from app.core.producer.publisher import BrokerUnavailableError, Publisher
-from app.core.producer.results import ResultBackendUnavailableError, ResultListener
+from app.core.producer.errors import BrokerUnavailableError, ResultBackendUnavailableError
+from app.core.producer.publisher import Publisher
+from app.core.producer.results import ResultListener
 from app.core.producer.revoker import Revoker
 from app.models import TaskRecord, User
 from app.schemas.task import TaskReply

@@ -8,5 +8,6 @@ results without blocking the event loop or parking a thread per request.
 - chord_sizes.py: a chord's size, captured while building, written before sending;
 - publisher.py: aio-pika sends the messages, with confirms, a channel pool, a deadline;
 - results.py: one Redis pub/sub subscriber per process that wakes the waiters;
-- revoker.py: revoking tasks through Celery's broadcast.
+- revoker.py: revoking tasks through Celery's broadcast;
+- errors.py: the broker or Redis out of reach.
 """

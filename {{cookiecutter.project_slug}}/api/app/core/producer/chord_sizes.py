@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from celery.backends.base import BaseKeyValueStoreBackend
 from redis.asyncio import Redis
 
-from app.core.producer.results import ResultBackendUnavailableError
+from app.core.producer.errors import ResultBackendUnavailableError
 
 
 @dataclass

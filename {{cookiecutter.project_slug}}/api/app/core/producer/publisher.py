@@ -20,13 +20,10 @@ from celery.canvas import Signature
 from redis.asyncio import Redis
 
 from app.core.producer.chord_sizes import write_chord_sizes
+from app.core.producer.errors import BrokerUnavailableError
 from app.core.producer.messages import OutgoingMessage, build_messages
 
 logger = logging.getLogger(__name__)
-
-
-class BrokerUnavailableError(Exception):
-    """The message could not be handed to the broker within the deadline."""
 
 
 class ChannelPool:

@@ -18,6 +18,8 @@ from celery.backends.base import BaseKeyValueStoreBackend
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from app.core.producer.errors import ResultBackendUnavailableError
+
 logger = logging.getLogger(__name__)
 
 Meta = dict[str, Any]  # what Celery stores for a task: status, result, traceback...
@@ -25,10 +27,6 @@ Meta = dict[str, Any]  # what Celery stores for a task: status, result, tracebac
 # Subscribed for as long as the listener lives, so that the reader always has
 # a subscription to listen on, even between requests.
 IDLE_CHANNEL = "api-result-listener-idle"
-
-
-class ResultBackendUnavailableError(Exception):
-    """Redis, where the results arrive, cannot be reached."""
 
 
 class ResultListener:

@@ -5,7 +5,7 @@ import asyncio
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from app.core.producer.publisher import BrokerUnavailableError
+from app.core.producer.errors import BrokerUnavailableError
 
 
 class Revoker:

@@ -7,8 +7,7 @@ nothing of the services that define some of them.
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from app.core.producer.publisher import BrokerUnavailableError
-from app.core.producer.results import ResultBackendUnavailableError
+from app.core.producer.errors import BrokerUnavailableError, ResultBackendUnavailableError
 from app.services.tasks import TaskFailedError, TaskTimeoutError
 
 
