@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 # pytest-cookies renders the answers before cookiecutter puts the template on
@@ -56,6 +57,15 @@ def text_files(project: Path) -> Iterator[Path]:
     for path in project_files(project):
         if path.suffix not in BINARY_SUFFIXES:
             yield path
+
+
+def render(output_dir: Path, **answers) -> Path:
+    """A real cookiecutter render (hooks included) with these answers, no questions."""
+    return Path(
+        cookiecutter(
+            str(TEMPLATE), no_input=True, output_dir=str(output_dir), extra_context=answers
+        )
+    )
 
 
 @pytest.fixture

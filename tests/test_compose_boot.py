@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE
-from cookiecutter.main import cookiecutter
+from conftest import render
 from docker_stack import base_image, compose_or_skip, stand_in_images
 from service_client import answers, free_port, log_in, read_text, request, wait_for
 
@@ -117,15 +116,7 @@ def project_resources(name: str) -> list[str]:
 def stack(request, tmp_path_factory):
     compose = compose_or_skip(request.param, engine=True)
     images = {"PYTHON_IMAGE": base_image(), **stand_in_images()}
-    output = tmp_path_factory.mktemp("compose-boot")
-    project = Path(
-        cookiecutter(
-            str(TEMPLATE),
-            no_input=True,
-            output_dir=str(output),
-            extra_context={"worker_name": WORKER_NAME},
-        )
-    )
+    project = render(tmp_path_factory.mktemp("compose-boot"), worker_name=WORKER_NAME)
     # A careless copy of .env next to the code must not reach an image.
     for place in ("api", "api/app", "worker", "worker/worker"):
         shutil.copyfile(project / ".env", project / place / ".env")

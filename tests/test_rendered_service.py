@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE
-from cookiecutter.main import cookiecutter
+from conftest import TEMPLATE, render
 from service_client import answers, free_port, log_in, read_text, request, wait_for
 
 SHARED_VENV = Path(os.environ.get("RENDERED_VENV", TEMPLATE / ".cache" / "rendered-venv"))
@@ -133,15 +132,7 @@ def serializer(request):
 @pytest.fixture(scope="module")
 def project(serializer, tmp_path_factory):
     """A rendered project, installed into the shared environment."""
-    output = tmp_path_factory.mktemp(f"rendered-{serializer}")
-    path = Path(
-        cookiecutter(
-            str(TEMPLATE),
-            no_input=True,
-            output_dir=str(output),
-            extra_context={"task_serializer": serializer},
-        )
-    )
+    path = render(tmp_path_factory.mktemp(f"rendered-{serializer}"), task_serializer=serializer)
     make(path, "install")
     return path
 
