@@ -16,6 +16,14 @@ ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})  # noqa: F821  # fmt
 # A new capability adds its switch here together with its files.
 PRUNED_PATHS = {
     ("open_source_license", "Not open source"): ["LICENSE"],
+    ("use_websockets", False): [
+        "api/app/api/v1/sockets",
+        "api/app/services/task_progress.py",
+        "api/benchmarks/socket_events.py",
+        "api/tests/test_live_page.py",
+        "api/tests/test_task_progress.py",
+        "api/tests/test_task_socket.py",
+    ],
 }
 
 # Placeholders in .env.example, each replaced by its own fresh secret in .env.

@@ -8,7 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from app.api import API_V1_PREFIX
-from app.api.v1 import api_router
+from app.api.v1 import API_DESCRIPTION, api_router
 from app.api.v1.private.task_errors import add_task_error_handlers
 from app.core import metrics
 from app.core.config import Settings, get_settings
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title=settings.PROJECT_NAME,
+        description=API_DESCRIPTION,
         version="{{ cookiecutter.version }}",
         openapi_url=f"{API_V1_PREFIX}/openapi.json",
         openapi_tags=OPENAPI_TAGS,

@@ -4,14 +4,17 @@ The database is created next to the configured one, on the same server, and
 dropped at the end, so the tests never touch the data of the service they test.
 """
 
+import asyncio
 import os
 import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url, text
@@ -173,6 +176,27 @@ async def serving(app: FastAPI) -> AsyncIterator[AsyncClient]:
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+@asynccontextmanager
+async def listening(app: FastAPI, **config: Any) -> AsyncIterator[str]:
+    """The app (already started) served by uvicorn on a real port of this
+    loop, for clients that need a socket (WebSockets, browsers); yields the
+    host:port. `config`: more of uvicorn's Config options."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=port, lifespan="off", log_level="warning", **config)
+    )
+    serving_task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving_task.done():
+                serving_task.result()  # raises what stopped it
+            await asyncio.sleep(0.01)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving_task
 
 
 @pytest.fixture

@@ -3,15 +3,17 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
+from fastapi.requests import HTTPConnection
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import API_V1_PREFIX
 from app.core.config import Settings
-from app.core.security import InvalidTokenError, decode_access_token
+from app.core.security import InvalidTokenError
 from app.models import User
 from app.services.tasks import TaskRunner
+from app.services.users import InactiveUserError, user_for_token
 
 TOKEN_URL = f"{API_V1_PREFIX}/auth/token"
 
@@ -19,19 +21,22 @@ TOKEN_URL = f"{API_V1_PREFIX}/auth/token"
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-def app_settings(request: Request) -> Settings:
+# These take an HTTPConnection, so that WebSocket routes share them.
+
+
+def app_settings(connection: HTTPConnection) -> Settings:
     """The settings the app was created with (tests create apps with their own)."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = connection.app.state.settings
     return settings
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """A session per request. Routes commit what they mean to keep; anything
     else, and everything after an error, is rolled back when the session closes."""
-    async with request.app.state.sessionmaker() as session:
+    async with connection.app.state.sessionmaker() as session:
         try:
             yield session
         except Exception:
@@ -58,16 +63,12 @@ async def get_current_user(
     if token is None:
         raise unauthorized("Not authenticated")
     try:
-        user_id = decode_access_token(token, settings)
+        return await user_for_token(session, token, settings)
     except InvalidTokenError:
         # One answer for every kind of bad token: the reason helps only an attacker.
         raise unauthorized("Could not validate credentials") from None
-    user = await session.get(User, user_id)
-    if user is None:
-        raise unauthorized("Could not validate credentials")
-    if not user.is_active:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user")
-    return user
+    except InactiveUserError:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user") from None
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -84,8 +85,8 @@ async def get_current_superuser(user: CurrentUser) -> User:
 SuperUser = Annotated[User, Depends(get_current_superuser)]
 
 
-def get_task_runner(request: Request) -> TaskRunner:
-    runner: TaskRunner = request.app.state.task_runner
+def get_task_runner(connection: HTTPConnection) -> TaskRunner:
+    runner: TaskRunner = connection.app.state.task_runner
     return runner
 
 

@@ -14,10 +14,17 @@ from app.models import Note, TaskRecord, User
 Owned = TypeVar("Owned", Note, TaskRecord)
 
 
+async def find_owned(
+    session: AsyncSession, model: type[Owned], row_id: uuid.UUID, owner: User
+) -> Owned | None:
+    """The owner's row, or None: one query whether the row is missing or another's."""
+    return await session.scalar(select(model).where(model.id == row_id, model.owner_id == owner.id))
+
+
 async def get_owned(
     session: AsyncSession, model: type[Owned], row_id: uuid.UUID, owner: User, what: str
 ) -> Owned:
-    row = await session.scalar(select(model).where(model.id == row_id, model.owner_id == owner.id))
+    row = await find_owned(session, model, row_id, owner)
     if row is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{what} not found")
     return row

@@ -139,10 +139,27 @@ class TaskRunner:
         if reply.status not in FINAL:
             reply = ended_early(task.id, reply, await self.listener.fetch(task.all_ids))
         if reply.status in FINAL:
-            task.keep(reply)
-            await session.commit()
-            await self.listener.forget(task.all_ids)
+            await self._keep_final(session, task, reply)
         return reply
+
+    async def conclude(
+        self, session: AsyncSession, task_id: uuid.UUID, reply: TaskReply
+    ) -> TaskReply:
+        """Keep the final reply a follower saw, and give the one to show: the
+        record's own, when it already had one (a DELETE or a reader came first)."""
+        task = await session.get(TaskRecord, task_id)
+        if task is None:  # its owner was deleted meanwhile
+            return reply
+        if task.status in FINAL:
+            return task.reply()
+        await self._keep_final(session, task, reply)
+        return reply
+
+    async def _keep_final(self, session: AsyncSession, task: TaskRecord, reply: TaskReply) -> None:
+        """Once the record holds the final reply, Redis need not keep the results."""
+        task.keep(reply)
+        await session.commit()
+        await self.listener.forget(task.all_ids)
 
     async def revoke(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
         """Revoke the tasks and stop those that run. Their results are not

@@ -4,12 +4,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.security import hash_password, verify_password
+from app.core.config import Settings
+from app.core.security import InvalidTokenError, decode_access_token, hash_password, verify_password
 from app.models import User
 
 
 class EmailTakenError(Exception):
     """Another account already uses this e-mail address."""
+
+
+class InactiveUserError(Exception):
+    """The token is valid, but its account was deactivated."""
 
 
 async def get_by_email(session: AsyncSession, email: str) -> User | None:
@@ -40,4 +45,16 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     user = await get_by_email(session, email)
     if not await verify_password(password, user.hashed_password if user else None):
         return None
+    return user
+
+
+async def user_for_token(session: AsyncSession, token: str, settings: Settings) -> User:
+    """The active account the access token was issued to. InvalidTokenError
+    for a bad token or an account that no longer exists, InactiveUserError
+    for a deactivated one."""
+    user = await session.get(User, decode_access_token(token, settings))
+    if user is None:
+        raise InvalidTokenError("no such account")
+    if not user.is_active:
+        raise InactiveUserError(user.id)
     return user

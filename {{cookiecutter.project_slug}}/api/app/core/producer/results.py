@@ -5,13 +5,16 @@ The worker's Redis backend stores each state of a task under
 waiter subscribes to its tasks' channels, then reads their keys (a result
 stored before the subscription took effect is not missed), then awaits futures
 that the single reader task resolves. No thread, no polling.
+
+A request that waits is told the final state only (watching); a follower, such
+as a WebSocket, is told every state on the way (following).
 """
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from celery import states
 from celery.backends.base import BaseKeyValueStoreBackend
@@ -29,6 +32,32 @@ Meta = dict[str, Any]  # what Celery stores for a task: status, result, tracebac
 IDLE_CHANNEL = "api-result-listener-idle"
 
 
+class Subscriber(Protocol):
+    """Told each state published on the channels it subscribed to, or that no
+    more will come."""
+
+    def deliver(self, meta: Meta) -> None: ...
+
+    def fail(self, error: Exception) -> None: ...
+
+
+class FinalState:
+    """Resolves a future with a task's final meta, and ignores the states before."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: "asyncio.Future[Meta]") -> None:
+        self.future = future
+
+    def deliver(self, meta: Meta) -> None:
+        if meta["status"] in states.READY_STATES and not self.future.done():
+            self.future.set_result(meta)
+
+    def fail(self, error: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
 class ResultListener:
     def __init__(
         self, redis: Redis, backend: BaseKeyValueStoreBackend, confirm_timeout: float
@@ -37,11 +66,11 @@ class ResultListener:
         self._backend = backend
         # Seconds Redis gets to confirm a subscription; a connection that
         # stays silent longer is taken for dead and replaced.
-        self._confirm_timeout = confirm_timeout
+        self.confirm_timeout = confirm_timeout
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
-        # channel -> futures of the waiters, resolved with the task's final meta
-        self._waiters: dict[bytes, set[asyncio.Future[Meta]]] = {}
+        # channel -> who is told each state published on it
+        self._subscribers: dict[bytes, set[Subscriber]] = {}
         # channel -> future resolved once Redis confirmed the subscription
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._starting = asyncio.Lock()
@@ -63,7 +92,7 @@ class ResultListener:
                 try:
                     # A Redis that accepts the connection and never answers
                     # must not hold the request longer than a subscription may take.
-                    async with asyncio.timeout(self._confirm_timeout):
+                    async with asyncio.timeout(self.confirm_timeout):
                         await pubsub.subscribe(IDLE_CHANNEL)
                 except Exception as error:  # redis raises several unrelated types
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -106,83 +135,115 @@ class ResultListener:
                     self._deliver(channel, message["data"])
         except asyncio.CancelledError:
             # Closed, or taken for dead by a waiter: nothing more will arrive.
-            self._fail_waiters(ResultBackendUnavailableError("the result listener stopped"))
+            self._fail_everyone(ResultBackendUnavailableError("the result listener stopped"))
             raise
         except Exception as error:  # the connection is gone
             logger.warning("Result listener lost Redis: %r", error)
-            self._fail_waiters(ResultBackendUnavailableError(repr(error)))
+            self._fail_everyone(ResultBackendUnavailableError(repr(error)))
             # The reader ends here; the next waiter starts a new one.
 
-    def _fail_waiters(self, error: Exception) -> None:
-        for future in [*self._confirmations.values()] + [
-            waiter for waiters in self._waiters.values() for waiter in waiters
-        ]:
-            if not future.done():
-                future.set_exception(error)
+    def _fail_everyone(self, error: Exception) -> None:
+        for confirmation in self._confirmations.values():
+            if not confirmation.done():
+                confirmation.set_exception(error)
+        for subscribers in list(self._subscribers.values()):
+            for subscriber in list(subscribers):
+                subscriber.fail(error)
 
     def _deliver(self, channel: bytes, payload: bytes) -> None:
-        waiters = self._waiters.get(channel, ())
-        if not waiters:
+        subscribers = self._subscribers.get(channel)
+        if not subscribers:
             return
         try:
             meta = self._decode(payload)
-        except Exception as error:  # one bad result fails its own waiters only
-            for future in waiters:
-                if not future.done():
-                    future.set_exception(error)
+        except Exception as error:  # one bad result fails its own subscribers only
+            for subscriber in list(subscribers):
+                subscriber.fail(error)
             return
-        if meta["status"] not in states.READY_STATES:
-            return  # STARTED, PROGRESS...: not an answer yet
-        for future in waiters:
-            if not future.done():
-                future.set_result(meta)
+        # A copy: a subscriber may leave while it is told.
+        for subscriber in list(subscribers):
+            subscriber.deliver(meta)
+
+    @property
+    def channel_count(self) -> int:
+        """Task channels subscribed to now (the idle channel aside)."""
+        return len(self._subscribers)
 
     def _decode(self, payload: bytes | str) -> Meta:
         meta: Meta = self._backend.decode_result(payload)
         return meta
 
     @contextlib.asynccontextmanager
-    async def watching(self, task_ids: Iterable[str]) -> AsyncIterator["Watch"]:
-        """Subscribe to the tasks' channels for the duration of the block.
+    async def _subscribed(
+        self, subscribers: dict[bytes, Subscriber]
+    ) -> AsyncIterator[list["asyncio.Future[None]"]]:
+        """Subscribe to the channels for the duration of the block; yields the
+        futures that Redis' confirmations resolve.
 
         The SUBSCRIBE is sent at once and confirmed in the background, so the
-        block can publish the tasks meanwhile; Watch.results() waits for the
+        block can publish tasks meanwhile; Subscription.stored() waits for the
         confirmations before it reads the keys.
         """
         pubsub = await self._start()
         loop = asyncio.get_running_loop()
-        channels = {task_id: self.meta_key(task_id) for task_id in task_ids}
-        futures: dict[bytes, asyncio.Future[Meta]] = {}
-        for channel in channels.values():
-            futures[channel] = loop.create_future()
-            self._waiters.setdefault(channel, set()).add(futures[channel])
+        for channel, subscriber in subscribers.items():
+            self._subscribers.setdefault(channel, set()).add(subscriber)
             self._confirmations.setdefault(channel, loop.create_future())
-        confirmations = [self._confirmations[channel] for channel in channels.values()]
+        confirmations = [self._confirmations[channel] for channel in subscribers]
         try:
-            async with asyncio.timeout(self._confirm_timeout):
-                await pubsub.subscribe(*channels.values())
+            async with asyncio.timeout(self.confirm_timeout):
+                await pubsub.subscribe(*subscribers)
         except Exception as error:
-            self._forget_waiters(futures)
+            self._unregister(subscribers)
             raise ResultBackendUnavailableError from error
         try:
-            yield Watch(self, channels, futures, confirmations, self._confirm_timeout)
+            yield confirmations
         finally:
-            self._forget_waiters(futures)
-            unsubscribe = [channel for channel in channels.values() if channel not in self._waiters]
+            self._unregister(subscribers)
+            unsubscribe = [channel for channel in subscribers if channel not in self._subscribers]
             # After the connection was replaced, the old one has nothing to undo.
             if unsubscribe and pubsub is self._pubsub:
                 with contextlib.suppress(Exception):  # a lost connection has no subscriptions
                     await pubsub.unsubscribe(*unsubscribe)
 
-    def _forget_waiters(self, futures: dict[bytes, "asyncio.Future[Meta]"]) -> None:
-        for channel, future in futures.items():
-            waiters = self._waiters.get(channel)
-            if waiters is not None:
-                waiters.discard(future)
-                if not waiters:
-                    del self._waiters[channel]
+    def _unregister(self, subscribers: dict[bytes, Subscriber]) -> None:
+        for channel, subscriber in subscribers.items():
+            remaining = self._subscribers.get(channel)
+            if remaining is not None:
+                remaining.discard(subscriber)
+                if not remaining:
+                    del self._subscribers[channel]
                     self._confirmations.pop(channel, None)
-            future.cancel()
+
+    @contextlib.asynccontextmanager
+    async def watching(self, task_ids: Iterable[str]) -> AsyncIterator["Watch"]:
+        """Wait for the tasks' final states: Watch.results() within the block."""
+        loop = asyncio.get_running_loop()
+        channels = {task_id: self.meta_key(task_id) for task_id in task_ids}
+        futures: dict[bytes, asyncio.Future[Meta]] = {
+            channel: loop.create_future() for channel in channels.values()
+        }
+        subscribers: dict[bytes, Subscriber] = {
+            channel: FinalState(future) for channel, future in futures.items()
+        }
+        try:
+            async with self._subscribed(subscribers) as confirmations:
+                yield Watch(self, list(channels), confirmations, futures)
+        finally:
+            for future in futures.values():
+                future.cancel()
+
+    @contextlib.asynccontextmanager
+    async def following(
+        self, task_ids: Iterable[str], subscriber: Subscriber
+    ) -> AsyncIterator["Subscription"]:
+        """Tell the subscriber every state the tasks publish within the block
+        (each meta carries its "task_id"); Subscription.stored() gives the
+        states stored before."""
+        task_ids = list(task_ids)
+        subscribers = {self.meta_key(task_id): subscriber for task_id in task_ids}
+        async with self._subscribed(subscribers) as confirmations:
+            yield Subscription(self, task_ids, confirmations)
 
     async def fetch(self, task_ids: list[str]) -> list[Meta | None]:
         """The stored state of each task, None when nothing is stored (yet)."""
@@ -205,35 +266,48 @@ class ResultListener:
                 await self._redis.delete(*(self.meta_key(task_id) for task_id in task_ids))
 
 
-class Watch:
-    """The futures of one waiter, by task id; made by ResultListener.watching()."""
+class Subscription:
+    """A block's subscription to its tasks' channels, made by the listener."""
 
     def __init__(
         self,
         listener: ResultListener,
-        channels: dict[str, bytes],
-        futures: dict[bytes, "asyncio.Future[Meta]"],
+        task_ids: list[str],
         confirmations: list["asyncio.Future[None]"],
-        confirm_timeout: float,
     ) -> None:
         self._listener = listener
-        self._channels = channels
-        self._futures = futures
+        self.task_ids = task_ids
         self._confirmations = confirmations
-        self._confirm_timeout = confirm_timeout
 
-    async def results(self) -> list[Meta]:
-        """Every task's final meta, in order; cancel to stop waiting."""
+    async def stored(self) -> list[Meta | None]:
+        """Each task's stored state, read once Redis confirmed the subscription:
+        a state stored before is read here, any later one is published to us."""
         try:
-            async with asyncio.timeout(self._confirm_timeout):
+            async with asyncio.timeout(self._listener.confirm_timeout):
                 await asyncio.gather(*self._confirmations)
         except TimeoutError:
             # A half-dead connection: the next waiter gets a new one.
             self._listener.drop_connection()
             raise ResultBackendUnavailableError("Redis did not confirm the subscription") from None
-        task_ids = list(self._channels)
-        for task_id, meta in zip(task_ids, await self._listener.fetch(task_ids), strict=True):
-            future = self._futures[self._channels[task_id]]
+        return await self._listener.fetch(self.task_ids)
+
+
+class Watch(Subscription):
+    """The futures of one waiter, by channel; made by ResultListener.watching()."""
+
+    def __init__(
+        self,
+        listener: ResultListener,
+        task_ids: list[str],
+        confirmations: list["asyncio.Future[None]"],
+        futures: dict[bytes, "asyncio.Future[Meta]"],
+    ) -> None:
+        super().__init__(listener, task_ids, confirmations)
+        self._futures = list(futures.values())
+
+    async def results(self) -> list[Meta]:
+        """Every task's final meta, in order; cancel to stop waiting."""
+        for future, meta in zip(self._futures, await self.stored(), strict=True):
             if meta is not None and meta["status"] in states.READY_STATES and not future.done():
                 future.set_result(meta)
-        return list(await asyncio.gather(*(self._futures[self._channels[t]] for t in task_ids)))
+        return list(await asyncio.gather(*self._futures))
