@@ -1,7 +1,8 @@
 """Jinja filters of this template, loaded by cookiecutter through `_extensions`.
 
 Free-text answers (names, descriptions, e-mails) land inside string literals;
-these filters quote them so that any answer gives valid, formatted code.
+these filters quote them so that any answer gives valid, formatted code. A
+switch is read through `enabled`, whatever form its answer took.
 """
 
 import json
@@ -30,8 +31,23 @@ def python_string(value: object) -> str:
     return quote + "".join(escaped) + quote
 
 
+# The words of cookiecutter's yes/no prompt that mean yes. A switch answered on
+# the command line (`use_websockets=no`) arrives as text, which Jinja would
+# take as true whatever it says; the pre-generation hook refuses other words.
+YES_WORDS = ("1", "true", "t", "yes", "y", "on")
+
+
+def enabled(answer: object) -> bool:
+    """A switch's answer as a boolean: true/false from cookiecutter.json, a
+    prompt or a replay file, or the text of a command-line answer."""
+    if isinstance(answer, str):
+        return answer.strip().lower() in YES_WORDS
+    return bool(answer)
+
+
 class QuotingExtension(Extension):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.filters["toml_string"] = toml_string
         environment.filters["python_string"] = python_string
+        environment.filters["enabled"] = enabled

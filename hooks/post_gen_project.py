@@ -41,9 +41,21 @@ SECRET_PLACEHOLDERS = (
 MACHINE_KEYS = ("_output_dir", "_repo_dir", "_checkout")
 
 
+# A switch answered on the command line arrives as text: the words of
+# cookiecutter's yes/no prompt (the pre-generation hook refused any other).
+YES_WORDS = ("1", "true", "t", "yes", "y", "on")
+
+
+def means(answer: object, value: object) -> bool:
+    """Whether the answer is this value; a switch's text means its boolean."""
+    if isinstance(value, bool) and isinstance(answer, str):
+        return (answer.strip().lower() in YES_WORDS) == value
+    return answer == value
+
+
 def prune(project: Path, answers: dict) -> None:
     for (name, value), paths in PRUNED_PATHS.items():
-        if answers[name] != value:
+        if not means(answers[name], value):
             continue
         for relative in paths:
             path = project / relative

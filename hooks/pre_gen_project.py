@@ -112,12 +112,22 @@ def version_problem(version: str) -> str | None:
     return None if PEP440.fullmatch(version) else "is not a PEP 440 version"
 
 
+# A switch answered on the command line (`use_websockets=no`) arrives as text;
+# these are the words cookiecutter's own yes/no prompt accepts.
+SWITCH_WORDS = ("1", "true", "t", "yes", "y", "on", "0", "false", "f", "no", "n", "off")
+
+
+def switch_problem(answer: str) -> str | None:
+    return None if answer.strip().lower() in SWITCH_WORDS else "is neither yes nor no"
+
+
 CHECKS = (
     ("project_name", name_problem, "My Service"),
     ("project_slug", slug_problem, "my_service"),
     ("worker_name", worker_name_problem, "my-service-worker"),
     ("author_email", email_problem, "team@example.com"),
     ("version", version_problem, "0.1.0"),
+    ("use_websockets", switch_problem, "no"),
 )
 
 

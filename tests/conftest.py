@@ -79,3 +79,12 @@ def bake(cookies):
         return result.project_path
 
     return render
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name what the rendered services' tests left to look at (screenshots)."""
+    artifacts = sorted((TEMPLATE / ".cache" / "artifacts").rglob("*.png"))
+    if artifacts:
+        terminalreporter.section("artifacts")
+        for path in artifacts:
+            terminalreporter.write_line(str(path))

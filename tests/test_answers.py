@@ -25,7 +25,26 @@ LICENSE_PHRASES = {
 # must leave the set of files alone.
 REMOVED_BY_ANSWER = {
     ("open_source_license", "Not open source"): {"LICENSE"},
+    ("use_websockets", False): {
+        "api/app/api/v1/sockets/__init__.py",
+        "api/app/api/v1/sockets/config.py",
+        "api/app/api/v1/sockets/outbox.py",
+        "api/app/api/v1/sockets/page.py",
+        "api/app/api/v1/sockets/page/icon.svg",
+        "api/app/api/v1/sockets/page/live.css",
+        "api/app/api/v1/sockets/page/live.html",
+        "api/app/api/v1/sockets/page/live.js",
+        "api/app/api/v1/sockets/slots.py",
+        "api/app/api/v1/sockets/task_socket.py",
+        "api/app/services/task_progress.py",
+        "api/benchmarks/socket_events.py",
+        "api/tests/test_live_page.py",
+        "api/tests/test_task_progress.py",
+        "api/tests/test_task_socket.py",
+    },
 }
+# What only a project with WebSockets mentions, in any of its text files.
+WEBSOCKET_WORDS = re.compile(r"(?i:websocket|selenium|chromium)|\bWS_[A-Z]|/live\b")
 
 
 def env_values(path):
@@ -85,6 +104,28 @@ def test_an_answer_adds_or_removes_only_its_own_files(bake, name, value):
     default_files = relative_files(bake())
     files = relative_files(bake(**{name: value}))
     assert files == default_files - REMOVED_BY_ANSWER.get((name, value), set())
+
+
+def test_without_websockets_nothing_mentions_them(bake):
+    project = bake(use_websockets=False)
+    mentions = [
+        f"{path.relative_to(project)}: {match.group()}"
+        for path in project_files(project)
+        if path.name != ".cookiecutter.json"
+        for match in [WEBSOCKET_WORDS.search(path.read_text())]
+        if match
+    ]
+    assert mentions == []
+
+
+def test_with_websockets_the_route_the_page_and_their_settings_are_there(bake):
+    project = bake()
+    assert "include_router(sockets_router)" in (project / "api/app/api/v1/__init__.py").read_text()
+    dependencies = (project / "api/pyproject.toml").read_text()
+    assert '"websockets>=' in dependencies and '"selenium>=' in dependencies
+    assert "WS_SOCKETS_PER_USER=" in (project / ".env.example").read_text()
+    readme = (project / "README.md").read_text()
+    assert "/api/v1/ws/tasks/{task_id}" in readme and "/live" in readme
 
 
 def test_not_open_source_has_no_license_file(bake):

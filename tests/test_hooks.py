@@ -1,5 +1,6 @@
 """Bad answers stop the render with one readable line each and leave nothing behind."""
 
+import re
 import subprocess
 import sys
 
@@ -38,6 +39,7 @@ BAD_ANSWERS = [
     ("version", "one", "is not a PEP 440 version"),
     ("version", "1.0.0-banana", "is not a PEP 440 version"),
     ("version", "", "is not a PEP 440 version"),
+    ("use_websockets", "maybe", "is neither yes nor no"),
 ]
 GOOD_EXAMPLES = {
     "project_name": "My Service",
@@ -45,6 +47,7 @@ GOOD_EXAMPLES = {
     "worker_name": "my-service-worker",
     "author_email": "team@example.com",
     "version": "0.1.0",
+    "use_websockets": "no",
 }
 
 
@@ -127,3 +130,32 @@ def test_cli_reports_a_bad_answer_without_a_traceback(tmp_path):
     assert "ERROR: project_slug 'app' would shadow a module the service imports" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("word", "on"), [("no", False), ("False", False), ("off", False), ("yes", True), ("TRUE", True)]
+)
+def test_a_switch_answered_on_the_command_line_means_what_it_says(tmp_path, word, on):
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE)),
+            *("--output-dir", str(tmp_path), f"use_websockets={word}"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "my_service"
+    assert (project / "api/app/api/v1/sockets").exists() == on
+    assert ("WS_AUTH_TIMEOUT" in (project / ".env.example").read_text()) == on
+
+
+def test_every_switch_is_read_through_the_enabled_filter():
+    """A bare `{% if cookiecutter.use_x %}` takes the text "no" for yes."""
+    bare = []
+    for path in (TEMPLATE / "{{cookiecutter.project_slug}}").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="ignore")
+            for match in re.finditer(r"cookiecutter\.use_\w+(?!\w)(?! \| enabled)", text):
+                bare.append(f"{path.relative_to(TEMPLATE)}: {match.group()}")
+    assert bare == []

@@ -20,6 +20,8 @@ from conftest import TEMPLATE, render
 from service_client import answers, free_port, log_in, read_text, request, wait_for
 
 SHARED_VENV = Path(os.environ.get("RENDERED_VENV", TEMPLATE / ".cache" / "rendered-venv"))
+# What the rendered tests leave to look at (the live page's screenshot), by render.
+ARTIFACTS = TEMPLATE / ".cache" / "artifacts"
 SERVICES = {
     "PostgreSQL": ("127.0.0.1", 5432),
     "RabbitMQ": ("127.0.0.1", 5672),
@@ -137,10 +139,24 @@ def project(serializer, tmp_path_factory):
     return path
 
 
-def test_make_test_passes_against_the_real_services(project):
-    result = make(project, "test")
+def test_make_test_passes_against_the_real_services(project, serializer):
+    # The live page's screenshot lands where the template's run reports it.
+    screenshot = ARTIFACTS / serializer / "live-page.png"
+    screenshot.unlink(missing_ok=True)
+    result = make(project, "test", TEST_ARTIFACTS=str(screenshot.parent))
     # One pytest summary for the worker, one for the API.
     assert result.stdout.count(" passed") == 2, result.stdout
+    if os.environ.get("REQUIRE_BROWSER") == "1":
+        assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot of the live page"
+
+
+def test_without_websockets_make_lint_and_make_test_pass(tmp_path_factory):
+    path = render(tmp_path_factory.mktemp("rendered-plain"), use_websockets=False)
+    make(path, "install")
+    make(path, "lint")
+    result = make(path, "test")
+    assert result.stdout.count(" passed") == 2, result.stdout
+    assert "test_task_socket" not in result.stdout
 
 
 def test_make_lint_is_clean_even_with_a_new_migration(project):
@@ -288,6 +304,26 @@ def test_metrics_add_up_across_uvicorn_workers(project, tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_socket_benchmark_runs_and_checks_its_targets(project, serializer):
+    if serializer != "json":
+        pytest.skip("one short run is enough to keep the script working")
+    result = subprocess.run(
+        [
+            str(SHARED_VENV / "bin" / "python"),
+            *("-m", "benchmarks.socket_events", "--events", "20", "--sockets", "50"),
+        ],
+        cwd=project / "api",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "over the WebSocket:" in result.stdout
+    assert "final states delivered:           50 of 50" in result.stdout
+    verdicts = re.findall(r"^  .+  (met|NOT met)$", result.stdout, re.MULTILINE)
+    assert len(verdicts) == 3, result.stdout
 
 
 def test_task_benchmark_runs_and_checks_its_targets(project, serializer):

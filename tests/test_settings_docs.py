@@ -2,18 +2,20 @@
 
 import ast
 
+# Where each settings class of a default render lives, and its name.
 FILES = {
-    "API": "api/app/core/config.py",
-    "worker": "worker/worker/config.py",
+    "API": ("api/app/core/config.py", "Settings"),
+    "API WebSocket": ("api/app/api/v1/sockets/config.py", "SocketSettings"),
+    "worker": ("worker/worker/config.py", "Settings"),
 }
 
 
-def settings_fields(source: str) -> list[str]:
-    """The field names of the `Settings` class in a rendered config module."""
+def settings_fields(source: str, class_name: str = "Settings") -> list[str]:
+    """The field names of a settings class in a rendered config module."""
     (settings,) = [
         node
         for node in ast.parse(source).body
-        if isinstance(node, ast.ClassDef) and node.name == "Settings"
+        if isinstance(node, ast.ClassDef) and node.name == class_name
     ]
     return [
         statement.target.id
@@ -28,8 +30,8 @@ def test_every_setting_is_in_env_example_and_the_readme_table(bake):
     readme = (project / "README.md").read_text()
     table = [line for line in readme.splitlines() if line.startswith("| `")]
     missing = []
-    for service, path in FILES.items():
-        names = settings_fields((project / path).read_text())
+    for service, (path, class_name) in FILES.items():
+        names = settings_fields((project / path).read_text(), class_name)
         assert names, f"no settings found in {path}"
         for name in names:
             if not any(line.lstrip("# ").startswith(f"{name}=") for line in example):

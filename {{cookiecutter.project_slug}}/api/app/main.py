@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from app.api import API_V1_PREFIX
 from app.api.v1 import API_DESCRIPTION, api_router
@@ -35,11 +35,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the clients once per process and close them when it stops."""
     settings: Settings = app.state.settings
     engine = create_engine(settings)
-    redis = Redis.from_url(
-        settings.CELERY_RESULT_BACKEND_URL,
-        socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
-        # Detect a half-dead connection before a request waits on it.
-        health_check_interval=30,
+    redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.CELERY_RESULT_BACKEND_URL,
+            max_connections=settings.REDIS_POOL_SIZE,
+            # Seconds to wait for a free connection, as for a new one.
+            timeout=settings.REDIS_CONNECT_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+            # Detect a half-dead connection before a request waits on it.
+            health_check_interval=30,
+        )
     )
     celery = create_celery_client(settings)
     publisher = Publisher(

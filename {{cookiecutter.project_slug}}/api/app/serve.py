@@ -45,6 +45,11 @@ def main() -> None:
         # Reloading runs one process; uvicorn refuses both at once.
         workers=None if args.reload else settings.API_WORKERS,
         timeout_graceful_shutdown=settings.API_SHUTDOWN_TIMEOUT,
+{%- if cookiecutter.use_websockets | enabled %}
+        # The task WebSocket's messages are small JSON: compressing them would
+        # save little, and its state costs about 50 KiB per open socket.
+        ws_per_message_deflate=False,
+{%- endif %}
     )
 
 

@@ -18,8 +18,8 @@ Returned = TypeVar("Returned")
 
 
 def run(coroutine: Coroutine[Any, Any, Returned]) -> Returned:
-    """Run on uvloop when it is installed (uvicorn[standard] brings it): the
-    load generator then spends about half the CPU per request."""
+    """Run on uvloop when it is installed (the API depends on it): the load
+    generator then spends about half the CPU per request."""
     try:
         import uvloop
     except ImportError:

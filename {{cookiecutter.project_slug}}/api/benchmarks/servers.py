@@ -16,6 +16,13 @@ API_ROOT = Path(__file__).resolve().parents[1]
 @contextmanager
 def api_server(**environment: str) -> Iterator[str]:
     """One uvicorn process (no access log, as in production); yields its base URL."""
+    with api_process(**environment) as (base, _):
+        yield base
+
+
+@contextmanager
+def api_process(**environment: str) -> Iterator[tuple[str, int]]:
+    """The same; yields its base URL and its process id (to read its memory)."""
     port = free_port()
     command = [
         *(sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)),
@@ -24,7 +31,7 @@ def api_server(**environment: str) -> Iterator[str]:
     with background_process(command, API_ROOT, environment) as process:
         base = f"http://127.0.0.1:{port}"
         wait_for_health(base, process)
-        yield base
+        yield base, process.pid
 
 
 def wait_for_health(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:

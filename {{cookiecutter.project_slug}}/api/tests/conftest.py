@@ -10,8 +10,8 @@ import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import uvicorn
@@ -181,7 +181,7 @@ async def serving(app: FastAPI) -> AsyncIterator[AsyncClient]:
 @asynccontextmanager
 async def listening(app: FastAPI, **config: Any) -> AsyncIterator[str]:
     """The app (already started) served by uvicorn on a real port of this
-    loop, for clients that need a socket (WebSockets, browsers); yields the
+    loop, for clients that need a real socket (browsers, streams); yields the
     host:port. `config`: more of uvicorn's Config options."""
     port = free_port()
     server = uvicorn.Server(

@@ -15,9 +15,7 @@ from app.services.task_progress import TaskProgress
 
 
 def record(answer_ids: list[str], all_ids: list[str], is_group: bool = False) -> TaskRecord:
-    return TaskRecord(
-        id=uuid.uuid4(), answer_ids=answer_ids, all_ids=all_ids, is_group=is_group
-    )
+    return TaskRecord(id=uuid.uuid4(), answer_ids=answer_ids, all_ids=all_ids, is_group=is_group)
 
 
 def meta(task_id: str, status: str, result: Any = None) -> dict[str, Any]:
@@ -84,7 +82,11 @@ def test_a_group_answers_the_list_and_a_failure_ends_it() -> None:
     chain = TaskProgress(record(["last"], ["last", "first"]))
     chain.start([None, None])
     failed = chain.update(meta("first", "FAILURE", ValueError("bad")))
-    assert (failed.status, failed.error.type, failed.error.message) == ("FAILURE", "ValueError", "bad")
+    assert (failed.status, failed.error.type, failed.error.message) == (
+        "FAILURE",
+        "ValueError",
+        "bad",
+    )
     assert chain.finished
 
 

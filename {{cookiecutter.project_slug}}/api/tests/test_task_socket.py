@@ -191,7 +191,9 @@ async def test_a_finished_task_gets_its_final_state_at_once(
         f"{TASKS}/integer-multiplication", json={"integer": 4}, headers=headers
     )
     assert waited.status_code == 200
-    messages, code, _ = await follow(server, waited.json()["task_id"], token_message(user, settings))
+    messages, code, _ = await follow(
+        server, waited.json()["task_id"], token_message(user, settings)
+    )
     assert (messages, code) == ([waited.json()], CloseCode.FINISHED)
 
     # Finished in the worker, never read since: the result is still in Redis only.
@@ -221,7 +223,9 @@ async def test_no_valid_token_closes_with_4401(
     case: str,
 ) -> None:
     user = await make_user()
-    task_id = await start(client, auth_headers(user), f"{TASKS}/integer-multiplication", {"integer": 1})
+    task_id = await start(
+        client, auth_headers(user), f"{TASKS}/integer-multiplication", {"integer": 1}
+    )
     now = datetime.now(UTC)
     claims = {"sub": str(user.id), "iat": now, "exp": now + timedelta(minutes=5), "type": "access"}
     key = settings.SECRET_KEY.get_secret_value()
@@ -253,7 +257,9 @@ async def test_inactive_user_closes_with_4403(
     server: str, client: AsyncClient, make_user: MakeUser, auth_headers, settings: Settings
 ) -> None:
     user = await make_user()
-    task_id = await start(client, auth_headers(user), f"{TASKS}/integer-multiplication", {"integer": 1})
+    task_id = await start(
+        client, auth_headers(user), f"{TASKS}/integer-multiplication", {"integer": 1}
+    )
     inactive = await make_user(is_active=False)
     messages, code, _ = await follow(server, task_id, token_message(inactive, settings))
     assert (messages, code) == ([], CloseCode.INACTIVE_USER)
@@ -270,7 +276,9 @@ async def test_another_users_task_is_refused_like_an_unknown_one(
     server: str, client: AsyncClient, make_user: MakeUser, auth_headers, settings: Settings
 ) -> None:
     owner, other = await make_user(), await make_user()
-    task_id = await start(client, auth_headers(owner), f"{TASKS}/integer-multiplication", {"integer": 1})
+    task_id = await start(
+        client, auth_headers(owner), f"{TASKS}/integer-multiplication", {"integer": 1}
+    )
     token = token_message(other, settings)
     theirs, unknown = [], []
     for _ in range(15):
@@ -312,7 +320,9 @@ async def test_sockets_per_user_are_limited(
         messages, code, _ = await follow(server, task_id, message)
         assert (messages, code) == ([], CloseCode.TOO_MANY_SOCKETS)
         # Another user's sockets are counted apart.
-        theirs = await start(client, auth_headers(other), f"{TASKS}/integer-multiplication", {"integer": 3})
+        theirs = await start(
+            client, auth_headers(other), f"{TASKS}/integer-multiplication", {"integer": 3}
+        )
         messages, code, _ = await follow(server, theirs, token_message(other, settings))
         assert code == CloseCode.FINISHED
         # A closed socket frees its slot.

@@ -21,7 +21,7 @@ TOKEN_URL = f"{API_V1_PREFIX}/auth/token"
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-# These take an HTTPConnection, so that WebSocket routes share them.
+# These take an HTTPConnection, so that routes of every protocol share them.
 
 
 def app_settings(connection: HTTPConnection) -> Settings:

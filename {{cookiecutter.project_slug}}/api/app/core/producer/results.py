@@ -6,8 +6,8 @@ waiter subscribes to its tasks' channels, then reads their keys (a result
 stored before the subscription took effect is not missed), then awaits futures
 that the single reader task resolves. No thread, no polling.
 
-A request that waits is told the final state only (watching); a follower, such
-as a WebSocket, is told every state on the way (following).
+A request that waits is told the final state only (watching); a follower, one
+that shows progress as it happens, is told every state on the way (following).
 """
 
 import asyncio

@@ -4,7 +4,7 @@ nothing loaded from another origin."""
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import Response
 
 router = APIRouter(prefix="/live", include_in_schema=False)
@@ -15,31 +15,31 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-# Read once: the files do not change while the API runs.
-PAGE = {
-    name: (Path(__file__).parent / "page" / name).read_bytes()
-    for name in ("live.html", "live.js", "live.css")
+MEDIA_TYPES = {
+    "live.html": "text/html; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "live.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
+# Read once: the files do not change while the API runs.
+FILES = {name: (Path(__file__).parent / "page" / name).read_bytes() for name in MEDIA_TYPES}
 
 
-def page_file(name: str, media_type: str) -> Response:
+def page_file(name: str) -> Response:
     return Response(
-        PAGE[name],
-        media_type=media_type,
+        FILES[name],
+        media_type=MEDIA_TYPES[name],
         headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
     )
 
 
 @router.get("")
 async def live_page() -> Response:
-    return page_file("live.html", "text/html; charset=utf-8")
+    return page_file("live.html")
 
 
-@router.get("/live.js")
-async def live_script() -> Response:
-    return page_file("live.js", "text/javascript; charset=utf-8")
-
-
-@router.get("/live.css")
-async def live_style() -> Response:
-    return page_file("live.css", "text/css; charset=utf-8")
+@router.get("/{name}")
+async def live_page_file(name: str) -> Response:
+    if name not in FILES:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Not found")
+    return page_file(name)

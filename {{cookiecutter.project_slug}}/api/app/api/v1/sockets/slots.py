@@ -32,46 +32,78 @@ class TooManySocketsError(Exception):
 
 class SocketSlots:
     """A sorted set per user in Redis: one member per open socket, scored with
-    the time its lease ends. A socket renews its lease while it lives, so a
-    process that dies without closing its sockets frees their slots when the
-    leases end; a count kept in one process would miss the others."""
+    the time its lease ends. A count kept in one process would miss the others.
 
-    def __init__(self, redis: Redis, limit: int, lease: float = 30.0) -> None:
+    One task renews the leases of every socket of this process, in one round
+    trip, while any is open; a process that dies without closing its sockets
+    frees their slots when the leases end.
+    """
+
+    def __init__(self, redis: Redis, command_timeout: float, lease: float = 30.0) -> None:
         self._redis = redis
         self._admit = redis.register_script(ADMIT)
-        self._limit = limit
+        # Seconds a Redis command of ours may take before we give up on it.
+        self._command_timeout = command_timeout
         self._lease = lease
+        # Redis key -> members held by this process
+        self._held: dict[str, set[str]] = {}
+        self._renewing: asyncio.Task[None] | None = None
+        self._emptied = asyncio.Event()
 
     @contextlib.asynccontextmanager
-    async def hold(self, user_id: uuid.UUID) -> AsyncIterator[None]:
-        """A slot of the user's for the block; TooManySocketsError if none is free."""
+    async def hold(self, user_id: uuid.UUID, limit: int) -> AsyncIterator[None]:
+        """One of the user's `limit` slots for the block; TooManySocketsError if
+        none is free, ResultBackendUnavailableError if Redis does not answer."""
         key = f"{KEY_PREFIX}{user_id}"
         member = uuid.uuid4().hex
         now = time.time()
         try:
-            admitted = await self._admit(
-                keys=[key],
-                args=[now, now + self._lease, self._limit, member, math.ceil(self._lease)],
-            )
+            async with asyncio.timeout(self._command_timeout):
+                admitted = await self._admit(
+                    keys=[key],
+                    args=[now, now + self._lease, limit, member, math.ceil(self._lease)],
+                )
         except Exception as error:  # redis raises several unrelated types
             raise ResultBackendUnavailableError from error
         if not admitted:
             raise TooManySocketsError(user_id)
-        renewing = asyncio.create_task(self._renew(key, member))
+        self._held.setdefault(key, set()).add(member)
+        self._keep_renewing()
         try:
             yield
         finally:
-            renewing.cancel()
-            with contextlib.suppress(BaseException):
-                await renewing
+            self._forget(key, member)
             with contextlib.suppress(Exception):  # the lease ends anyway
-                await self._redis.zrem(key, member)
+                async with asyncio.timeout(self._command_timeout):
+                    await self._redis.zrem(key, member)
 
-    async def _renew(self, key: str, member: str) -> None:
-        while True:
-            await asyncio.sleep(self._lease / 3)
-            with contextlib.suppress(Exception):  # a later renewal may succeed
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zadd(key, {member: time.time() + self._lease}, xx=True)
+    def _forget(self, key: str, member: str) -> None:
+        members = self._held[key]
+        members.discard(member)
+        if not members:
+            del self._held[key]
+        if not self._held:
+            self._emptied.set()  # the renewing task ends now, not at its next round
+
+    def _keep_renewing(self) -> None:
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.create_task(self._renew(), name="socket-slot-renewal")
+
+    async def _renew(self) -> None:
+        while self._held:
+            self._emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._lease / 3):
+                    await self._emptied.wait()
+            if self._held:
+                with contextlib.suppress(Exception):  # the next round may succeed
+                    await self._renew_all()
+
+    async def _renew_all(self) -> None:
+        ends = time.time() + self._lease
+        async with asyncio.timeout(self._command_timeout):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, members in self._held.items():
+                    pipe.zadd(key, dict.fromkeys(members, ends), xx=True)
                     pipe.expire(key, math.ceil(self._lease))
-                    await pipe.execute()
+                await pipe.execute()

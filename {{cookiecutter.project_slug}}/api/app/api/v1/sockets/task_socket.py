@@ -65,8 +65,14 @@ class RefusedError(Exception):
         self.reason = reason
 
 
-def socket_slots(connection: HTTPConnection, settings: SocketSettingsDep) -> SocketSlots:
-    return SocketSlots(connection.app.state.redis, settings.WS_SOCKETS_PER_USER)
+def socket_slots(connection: HTTPConnection, settings: SettingsDep) -> SocketSlots:
+    """The app's one SocketSlots, made on first use: its renewal task covers
+    every socket of the process."""
+    state = connection.app.state
+    if getattr(state, "socket_slots", None) is None:
+        state.socket_slots = SocketSlots(state.redis, settings.RESULT_SUBSCRIBE_TIMEOUT)
+    slots: SocketSlots = state.socket_slots
+    return slots
 
 
 @router.websocket("/tasks/{task_id}", name="follow-task")
@@ -83,13 +89,13 @@ async def follow_task(
     await websocket.accept()
     try:
         user = await authenticate(websocket, session, settings, socket_settings.WS_AUTH_TIMEOUT)
-        async with slots.hold(user.id):
+        async with slots.hold(user.id, socket_settings.WS_SOCKETS_PER_USER):
             task = await owned_task(session, task_id, user)
             # No database connection stays checked out while the socket lives.
             await session.commit()
             final = await send_states(websocket, runner, task, socket_settings.WS_QUEUE_SIZE)
             await send(websocket, await runner.conclude(session, task.id, final))
-        await websocket.close(CloseCode.FINISHED)
+            await websocket.close(CloseCode.FINISHED)
     except RefusedError as refusal:
         await websocket.close(refusal.code, refusal.reason)
     except TooManySocketsError:
