@@ -1,4 +1,5 @@
-"""The rendered compose stack, booted for real and walked over HTTP from the host.
+"""The rendered compose stack, booted for real and walked over HTTP (and its
+WebSocket) from the host.
 
 `make up` (`up --build --detach`) on a fresh render with a custom worker name,
 once with Compose v2 and once with v1.29, on images built locally
@@ -11,6 +12,7 @@ Without a Docker engine this module is skipped with its reason, unless
 REQUIRE_DOCKER=1 (CI sets it), which turns the skip into a failure.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +26,8 @@ import pytest
 from conftest import render
 from docker_stack import base_image, compose_or_skip, stand_in_images
 from service_client import answers, free_port, log_in, read_text, request, wait_for
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.xdist_group("compose-boot")
 
@@ -285,6 +289,34 @@ def test_an_async_task_polled_to_success(stack, token):
     assert headers["location"] == f"/api/v1/tasks/{body['task_id']}"
     done = poll_task(stack, token, body["task_id"], {"SUCCESS", "FAILURE", "REVOKED"})
     assert (done["status"], done["result"]) == ("SUCCESS", 10)
+
+
+def follow_over_websocket(stack: Stack, token: str, task_id: str) -> tuple[list[dict], int]:
+    """The states the stack's WebSocket sends for the task, and its close code."""
+    url = stack.api_url.replace("http://", "ws://") + f"/api/v1/ws/tasks/{task_id}"
+    messages = []
+    with connect(url, open_timeout=10) as socket:
+        socket.send(json.dumps({"token": token}))
+        try:
+            while True:
+                messages.append(json.loads(socket.recv(timeout=30)))
+        except ConnectionClosed:
+            pass
+    return messages, socket.close_code
+
+
+def test_a_task_followed_over_the_websocket(stack, token):
+    status, body, _ = request(
+        "POST",
+        f"{stack.api_url}/api/v1/tasks/long-running/async",
+        body={"seconds": 1, "steps": 4},
+        token=token,
+    )
+    assert status == 202, body
+    messages, code = follow_over_websocket(stack, token, body["task_id"])
+    assert code == 1000, messages
+    assert "PROGRESS" in [message["status"] for message in messages], messages
+    assert (messages[-1]["status"], messages[-1]["result"]) == ("SUCCESS", 4)
 
 
 # A route the image's HEALTHCHECK does not call, so only the test counts there.

@@ -1,11 +1,13 @@
-"""The template's quoting filters give literals that read back as the answer."""
+"""The template's filters: quoted literals read back as the answer, and a
+switch means what its answer says, in the templates and the hooks alike."""
 
 import ast
 import tomllib
 
 import pytest
+from conftest import TEMPLATE
 
-from local_extensions import python_string, toml_string
+from local_extensions import YES_WORDS, enabled, python_string, toml_string
 
 ANSWERS = [
     "My Service",
@@ -35,3 +37,27 @@ def test_python_literal_prefers_double_quotes():
     assert python_string("plain") == '"plain"'
     assert python_string("it's") == '"it\'s"'
     assert python_string('say "hi"') == "'say \"hi\"'"
+
+
+@pytest.mark.parametrize(
+    ("answer", "meant"),
+    [(True, True), (False, False), ("yes", True), (" On ", True), ("no", False), ("0", False)],
+)
+def test_enabled_reads_a_switch_as_the_prompt_would(answer, meant):
+    assert enabled(answer) is meant
+
+
+def tuple_in(path, name):
+    """The value of a module-level tuple assignment in a hook's source."""
+    source = path.read_text().replace("{{ cookiecutter | jsonify | tojson }}", '"{}"')
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"no {name} in {path}")
+
+
+def test_the_hooks_know_the_same_yes_words_as_the_filter():
+    hooks = TEMPLATE / "hooks"
+    assert tuple_in(hooks / "post_gen_project.py", "YES_WORDS") == YES_WORDS
+    switch_words = tuple_in(hooks / "pre_gen_project.py", "SWITCH_WORDS")
+    assert set(YES_WORDS) < set(switch_words)

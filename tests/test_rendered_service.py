@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -255,6 +256,18 @@ def test_metrics_benchmark_runs_and_prints_its_numbers(project):
     assert "load generator CPU:" in result.stdout
 
 
+def settled(read: Callable[[], float]) -> float:
+    """The value once two reads a quarter second apart agree."""
+    previous = read()
+    for _ in range(20):
+        time.sleep(0.25)
+        current = read()
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
 def health_requests_counted(base: str) -> float:
     text = read_text(f"{base}/metrics")
     series = 'http_requests_total{method="GET",route="/api/v1/health",status="200"}'
@@ -289,7 +302,8 @@ def test_metrics_add_up_across_uvicorn_workers(project, tmp_path):
         wait_for(
             lambda: answers(f"{base}/api/v1/health"), 30, "uvicorn did not answer", log.read_text
         )
-        before = health_requests_counted(base)
+        # Counted just after its answer is sent: wait until the last one is in.
+        before = settled(lambda: health_requests_counted(base))
         sent = 0
         # Concurrent bursts until both workers have counted requests (the kernel
         # may hand every connection to one of them for a while).
@@ -300,7 +314,7 @@ def test_metrics_add_up_across_uvicorn_workers(project, tmp_path):
             sent += 32
         assert len(list(metrics_dir.glob("counter_*.db"))) == 2
         # One scrape, answered by one worker, counts the requests of both.
-        assert health_requests_counted(base) - before == sent
+        assert settled(lambda: health_requests_counted(base)) - before == sent
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -49,6 +49,8 @@ def main() -> None:
         # The task WebSocket's messages are small JSON: compressing them would
         # save little, and its state costs about 50 KiB per open socket.
         ws_per_message_deflate=False,
+        # Clients send one small message, their token: refuse big ones unread.
+        ws_max_size=64 * 1024,
 {%- endif %}
     )
 

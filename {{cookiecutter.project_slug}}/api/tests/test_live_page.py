@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from httpx import AsyncClient
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -127,6 +128,22 @@ def use_the_page(base: str, email: str, screenshot: Path) -> dict[str, object]:
             }
         finally:
             driver.quit()
+
+
+async def test_the_page_is_served_with_a_policy_that_allows_only_this_origin(
+    client: AsyncClient,
+) -> None:
+    page = await client.get("/live")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing from elsewhere
+    script = await client.get("/live/live.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert (await client.get("/live/secrets.txt")).status_code == 404
+    description = (await client.get("/api/v1/openapi.json")).json()["info"]["description"]
+    assert "[/live](/live)" in description
 
 
 async def test_the_live_page_shows_progress_then_the_result(

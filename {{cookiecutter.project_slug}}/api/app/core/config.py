@@ -55,9 +55,10 @@ class Settings(BaseSettings):
     # gets 503, and seconds any connection to Redis may take to open.
     RESULT_SUBSCRIBE_TIMEOUT: float = Field(default=1.5, gt=0)
     REDIS_CONNECT_TIMEOUT: float = Field(default=2.0, gt=0)
-    # Connections to Redis per process; a burst of commands queues for one
-    # (up to REDIS_CONNECT_TIMEOUT) instead of opening a connection each.
-    REDIS_POOL_SIZE: int = Field(default=32, gt=1)
+    # Connections to Redis per process, one of them the result listener's; a
+    # burst of commands queues for one (up to REDIS_CONNECT_TIMEOUT) instead of
+    # opening a connection each.
+    REDIS_POOL_SIZE: int = Field(default=32, ge=4)
     # Seconds a waiting endpoint waits before it answers 504 and revokes the task.
     TASK_WAIT_TIMEOUT: float = Field(default=10.0, gt=0)
     # Seconds an /async task may wait in the queue before workers discard it.

@@ -42,7 +42,12 @@ class TaskProgress:
     """
 
     def __init__(self, task: TaskRecord) -> None:
-        self._task = task
+        # Copied: the result listener calls update() at any moment, and reading
+        # the ORM object then could make it load from the database.
+        self._task_id = task.id
+        self._answer_ids = list(task.answer_ids)
+        self._all_ids = list(task.all_ids)
+        self._is_group = task.is_group
         self._metas: dict[str, Meta] = {}
         # Per task, the state read from Redis when following began. A message
         # published before that read may be delivered after it: until a message
@@ -53,7 +58,7 @@ class TaskProgress:
     def start(self, stored: list[Meta | None]) -> TaskReply | None:
         """Take the states read from Redis (None: nothing stored yet), in the
         order of the record's all_ids; the reply if it changed."""
-        for task_id, meta in zip(self._task.all_ids, stored, strict=True):
+        for task_id, meta in zip(self._all_ids, stored, strict=True):
             seen = self._metas.get(task_id)
             # A message may have brought a newer state while Redis was read.
             if meta is not None and (seen is None or rank(meta) > rank(seen)):
@@ -77,13 +82,11 @@ class TaskProgress:
     def _is_news(self, task_id: str, meta: Meta) -> bool:
         seen = self._metas.get(task_id)
         # A task's final state is its last; nothing it says after counts.
-        return task_id in self._task.all_ids and (seen is None or seen["status"] not in FINAL)
-
-    @property
-    def finished(self) -> bool:
-        return self.last is not None and self.last.status in FINAL
+        return task_id in self._all_ids and (seen is None or seen["status"] not in FINAL)
 
     def _changed(self) -> TaskReply | None:
+        if self.last is not None and self.last.status in FINAL:
+            return None  # the final reply is the last one
         reply = self.current()
         if reply == self.last:
             return None
@@ -91,15 +94,15 @@ class TaskProgress:
         return reply
 
     def current(self) -> TaskReply:
-        task = self._task
-        answer = [self._metas.get(task_id) for task_id in task.answer_ids]
-        every = [self._metas.get(task_id) for task_id in task.all_ids]
-        reply = ended_early(task.id, combine(task.id, answer, task.is_group), every)
-        if reply.status in FINAL or len(task.all_ids) == 1:
+        answer = [self._metas.get(task_id) for task_id in self._answer_ids]
+        every = [self._metas.get(task_id) for task_id in self._all_ids]
+        reply = ended_early(self._task_id, combine(self._task_id, answer, self._is_group), every)
+        if reply.status in FINAL or len(self._all_ids) == 1:
             return reply
         finished = sum(1 for meta in every if meta is not None and meta["status"] == states.SUCCESS)
         if finished:
-            progress = {"done": finished, "total": len(task.all_ids)}
-            return TaskReply(task_id=task.id, status=PROGRESS, result=progress)
+            progress = {"done": finished, "total": len(self._all_ids)}
+            return TaskReply(task_id=self._task_id, status=PROGRESS, result=progress)
         started = any(meta is not None and meta["status"] != states.PENDING for meta in every)
-        return TaskReply(task_id=task.id, status=states.STARTED if started else states.PENDING)
+        status = states.STARTED if started else states.PENDING
+        return TaskReply(task_id=self._task_id, status=status)

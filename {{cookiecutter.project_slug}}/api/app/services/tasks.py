@@ -147,10 +147,14 @@ class TaskRunner:
     ) -> TaskReply:
         """Keep the final reply a follower saw, and give the one to show: the
         record's own, when it already had one (a DELETE or a reader came first)."""
-        task = await session.get(TaskRecord, task_id)
+        # Read afresh, not the session's copy from before, and locked until
+        # the commit, so that another follower cannot slip in between.
+        task = await session.get(TaskRecord, task_id, populate_existing=True, with_for_update=True)
         if task is None:  # its owner was deleted meanwhile
+            await session.rollback()
             return reply
         if task.status in FINAL:
+            await session.commit()
             return task.reply()
         await self._keep_final(session, task, reply)
         return reply

@@ -94,9 +94,11 @@ class ResultListener:
                     # must not hold the request longer than a subscription may take.
                     async with asyncio.timeout(self.confirm_timeout):
                         await pubsub.subscribe(IDLE_CHANNEL)
-                except Exception as error:  # redis raises several unrelated types
+                except BaseException as error:  # cancelled too: the pool gets it back
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-                    raise ResultBackendUnavailableError from error
+                    if isinstance(error, Exception):  # redis raises several unrelated types
+                        raise ResultBackendUnavailableError from error
+                    raise
                 self._pubsub = pubsub
                 self._reader = asyncio.create_task(self._read(pubsub), name="result-listener")
             return self._pubsub
@@ -193,9 +195,11 @@ class ResultListener:
         try:
             async with asyncio.timeout(self.confirm_timeout):
                 await pubsub.subscribe(*subscribers)
-        except Exception as error:
+        except BaseException as error:  # cancelled too: nobody stays registered
             self._unregister(subscribers)
-            raise ResultBackendUnavailableError from error
+            if isinstance(error, Exception):
+                raise ResultBackendUnavailableError from error
+            raise
         try:
             yield confirmations
         finally:

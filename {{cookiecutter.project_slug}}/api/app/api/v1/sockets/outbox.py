@@ -21,14 +21,12 @@ class Outbox:
         self._replies: deque[TaskReply] = deque()
         self._ready = asyncio.Event()
         self._error: Exception | None = None
-        self.dropped = 0
 
     def put(self, reply: TaskReply) -> None:
         if len(self._replies) >= self._size:
             for queued in self._replies:
                 if queued.status not in FINAL:
                     self._replies.remove(queued)
-                    self.dropped += 1
                     break
         self._replies.append(reply)
         self._ready.set()

@@ -29,7 +29,11 @@ def page_file(name: str) -> Response:
     return Response(
         FILES[name],
         media_type=MEDIA_TYPES[name],
-        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
+        headers={
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            # Each file is what its type says, never sniffed into something else.
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

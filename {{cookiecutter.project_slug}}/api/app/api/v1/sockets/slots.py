@@ -77,6 +77,13 @@ class SocketSlots:
                 async with asyncio.timeout(self._command_timeout):
                     await self._redis.zrem(key, member)
 
+    async def close(self) -> None:
+        """Stop renewing (the process stops; its leases end on their own)."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+
     def _forget(self, key: str, member: str) -> None:
         members = self._held[key]
         members.discard(member)

@@ -12,12 +12,15 @@ within 20 s (its --ws-ping-interval and --ws-ping-timeout).
 """
 
 import asyncio
+import contextlib
 import json
+import logging
 import uuid
+from collections.abc import AsyncIterator
 from enum import IntEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.requests import HTTPConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,7 +41,7 @@ from app.services.task_states import FINAL
 from app.services.tasks import TaskRunner
 from app.services.users import InactiveUserError, user_for_token
 
-router = APIRouter(prefix=f"{API_V1_PREFIX}/ws")
+logger = logging.getLogger(__name__)
 
 SocketSettingsDep = Annotated[SocketSettings, Depends(get_socket_settings)]
 
@@ -46,6 +49,8 @@ SocketSettingsDep = Annotated[SocketSettings, Depends(get_socket_settings)]
 class CloseCode(IntEnum):
     # The final state was sent.
     FINISHED = 1000
+    # An unexpected error, logged by the API.
+    INTERNAL_ERROR = 1011
     # Redis, where the states come from, cannot be reached: reconnect later.
     TRY_AGAIN_LATER = 1013
     # No valid token within WS_AUTH_TIMEOUT: none, malformed, expired, forged,
@@ -65,14 +70,24 @@ class RefusedError(Exception):
         self.reason = reason
 
 
-def socket_slots(connection: HTTPConnection, settings: SettingsDep) -> SocketSlots:
-    """The app's one SocketSlots, made on first use: its renewal task covers
-    every socket of the process."""
-    state = connection.app.state
-    if getattr(state, "socket_slots", None) is None:
-        state.socket_slots = SocketSlots(state.redis, settings.RESULT_SUBSCRIBE_TIMEOUT)
-    slots: SocketSlots = state.socket_slots
+@contextlib.asynccontextmanager
+async def socket_slots_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """One SocketSlots per process, on the Redis client of the app's lifespan
+    (which runs first): its renewal task covers every socket of the process."""
+    settings: Settings = app.state.settings
+    app.state.socket_slots = SocketSlots(app.state.redis, settings.RESULT_SUBSCRIBE_TIMEOUT)
+    try:
+        yield
+    finally:
+        await app.state.socket_slots.close()
+
+
+def socket_slots(connection: HTTPConnection) -> SocketSlots:
+    slots: SocketSlots = connection.app.state.socket_slots
     return slots
+
+
+router = APIRouter(prefix=f"{API_V1_PREFIX}/ws", lifespan=socket_slots_lifespan)
 
 
 @router.websocket("/tasks/{task_id}", name="follow-task")
@@ -91,19 +106,28 @@ async def follow_task(
         user = await authenticate(websocket, session, settings, socket_settings.WS_AUTH_TIMEOUT)
         async with slots.hold(user.id, socket_settings.WS_SOCKETS_PER_USER):
             task = await owned_task(session, task_id, user)
-            # No database connection stays checked out while the socket lives.
-            await session.commit()
-            final = await send_states(websocket, runner, task, socket_settings.WS_QUEUE_SIZE)
+            final = await send_states(
+                websocket, session, runner, task, socket_settings.WS_QUEUE_SIZE
+            )
             await send(websocket, await runner.conclude(session, task.id, final))
             await websocket.close(CloseCode.FINISHED)
-    except RefusedError as refusal:
-        await websocket.close(refusal.code, refusal.reason)
-    except TooManySocketsError:
-        await websocket.close(CloseCode.TOO_MANY_SOCKETS, "Too many open sockets")
-    except ResultBackendUnavailableError:
-        await websocket.close(CloseCode.TRY_AGAIN_LATER, "Result backend unavailable")
     except WebSocketDisconnect:
         pass  # the client left: leaving the blocks above unsubscribed and freed its slot
+    except RefusedError as refusal:
+        await close(websocket, refusal.code, refusal.reason)
+    except TooManySocketsError:
+        await close(websocket, CloseCode.TOO_MANY_SOCKETS, "Too many open sockets")
+    except ResultBackendUnavailableError:
+        await close(websocket, CloseCode.TRY_AGAIN_LATER, "Result backend unavailable")
+    except Exception:
+        logger.exception("Task socket %s failed", task_id)
+        await close(websocket, CloseCode.INTERNAL_ERROR, "Internal error")
+
+
+async def close(websocket: WebSocket, code: CloseCode, reason: str) -> None:
+    """Close with the code, unless the client is already gone."""
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await websocket.close(code, reason)
 
 
 async def authenticate(
@@ -139,9 +163,10 @@ def token_in(text: str | None) -> str | None:
 
 async def owned_task(session: AsyncSession, task_id: str, user: User) -> TaskRecord:
     try:
-        task = await find_owned(session, TaskRecord, uuid.UUID(task_id), user)
+        record_id = uuid.UUID(task_id)
     except ValueError:
-        task = None
+        raise RefusedError(CloseCode.TASK_NOT_FOUND, "Task not found") from None
+    task = await find_owned(session, TaskRecord, record_id, user)
     if task is None:
         raise RefusedError(CloseCode.TASK_NOT_FOUND, "Task not found")
     return task
@@ -164,16 +189,30 @@ class Follower:
 
 
 async def send_states(
-    websocket: WebSocket, runner: TaskRunner, task: TaskRecord, queue_size: int
+    websocket: WebSocket,
+    session: AsyncSession,
+    runner: TaskRunner,
+    task: TaskRecord,
+    queue_size: int,
 ) -> TaskReply:
     """Send each state of the task until the final one, which is returned
     unsent (it is recorded first). WebSocketDisconnect if the client leaves."""
+    # No database connection stays checked out while the socket lives.
+    await session.commit()
     if task.status in FINAL:
         return task.reply()
     progress = TaskProgress(task)
     outbox = Outbox(queue_size)
     async with runner.listener.following(task.all_ids, Follower(progress, outbox)) as subscription:
         first = progress.start(await subscription.stored())
+        if first is None or first.status not in FINAL:
+            # Another reader may have kept the final state, and had Redis
+            # forget it, between the first read of the record and the
+            # subscription: then only the record still knows it.
+            await session.refresh(task)
+            await session.commit()
+            if task.status in FINAL:
+                return task.reply()
         if first is not None:
             outbox.put(first)
         leaving = asyncio.ensure_future(until_disconnected(websocket))

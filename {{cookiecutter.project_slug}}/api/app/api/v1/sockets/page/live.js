@@ -5,6 +5,8 @@
 const API = "/api/v1";
 const CLOSE_REASONS = {
   1000: "finished",
+  1011: "internal error",
+  1012: "the API is restarting",
   1013: "result backend unavailable, try again later",
   4401: "not authenticated",
   4403: "inactive user",
