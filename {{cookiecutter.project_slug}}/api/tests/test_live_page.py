@@ -76,18 +76,29 @@ def card_text(card: WebElement, part: str) -> str:
     return str(card.find_element(By.CLASS_NAME, part).text)
 
 
-def watch_until_done(driver: webdriver.Chrome, card: WebElement) -> list[str]:
-    """Every status text the card showed, read as often as the browser allows."""
+def watch_until_done(
+    driver: webdriver.Chrome, card: WebElement, progress_screenshot: Path | None = None
+) -> list[str]:
+    """Every status text the card showed, read as often as the browser allows;
+    the page is saved to `progress_screenshot` when it first shows progress."""
     shown: list[str] = []
 
     def done(_: webdriver.Chrome) -> bool:
+        nonlocal progress_screenshot
         status = card_text(card, "status")
         if not shown or shown[-1] != status:
             shown.append(status)
+            if progress_screenshot and status.startswith("PROGRESS"):
+                driver.save_screenshot(str(progress_screenshot))
+                progress_screenshot = None
         return status in ("SUCCESS", "FAILURE", "REVOKED")
 
     WebDriverWait(driver, 30, poll_frequency=0.02).until(done)
     return shown
+
+
+def progress_screenshot(screenshot: Path) -> Path:
+    return screenshot.with_name(f"{screenshot.stem}-progress.png")
 
 
 def use_the_page(base: str, email: str, screenshot: Path) -> dict[str, object]:
@@ -109,14 +120,14 @@ def use_the_page(base: str, email: str, screenshot: Path) -> dict[str, object]:
             long_running = WebDriverWait(driver, 10).until(
                 lambda d: d.find_element(By.CSS_SELECTOR, "#tasks .task")
             )
-            shown = watch_until_done(driver, long_running)
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            shown = watch_until_done(driver, long_running, progress_screenshot(screenshot))
             driver.find_element(By.CSS_SELECTOR, "#chord button").click()
             WebDriverWait(driver, 10).until(
                 lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tasks .task")) == 2
             )
             chord = driver.find_element(By.CSS_SELECTOR, "#tasks .task")  # the newest first
             chord_shown = watch_until_done(driver, chord)
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(screenshot))
             return {
                 "title": driver.title,
@@ -162,7 +173,8 @@ async def test_the_live_page_shows_progress_then_the_result(
     assert seen["chord_outcome"] == "result: 252"  # 21 doubled, 6 times, summed
     # Nothing refused by the Content-Security-Policy, no script error.
     assert seen["console"] == []
-    assert screenshot.stat().st_size > 10_000
+    during = progress_screenshot(screenshot)
+    assert screenshot.stat().st_size > 10_000 and during.stat().st_size > 10_000
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"live page screenshot: {screenshot}")
+        reporter.write_line(f"live page screenshots: {during} (progress), {screenshot} (done)")

@@ -110,7 +110,7 @@ async def follow_task(
                 websocket, session, runner, task, socket_settings.WS_QUEUE_SIZE
             )
             await send(websocket, await runner.conclude(session, task.id, final))
-            await websocket.close(CloseCode.FINISHED)
+            await close(websocket, CloseCode.FINISHED, "")
     except WebSocketDisconnect:
         pass  # the client left: leaving the blocks above unsubscribed and freed its slot
     except RefusedError as refusal:
