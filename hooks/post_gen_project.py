@@ -4,9 +4,11 @@ Runs inside the new project directory, offline, with the standard library only.
 """
 
 import json
+import os
 import secrets
 import shutil
 import sys
+import urllib.parse
 from pathlib import Path
 
 # Cookiecutter renders this file first: the answers arrive as a JSON string.
@@ -73,13 +75,27 @@ def write_env(project: Path) -> None:
     text = (project / ".env.example").read_text()
     for placeholder in SECRET_PLACEHOLDERS:
         text = text.replace(placeholder, secrets.token_urlsafe(32))
-    env.write_text(text)
-    env.chmod(0o600)
+    # Readable by its owner only from the moment it exists, not after a chmod.
+    descriptor = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+def without_credentials(location: str) -> str:
+    """A template's URL without the user and password it may carry."""
+    parts = urllib.parse.urlsplit(location)
+    if not parts.username and not parts.password:
+        return location
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def write_answers(project: Path, answers: dict) -> None:
     """Keep the answers, in cookiecutter's replay format, to re-render later."""
     kept = {key: value for key, value in answers.items() if key not in MACHINE_KEYS}
+    if isinstance(kept.get("_template"), str):
+        kept["_template"] = without_credentials(kept["_template"])
     text = json.dumps({"cookiecutter": kept}, indent=2, sort_keys=True)
     (project / ".cookiecutter.json").write_text(text + "\n")
 

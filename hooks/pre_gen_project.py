@@ -9,6 +9,7 @@ import json
 import keyword
 import re
 import sys
+from pathlib import Path
 
 # Cookiecutter renders this file first: the answers arrive as a JSON string.
 ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})  # noqa: F821  # fmt: skip
@@ -144,8 +145,28 @@ def derived_worker_name(slug: str) -> str:
     return slug.replace("_", "-") + "-worker"
 
 
-def problems(answers: dict) -> list[str]:
+def template_choices(answers: dict) -> dict[str, list]:
+    """The choices cookiecutter.json offers, by answer. Cookiecutter checks a
+    choice only when it prompts: a replayed or edited answers file is taken as
+    written, and its text would land in Python and TOML files."""
+    context = json.loads((Path(answers["_repo_dir"]) / "cookiecutter.json").read_text())
+    return {
+        name: value
+        for name, value in context.items()
+        if isinstance(value, list) and not name.startswith("_")
+    }
+
+
+def choice_problems(answers: dict) -> list[str]:
     found = []
+    for name, choices in template_choices(answers).items():
+        if answers.get(name) not in choices:
+            found.append(f"ERROR: {name} {answers.get(name)!r} is not one of {choices}.")
+    return found
+
+
+def problems(answers: dict) -> list[str]:
+    found = choice_problems(answers)
     bad = set()
     for name, check, example in CHECKS:
         value = str(answers[name])

@@ -1,11 +1,12 @@
 """Bad answers stop the render with one readable line each and leave nothing behind."""
 
+import json
 import re
 import subprocess
 import sys
 
 import pytest
-from conftest import TEMPLATE
+from conftest import CONTEXT, TEMPLATE
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
@@ -159,3 +160,72 @@ def test_every_switch_is_read_through_the_enabled_filter():
             for match in re.finditer(r"cookiecutter\.use_\w+(?!\w)(?! \| enabled)", text):
                 bare.append(f"{path.relative_to(TEMPLATE)}: {match.group()}")
     assert bare == []
+
+
+def replayed(tmp_path, **answers):
+    """Render from an answers file, as `cookiecutter --replay-file` does."""
+    context = {
+        name: value[0] if isinstance(value, list) else value
+        for name, value in CONTEXT.items()
+        if not name.startswith("__") and name != "_extensions"
+    }
+    context.update(project_slug="my_service", worker_name="my-service-worker", **answers)
+    context["_extensions"] = CONTEXT["_extensions"]
+    replay = tmp_path / "answers.json"
+    replay.write_text(json.dumps({"cookiecutter": context}))
+    output = tmp_path / "out"
+    output.mkdir()
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "cookiecutter", str(TEMPLATE)),
+            *("--replay-file", str(replay), "--output-dir", str(output)),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return result, output
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("task_serializer", 'json"\nimport os  #'),
+        ("task_serializer", "yaml"),
+        ("open_source_license", "GPL-3.0"),
+        ("open_source_license", 'MIT"\nevil = true'),
+    ],
+)
+def test_a_tampered_answers_file_is_refused_and_writes_nothing(tmp_path, name, value):
+    result, output = replayed(tmp_path, **{name: value})
+    assert result.returncode == 1
+    assert f"ERROR: {name} {value!r} is not one of" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert list(output.iterdir()) == []
+
+
+def test_an_untampered_answers_file_renders(tmp_path):
+    result, output = replayed(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (output / "my_service" / "api").is_dir()
+
+
+def hook_function(name):
+    """A function of the post-generation hook, loaded without rendering it."""
+    source = (TEMPLATE / "hooks" / "post_gen_project.py").read_text()
+    source = source.replace("{{ cookiecutter | jsonify | tojson }}", '"{}"')
+    namespace = {"__name__": "hook"}
+    exec(compile(source, "post_gen_project.py", "exec"), namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize(
+    ("location", "kept"),
+    [
+        ("https://user:token@git.example.com/team/tpl.git", "https://git.example.com/team/tpl.git"),
+        ("https://token@git.example.com:8443/tpl", "https://git.example.com:8443/tpl"),
+        ("gh:team/tpl", "gh:team/tpl"),
+        ("/home/me/templates/tpl", "/home/me/templates/tpl"),
+    ],
+)
+def test_no_credential_of_the_template_url_is_kept(location, kept):
+    assert hook_function("without_credentials")(location) == kept
