@@ -5,7 +5,7 @@ import ast
 import tomllib
 
 import pytest
-from conftest import TEMPLATE
+from conftest import CONTEXT, TEMPLATE
 
 from local_extensions import YES_WORDS, enabled, python_string, toml_string
 
@@ -48,7 +48,7 @@ def test_enabled_reads_a_switch_as_the_prompt_would(answer, meant):
 
 
 def tuple_in(path, name):
-    """The value of a module-level tuple assignment in a hook's source."""
+    """The value of a module-level literal assignment in a hook's source."""
     source = path.read_text().replace("{{ cookiecutter | jsonify | tojson }}", '"{}"')
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
@@ -61,3 +61,13 @@ def test_the_hooks_know_the_same_yes_words_as_the_filter():
     assert tuple_in(hooks / "post_gen_project.py", "YES_WORDS") == YES_WORDS
     switch_words = tuple_in(hooks / "pre_gen_project.py", "SWITCH_WORDS")
     assert set(YES_WORDS) < set(switch_words)
+
+
+def test_the_hook_checks_exactly_the_choices_of_cookiecutter_json():
+    checked = tuple_in(TEMPLATE / "hooks" / "pre_gen_project.py", "CHOICES")
+    offered = {
+        name: tuple(value)
+        for name, value in CONTEXT.items()
+        if isinstance(value, list) and not name.startswith("_")
+    }
+    assert checked == offered

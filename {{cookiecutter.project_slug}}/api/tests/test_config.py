@@ -54,6 +54,38 @@ def test_deployment_starts_with_real_secrets() -> None:
     assert settings.SECRET_KEY.get_secret_value() == "k" * 43
 
 
+@pytest.mark.parametrize(
+    ("secret", "password", "refused"),
+    [
+        ("k" * 31, REAL_PASSWORD, "SECRET_KEY must be set to a real secret of at least 32 bytes"),
+        ("k" * 43, "", "FIRST_SUPERUSER_PASSWORD must be set to a real password"),
+        ("k" * 43, "short-pass1", "FIRST_SUPERUSER_PASSWORD must be set to a real password"),
+    ],
+)
+def test_deployments_refuse_a_short_key_or_a_weak_password(
+    secret: str, password: str, refused: str
+) -> None:
+    with pytest.raises(ValidationError, match=refused):
+        Settings(ENVIRONMENT="staging", SECRET_KEY=secret, FIRST_SUPERUSER_PASSWORD=password)
+
+
+def test_a_longer_hash_needs_a_longer_key() -> None:
+    with pytest.raises(ValidationError, match="at least 64 bytes for HS512"):
+        Settings(
+            ENVIRONMENT="production",
+            JWT_ALGORITHM="HS512",
+            SECRET_KEY="k" * 43,
+            FIRST_SUPERUSER_PASSWORD=REAL_PASSWORD,
+        )
+
+
+def test_without_an_environment_the_settings_are_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container started without .env is a deployment, not a laptop."""
+    monkeypatch.delenv("ENVIRONMENT")
+    with pytest.raises(ValidationError, match="when ENVIRONMENT is 'production'"):
+        Settings(_env_file=None, SECRET_KEY="changethis-secret-key")
+
+
 def test_local_development_accepts_placeholders_but_not_an_empty_key() -> None:
     settings = Settings(ENVIRONMENT="local", SECRET_KEY="changethis-secret-key")
     assert settings.ENVIRONMENT == "local"
@@ -95,5 +127,6 @@ def test_the_api_refuses_to_start_with_a_placeholder_secret() -> None:
     )
     assert started.returncode == 1
     assert started.stderr.strip().splitlines() == [
-        "Invalid settings: SECRET_KEY must be set to a real secret when ENVIRONMENT is 'production'"
+        "Invalid settings: SECRET_KEY must be set to a real secret of at least 32 bytes"
+        " for HS256 when ENVIRONMENT is 'production'"
     ]

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
 import pytest
 from celery.canvas import Signature
 from fastapi import FastAPI
 from httpx import AsyncClient
-from jose import jwt
 from sqlalchemy import event
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -207,8 +207,7 @@ async def test_a_finished_task_gets_its_final_state_at_once(
 
 
 def signed(claims: dict[str, Any], key: str, settings: Settings) -> str:
-    token: str = jwt.encode(claims, key, algorithm=settings.JWT_ALGORITHM)
-    return token
+    return jwt.encode(claims, key, algorithm=settings.JWT_ALGORITHM)
 
 
 @pytest.mark.parametrize(
@@ -229,7 +228,14 @@ async def test_no_valid_token_closes_with_4401(
         client, auth_headers(user), f"{TASKS}/integer-multiplication", {"integer": 1}
     )
     now = datetime.now(UTC)
-    claims = {"sub": str(user.id), "iat": now, "exp": now + timedelta(minutes=5), "type": "access"}
+    claims = {
+        "sub": str(user.id),
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        "type": "access",
+        "iss": settings.JWT_ISSUER,
+        "aud": settings.JWT_AUDIENCE,
+    }
     key = settings.SECRET_KEY.get_secret_value()
     first = {
         "not json": "token please",

@@ -16,13 +16,16 @@ DATABASE_NAME = "{{ cookiecutter.project_slug }}"
 
 # Values that ship in .env.example; fine on a laptop, never in a deployment.
 PLACEHOLDER_PREFIX = "changethis"
+MIN_SUPERUSER_PASSWORD_LENGTH = 12
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 
     PROJECT_NAME: str = {{ cookiecutter.project_name | python_string }}
-    ENVIRONMENT: Literal["local", "test", "staging", "production"] = "local"
+    # Strict unless told otherwise: a container started without .env is a
+    # deployment, and refuses placeholder or weak secrets. .env says local.
+    ENVIRONMENT: Literal["local", "test", "staging", "production"] = "production"
     API_PORT: int = 8000
     # uvicorn processes of `python -m app.serve` (the container's command).
     API_WORKERS: int = Field(default=1, gt=0)
@@ -38,6 +41,9 @@ class Settings(BaseSettings):
     # One algorithm, and only this one is accepted when a token is decoded.
     JWT_ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, gt=0)
+    # Written into every token and required back: `iss` and `aud`.
+    JWT_ISSUER: str = Field(default="{{ cookiecutter.project_slug }}", min_length=1)
+    JWT_AUDIENCE: str = Field(default="{{ cookiecutter.project_slug }}-api", min_length=1)
     # Whether anyone may create an account through POST /auth/register.
     OPEN_REGISTRATION: bool = False
 
@@ -97,12 +103,22 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be set")
         if self.ENVIRONMENT in ("local", "test"):
             return self
-        for name in ("SECRET_KEY", "FIRST_SUPERUSER_PASSWORD"):
-            value = getattr(self, name).get_secret_value()
-            if not value or value.startswith(PLACEHOLDER_PREFIX):
-                raise ValueError(
-                    f"{name} must be set to a real secret when ENVIRONMENT is {self.ENVIRONMENT!r}"
-                )
+        key = self.SECRET_KEY.get_secret_value()
+        # A key at least as long as the algorithm's hash (RFC 7518, section 3.2):
+        # 32 bytes for HS256.
+        shortest = int(self.JWT_ALGORITHM.removeprefix("HS")) // 8
+        if key.startswith(PLACEHOLDER_PREFIX) or len(key.encode()) < shortest:
+            raise ValueError(
+                f"SECRET_KEY must be set to a real secret of at least {shortest} bytes"
+                f" for {self.JWT_ALGORITHM} when ENVIRONMENT is {self.ENVIRONMENT!r}"
+            )
+        password = self.FIRST_SUPERUSER_PASSWORD.get_secret_value()
+        if password.startswith(PLACEHOLDER_PREFIX) or len(password) < MIN_SUPERUSER_PASSWORD_LENGTH:
+            raise ValueError(
+                "FIRST_SUPERUSER_PASSWORD must be set to a real password of at least"
+                f" {MIN_SUPERUSER_PASSWORD_LENGTH} characters when ENVIRONMENT is"
+                f" {self.ENVIRONMENT!r}"
+            )
         return self
 
 

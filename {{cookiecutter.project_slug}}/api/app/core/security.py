@@ -4,8 +4,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+import jwt
 from fastapi.concurrency import run_in_threadpool
-from jose import JWTError, jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
@@ -35,11 +35,14 @@ def create_access_token(subject: uuid.UUID, settings: Settings) -> str:
         "iat": now,
         "exp": now + timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES),
         "type": ACCESS_TOKEN_TYPE,
+        # Who issued the token and for whom: a token another service signed
+        # with a shared key is not one of ours.
+        "iss": settings.JWT_ISSUER,
+        "aud": settings.JWT_AUDIENCE,
     }
-    token: str = jwt.encode(
+    return jwt.encode(
         claims, settings.SECRET_KEY.get_secret_value(), algorithm=settings.JWT_ALGORITHM
     )
-    return token
 
 
 def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
@@ -50,9 +53,11 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
             token,
             settings.SECRET_KEY.get_secret_value(),
             algorithms=[settings.JWT_ALGORITHM],
-            options={"require_exp": True, "require_iat": True, "require_sub": True},
+            issuer=settings.JWT_ISSUER,
+            audience=settings.JWT_AUDIENCE,
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
         )
-    except JWTError as error:
+    except jwt.PyJWTError as error:
         raise InvalidTokenError(str(error)) from error
     if claims.get("type") != ACCESS_TOKEN_TYPE:
         raise InvalidTokenError("not an access token")

@@ -205,6 +205,9 @@ async def send_states(
     outbox = Outbox(queue_size)
     async with runner.listener.following(task.all_ids, Follower(progress, outbox)) as subscription:
         first = progress.start(await subscription.stored())
+        # Queued at once: the listener may queue newer states while we wait below.
+        if first is not None:
+            outbox.put(first)
         if first is None or first.status not in FINAL:
             # Another reader may have kept the final state, and had Redis
             # forget it, between the first read of the record and the
@@ -213,8 +216,6 @@ async def send_states(
             await session.commit()
             if task.status in FINAL:
                 return task.reply()
-        if first is not None:
-            outbox.put(first)
         leaving = asyncio.ensure_future(until_disconnected(websocket))
         try:
             while True:
