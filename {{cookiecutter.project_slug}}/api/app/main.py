@@ -11,6 +11,7 @@ from app.api import API_V1_PREFIX
 from app.api.v1 import API_DESCRIPTION, api_router
 from app.api.v1.private.task_errors import add_task_error_handlers
 from app.core import metrics
+from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import add_error_handlers
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     add_error_handlers(app)
     add_task_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_SIZE)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,

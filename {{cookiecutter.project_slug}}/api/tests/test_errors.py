@@ -53,3 +53,31 @@ async def test_a_failed_request_commits_nothing(settings: Settings, engine: Asyn
     assert response.status_code == 400
     async with engine.connect() as connection:  # ...and is gone after the request
         assert await connection.scalar(select(func.count()).select_from(User)) == 0
+
+
+async def test_a_422_never_echoes_what_was_sent(client: AsyncClient) -> None:
+    secret = "correct horse battery staple but far too long " * 4
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "not an e-mail", "password": secret}
+    )
+    assert response.status_code in (403, 422)
+    assert secret not in response.text
+    invalid = await client.post("/api/v1/auth/token", data={"password": secret})
+    assert invalid.status_code == 422
+    assert secret not in invalid.text
+    problem = invalid.json()["detail"][0]
+    assert set(problem) == {"type", "loc", "msg"}
+    assert problem["loc"] == ["body", "username"]
+
+
+async def test_a_request_body_over_the_limit_is_413_before_authentication(
+    client: AsyncClient,
+) -> None:
+    too_large = b"[" + b"1," * (1024 * 1024) + b"1]"
+    response = await client.post(
+        "/api/v1/tasks/integers-sum",
+        content=too_large,
+        headers={"Content-Type": "application/json"},  # and no token
+    )
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large"}

@@ -104,7 +104,7 @@ async def test_invalid_note_is_422(
 async def test_unknown_and_malformed_ids(client: AsyncClient, user: User, auth_headers) -> None:
     headers = auth_headers(user)
     assert (await client.get(f"{NOTES_URL}/{uuid.uuid4()}", headers=headers)).status_code == 404
-    assert (await client.get(f"{NOTES_URL}/not-a-uuid", headers=headers)).status_code == 422
+    assert (await client.get(f"{NOTES_URL}/not-a-uuid", headers=headers)).status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,15 @@ async def test_workflows_run_in_the_background(
         (f"{TASKS}/integers-sum", {"integers": []}),
         (f"{TASKS}/integers-sum", {"integers": list(range(1001))}),
         (f"{TASKS}/integer-multiplication", {"integer": 1.5}),
+        # Strict: what the API documents as an integer is one.
+        (f"{TASKS}/integer-multiplication", {"integer": True}),
+        (f"{TASKS}/integer-multiplication", {"integer": "21"}),
+        (f"{TASKS}/integers-sum", {"integers": [1, False]}),
+        (f"{WORKFLOWS}/chord", {"integer": 1, "size": "3"}),
+        # Bounded by what every layer holds: a JSON client's integers, Python's
+        # digit limit when a result is encoded.
+        (f"{TASKS}/integer-multiplication", {"integer": 2**53}),
+        (f"{TASKS}/integer-multiplication", {"integer": -(2**53)}),
         (f"{TASKS}/integer-multiplication/async", {}),
         (f"{TASKS}/long-running", {"seconds": 0}),
         (f"{TASKS}/long-running/async", {"seconds": 1, "steps": 101}),
@@ -162,6 +171,34 @@ async def test_bad_bodies_are_422_and_send_nothing(
     response = await client.post(path, json=body, headers=headers)
     assert response.status_code == 422
     assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+async def test_numbers_that_are_not_finite_are_422(
+    client: AsyncClient, user: User, auth_headers, number: str
+) -> None:
+    # Raw JSON: Python's json module writes these, and some clients do too.
+    response = await client.post(
+        f"{TASKS}/long-running",
+        content=b'{"seconds": ' + number.encode() + b"}",
+        headers={**auth_headers(user), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] in ("seconds", 0)
+
+
+async def test_an_integer_too_long_to_read_is_400_not_a_500(
+    client: AsyncClient, user: User, auth_headers
+) -> None:
+    # Python refuses to read an integer of more than 4300 digits: not JSON we take.
+    body = b'{"integer": ' + b"9" * 5000 + b"}"
+    response = await client.post(
+        f"{TASKS}/integer-multiplication",
+        content=body,
+        headers={**auth_headers(user), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "There was an error parsing the body"}
 
 
 async def test_unknown_workflow_is_404(client: AsyncClient, user: User, auth_headers) -> None:
@@ -192,8 +229,18 @@ async def test_unknown_and_malformed_task_ids(
 ) -> None:
     headers = auth_headers(user)
     assert (await client.get(f"{TASKS}/{uuid.uuid4()}", headers=headers)).status_code == 404
-    assert (await client.get(f"{TASKS}/not-a-task-id", headers=headers)).status_code == 422
+    # Only an id matches the route: anything else is no task at all.
+    assert (await client.get(f"{TASKS}/not-a-task-id", headers=headers)).status_code == 404
     assert (await client.delete(f"{TASKS}/{uuid.uuid4()}", headers=headers)).status_code == 404
+
+
+@pytest.mark.parametrize("path", [f"{TASKS}/integer-multiplication", f"{TASKS}/long-running"])
+async def test_a_task_endpoint_with_the_wrong_method_is_405(
+    client: AsyncClient, user: User, auth_headers, path: str
+) -> None:
+    response = await client.get(path, headers=auth_headers(user))
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
 
 
 async def test_task_list_is_paginated(client: AsyncClient, user: User, auth_headers) -> None:

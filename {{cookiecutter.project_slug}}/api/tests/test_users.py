@@ -118,4 +118,4 @@ async def test_updating_an_unknown_or_malformed_id(
     )
     assert unknown.status_code == 404
     malformed = await client.patch(f"{USERS_URL}/42", json={"is_active": False}, headers=headers)
-    assert malformed.status_code == 422
+    assert malformed.status_code == 404

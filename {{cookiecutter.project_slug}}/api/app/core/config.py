@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # waiting endpoint can take (TASK_WAIT_TIMEOUT plus publishing), shorter than
     # the grace period compose gives before it kills the container (30 s).
     API_SHUTDOWN_TIMEOUT: int = Field(default=20, gt=0)
+    # Bytes a request body may have; a larger one gets 413 before it is read.
+    MAX_BODY_SIZE: int = Field(default=1024 * 1024, gt=0)
     # Browser origins allowed to call the API, comma-separated; none by default.
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
 

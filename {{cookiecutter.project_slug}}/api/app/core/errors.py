@@ -1,16 +1,30 @@
 """Every error answer is JSON of one shape: {"detail": ...}.
 
-FastAPI already answers HTTP and validation errors so; this adds the unexpected
-ones, whose traceback goes to the log and never to the client. The task routes
-add their own answers (`app/api/v1/private/task_errors.py`).
+FastAPI already answers HTTP errors so. This adds validation errors without
+the input that failed (it may be a password or a token, and some inputs, such as
+NaN, cannot even be encoded), and the unexpected errors, whose traceback goes to
+the log and never to the client. The task routes add their own answers
+(`app/api/v1/private/task_errors.py`).
 """
 
 import logging
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 logger = logging.getLogger(__name__)
+
+
+async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with where and why each part of the request is wrong: type, loc, msg."""
+    problems = [
+        {"type": problem["type"], "loc": list(problem["loc"]), "msg": problem["msg"]}
+        for problem in error.errors()
+    ]
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": problems}
+    )
 
 
 async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
@@ -22,4 +36,5 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)

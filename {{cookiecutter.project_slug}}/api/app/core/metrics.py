@@ -92,7 +92,8 @@ class PrometheusMiddleware:
             in_progress.dec()
             # The router stores the matched route in the scope it was handed.
             route = scope.get("route")
-            template = getattr(route, "path", UNMATCHED_ROUTE)
+            # path_format: the template without converters (`{task_id}`, not `{task_id:uuid}`).
+            template = getattr(route, "path_format", UNMATCHED_ROUTE)
             self.record(method, template, str(status_code), elapsed)
 
 

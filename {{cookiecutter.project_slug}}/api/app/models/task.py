@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, Timestamps
 from app.schemas.task import TaskError, TaskReply
 
+ERROR_TYPE_LENGTH = 200
+ERROR_MESSAGE_LENGTH = 2000
+
 
 class TaskRecord(Timestamps, Base):
     __tablename__ = "task_records"
@@ -31,15 +34,16 @@ class TaskRecord(Timestamps, Base):
     # Last state seen; once final, the answer is kept here and Redis forgets it.
     status: Mapped[str] = mapped_column(String(20), default="PENDING")
     result: Mapped[Any | None] = mapped_column(JSON, default=None)
-    error_type: Mapped[str | None] = mapped_column(String(200), default=None)
-    error_message: Mapped[str | None] = mapped_column(String(2000), default=None)
+    error_type: Mapped[str | None] = mapped_column(String(ERROR_TYPE_LENGTH), default=None)
+    error_message: Mapped[str | None] = mapped_column(String(ERROR_MESSAGE_LENGTH), default=None)
 
     def keep(self, reply: TaskReply) -> None:
-        """Store the reply's state, result and error as this task's last seen."""
+        """Store the reply's state, result and error as this task's last seen.
+        A task's error can say anything: cut to what the columns hold."""
         self.status = reply.status
         self.result = reply.result
-        self.error_type = reply.error.type if reply.error else None
-        self.error_message = reply.error.message if reply.error else None
+        self.error_type = reply.error.type[:ERROR_TYPE_LENGTH] if reply.error else None
+        self.error_message = reply.error.message[:ERROR_MESSAGE_LENGTH] if reply.error else None
 
     def reply(self) -> TaskReply:
         """The stored state as the API answers it."""

@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
 # E-mail addresses are compared without case: stored and looked up lowercased.
 Email = Annotated[EmailStr, AfterValidator(str.lower)]
@@ -18,8 +18,8 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     """What a superuser may change on an account; absent fields stay as they are."""
 
-    is_active: bool | None = None
-    is_superuser: bool | None = None
+    is_active: StrictBool | None = None
+    is_superuser: StrictBool | None = None
 
 
 class UserPublic(BaseModel):

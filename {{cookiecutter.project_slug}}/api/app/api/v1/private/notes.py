@@ -43,12 +43,12 @@ async def list_notes(
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{note_id}", summary="One of your notes")
+@router.get("/{note_id:uuid}", summary="One of your notes")
 async def read_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) -> NotePublic:
     return NotePublic.model_validate(await get_owned(session, Note, note_id, user, "Note"))
 
 
-@router.patch("/{note_id}", summary="Change one of your notes")
+@router.patch("/{note_id:uuid}", summary="Change one of your notes")
 async def update_note(
     session: SessionDep, user: CurrentUser, note_id: uuid.UUID, body: NoteUpdate
 ) -> NotePublic:
@@ -61,7 +61,7 @@ async def update_note(
 
 
 @router.delete(
-    "/{note_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete one of your notes"
+    "/{note_id:uuid}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete one of your notes"
 )
 async def delete_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) -> Response:
     note = await get_owned(session, Note, note_id, user, "Note")

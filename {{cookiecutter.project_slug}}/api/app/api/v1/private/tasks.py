@@ -29,7 +29,7 @@ async def list_tasks(
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{task_id}", summary="A task's state, and its result once it is done")
+@router.get("/{task_id:uuid}", summary="A task's state, and its result once it is done")
 async def read_task(
     task_id: uuid.UUID, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
 ) -> TaskReply:
@@ -39,7 +39,7 @@ async def read_task(
 
 
 @router.delete(
-    "/{task_id}",
+    "/{task_id:uuid}",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Revoke a task (and stop it if it runs); 409 once it is done",
 )

@@ -44,7 +44,7 @@ async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> Us
 
 
 @router.patch(
-    "/{user_id}",
+    "/{user_id:uuid}",
     summary="Activate, deactivate, promote or demote (superusers)",
     operation_id="update_api_v1_users__user_id__patch",
 )
