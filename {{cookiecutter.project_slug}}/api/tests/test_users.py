@@ -1,4 +1,8 @@
+import asyncio
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from httpx import AsyncClient
@@ -7,6 +11,7 @@ from app.models import User
 from tests.conftest import PASSWORD, MakeUser
 
 USERS_URL = "/api/v1/users"
+API_ROOT = Path(__file__).resolve().parents[1]
 
 
 async def test_me_describes_the_caller(client: AsyncClient, user: User, auth_headers) -> None:
@@ -119,3 +124,62 @@ async def test_updating_an_unknown_or_malformed_id(
     assert unknown.status_code == 404
     malformed = await client.patch(f"{USERS_URL}/42", json={"is_active": False}, headers=headers)
     assert malformed.status_code == 404
+
+
+@pytest.mark.parametrize("change", [{"is_superuser": False}, {"is_active": False}])
+async def test_the_last_active_superuser_cannot_be_demoted_or_deactivated(
+    client: AsyncClient, make_user: MakeUser, auth_headers, change: dict
+) -> None:
+    boss = await make_user(is_superuser=True)
+    headers = auth_headers(boss)
+    response = await client.patch(f"{USERS_URL}/{boss.id}", json=change, headers=headers)
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "The last active superuser cannot be demoted or deactivated"
+    }
+    me = (await client.get(f"{USERS_URL}/me", headers=headers)).json()
+    assert (me["is_active"], me["is_superuser"]) == (True, True)
+
+    # With another active superuser, it can; then that one is the last.
+    other = await make_user(is_superuser=True)
+    response = await client.patch(f"{USERS_URL}/{boss.id}", json=change, headers=headers)
+    assert response.status_code == 200
+    response = await client.patch(
+        f"{USERS_URL}/{other.id}", json=change, headers=auth_headers(other)
+    )
+    assert response.status_code == 409
+
+
+async def test_an_inactive_superuser_does_not_count(
+    client: AsyncClient, make_user: MakeUser, auth_headers
+) -> None:
+    boss = await make_user(is_superuser=True)
+    await make_user(is_superuser=True, is_active=False)
+    response = await client.patch(
+        f"{USERS_URL}/{boss.id}", json={"is_superuser": False}, headers=auth_headers(boss)
+    )
+    assert response.status_code == 409
+
+
+def restore(email: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.restore_superuser", email],
+        cwd=API_ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
+async def test_a_superuser_is_restored_from_the_command_line(
+    client: AsyncClient, make_user: MakeUser, auth_headers
+) -> None:
+    locked_out = await make_user(is_active=False)
+    result = await asyncio.to_thread(restore, locked_out.email.upper())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{locked_out.email} is an active superuser again"
+    me = (await client.get(f"{USERS_URL}/me", headers=auth_headers(locked_out))).json()
+    assert (me["is_active"], me["is_superuser"]) == (True, True)
+
+    unknown = await asyncio.to_thread(restore, "nobody@example.com")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "No account has the e-mail nobody@example.com"

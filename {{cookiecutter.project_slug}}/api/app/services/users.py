@@ -1,6 +1,6 @@
 """Accounts: creation and authentication, shared by the routes and `make migrate`."""
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,10 @@ class EmailTakenError(Exception):
 
 class InactiveUserError(Exception):
     """The token is valid, but its account was deactivated."""
+
+
+class LastSuperuserError(Exception):
+    """The change would leave no active superuser to manage the accounts."""
 
 
 async def get_by_email(session: AsyncSession, email: str) -> User | None:
@@ -57,4 +61,38 @@ async def user_for_token(session: AsyncSession, token: str, settings: Settings) 
         raise InvalidTokenError("no such account")
     if not user.is_active:
         raise InactiveUserError(user.id)
+    return user
+
+
+async def update_account(session: AsyncSession, user: User, changes: dict[str, bool]) -> User:
+    """Apply is_active / is_superuser changes and commit; LastSuperuserError if
+    they would leave no active superuser (nobody could then undo them)."""
+    loses_rights = user.is_active and user.is_superuser and not all(changes.values())
+    if loses_rights:
+        # Locked, so that two superusers demoting each other at once cannot
+        # both see the other one still there.
+        others = await session.scalar(
+            select(func.count()).select_from(
+                select(User.id)
+                .where(User.is_superuser, User.is_active, User.id != user.id)
+                .with_for_update()
+                .subquery()
+            )
+        )
+        if not others:
+            raise LastSuperuserError(user.id)
+    for field, value in changes.items():
+        setattr(user, field, value)
+    await session.commit()
+    return user
+
+
+async def restore_superuser(session: AsyncSession, email: str) -> User | None:
+    """Make the account an active superuser again; None if no account has the e-mail."""
+    user = await get_by_email(session, email)
+    if user is None:
+        return None
+    user.is_active = True
+    user.is_superuser = True
+    await session.commit()
     return user

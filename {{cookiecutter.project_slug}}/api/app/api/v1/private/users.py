@@ -11,6 +11,7 @@ from app.api.deps import CurrentUser, SessionDep, SuperUser
 from app.models import User
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.user import UserCreate, UserPublic, UserUpdate
+from app.services.users import LastSuperuserError, update_account
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/users")
 
@@ -47,6 +48,10 @@ async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> Us
     "/{user_id:uuid}",
     summary="Activate, deactivate, promote or demote (superusers)",
     operation_id="update_api_v1_users__user_id__patch",
+    responses={
+        404: {"description": "No account has this id"},
+        409: {"description": "The last active superuser cannot be demoted or deactivated"},
+    },
 )
 async def update_user(
     session: SessionDep, _: SuperUser, user_id: uuid.UUID, body: UserUpdate
@@ -54,7 +59,12 @@ async def update_user(
     user = await session.get(User, user_id)
     if user is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="User not found")
-    for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
-        setattr(user, field, value)
-    await session.commit()
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    try:
+        await update_account(session, user, changes)
+    except LastSuperuserError:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT,
+            detail="The last active superuser cannot be demoted or deactivated",
+        ) from None
     return UserPublic.model_validate(user)
