@@ -6,11 +6,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import BlockingConnectionPool, Redis
+from sqlalchemy import make_url
 
 from app.api import API_V1_PREFIX
 from app.api.v1 import API_DESCRIPTION, api_router
 from app.api.v1.private.task_errors import add_task_error_handlers
 from app.core import metrics
+from app.core.attempts import AttemptLimiter
 from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -55,6 +57,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.CELERY_PUBLISH_TIMEOUT,
     )
     listener = ResultListener(redis, celery.backend, settings.RESULT_SUBSCRIBE_TIMEOUT)
+    app.state.attempt_limiter = AttemptLimiter(
+        redis,
+        settings.CELERY_RESULT_BACKEND_URL,
+        # Per deployment (its database): test runs and services sharing a Redis
+        # count apart.
+        key_prefix=f"login-attempts:{make_url(settings.POSTGRES_DATABASE_URL).database}",
+        per_address=settings.LOGIN_ATTEMPTS_PER_ADDRESS,
+        per_account=settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
+    )
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis

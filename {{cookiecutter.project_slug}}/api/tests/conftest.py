@@ -36,6 +36,8 @@ os.environ.update(
     FIRST_SUPERUSER_EMAIL="first.admin@example.com",
     FIRST_SUPERUSER_PASSWORD=secrets.token_urlsafe(16),
     CELERY_TASK_QUEUE=TEST_QUEUE,
+    # Every test logs in from 127.0.0.1: the address limit has its own tests.
+    LOGIN_ATTEMPTS_PER_ADDRESS="10000/minute",
 )
 get_settings.cache_clear()
 

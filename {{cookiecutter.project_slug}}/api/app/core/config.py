@@ -4,6 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse
 from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     JWT_AUDIENCE: str = Field(default="{{ cookiecutter.project_slug }}-api", min_length=1)
     # Whether anyone may create an account through POST /auth/register.
     OPEN_REGISTRATION: bool = False
+    # Logins and sign-ups one client address may try, and logins one account
+    # may be tried with ("5/minute", "100/hour"...); past them, 429.
+    LOGIN_ATTEMPTS_PER_ADDRESS: str = "30/minute"
+    LOGIN_ATTEMPTS_PER_ACCOUNT: str = "5/minute"
 
     POSTGRES_DATABASE_URL: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/" + DATABASE_NAME
     CELERY_BROKER_URL: str = "amqp://guest:guest@127.0.0.1:5672//"
@@ -79,6 +84,15 @@ class Settings(BaseSettings):
 
     FIRST_SUPERUSER_EMAIL: EmailStr = {{ cookiecutter.author_email | python_string }}
     FIRST_SUPERUSER_PASSWORD: SecretStr = SecretStr("")
+
+    @field_validator("LOGIN_ATTEMPTS_PER_ADDRESS", "LOGIN_ATTEMPTS_PER_ACCOUNT")
+    @classmethod
+    def parse_rate(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as '5/minute'") from None
+        return value
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod

@@ -13,6 +13,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from app.core.security import HashingBusyError
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,6 +37,15 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def hashing_busy(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": "Too many password checks at once; try again later"},
+        headers={"Retry-After": "1"},
+    )
+
+
 def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HashingBusyError, hashing_busy)
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)

@@ -1,8 +1,12 @@
 """Access tokens (JWT) and password hashes."""
 
+import asyncio
+import os
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TypeVar
 
 import jwt
 from fastapi.concurrency import run_in_threadpool
@@ -12,6 +16,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from app.core.config import Settings
 
 ACCESS_TOKEN_TYPE = "access"
+Hashed = TypeVar("Hashed")
 
 password_hash = PasswordHash((Argon2Hasher(),))
 
@@ -67,12 +72,33 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
         raise InvalidTokenError("malformed subject") from error
 
 
-# Argon2 is deliberately slow (tens of milliseconds of CPU): hash and verify in
-# the thread pool so the event loop keeps serving other requests meanwhile.
+# Argon2 is deliberately slow (tens of milliseconds of CPU) and big (64 MiB
+# each): hash and verify in the thread pool, so the event loop keeps serving,
+# and no more at once than there are cores, since more gain nothing and cost
+# memory. Others wait in line for up to HASHING_WAIT seconds, then get 503.
+HASHING_SLOTS = os.cpu_count() or 2
+HASHING_WAIT = 10.0
+hashing = asyncio.Semaphore(HASHING_SLOTS)
+
+
+class HashingBusyError(Exception):
+    """Too many password checks are waiting: try again later."""
+
+
+async def in_hashing_slot(work: Callable[..., Hashed], *args: str | None) -> Hashed:
+    try:
+        async with asyncio.timeout(HASHING_WAIT):
+            await hashing.acquire()
+    except TimeoutError:
+        raise HashingBusyError from None
+    try:
+        return await run_in_threadpool(work, *args)
+    finally:
+        hashing.release()
 
 
 async def hash_password(password: str) -> str:
-    return await run_in_threadpool(password_hash.hash, password)
+    return await in_hashing_slot(password_hash.hash, password)
 
 
 def _verify_blocking(password: str, hashed: str | None) -> bool:
@@ -82,4 +108,4 @@ def _verify_blocking(password: str, hashed: str | None) -> bool:
 
 
 async def verify_password(password: str, hashed: str | None) -> bool:
-    return await run_in_threadpool(_verify_blocking, password, hashed)
+    return await in_hashing_slot(_verify_blocking, password, hashed)

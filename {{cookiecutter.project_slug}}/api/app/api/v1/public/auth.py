@@ -1,13 +1,14 @@
 """Log in (OAuth2 password flow) and, when the settings allow it, sign up."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api import API_V1_PREFIX
 from app.api.accounts import create_account
 from app.api.deps import SessionDep, SettingsDep
+from app.core.attempts import AttemptLimiter, TooManyAttemptsError
 from app.core.security import create_access_token
 from app.schemas.token import Token
 from app.schemas.user import UserCreate, UserPublic
@@ -15,13 +16,42 @@ from app.services.users import authenticate
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/auth")
 
+ATTEMPT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many attempts from this address or for this account"},
+    503: {"description": "Too many password checks at once"},
+}
 
-@router.post("/token", summary="Exchange an e-mail (as username) and password for a token")
+
+async def count_attempt(request: Request, action: str, account: str | None = None) -> None:
+    """Count the attempt before any password is hashed; 429 over a limit."""
+    limiter: AttemptLimiter = request.app.state.attempt_limiter
+    address = request.client.host if request.client else "unknown"
+    try:
+        await limiter.attempt(action, address, account)
+    except TooManyAttemptsError as error:
+        raise HTTPException(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="Too many attempts; try again later",
+            headers={"Retry-After": str(error.retry_after)},
+        ) from None
+
+
+@router.post(
+    "/token",
+    summary="Exchange an e-mail (as username) and password for a token",
+    responses={
+        401: {"description": "Incorrect e-mail or password"},
+        403: {"description": "Inactive user"},
+        **ATTEMPT_RESPONSES,
+    },
+)
 async def login(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> Token:
+    await count_attempt(request, "login", form.username)
     user = await authenticate(session, form.username, form.password)
     if user is None:
         raise HTTPException(
@@ -38,8 +68,16 @@ async def login(
     "/register",
     status_code=status.HTTP_201_CREATED,
     summary="Create an account (only when OPEN_REGISTRATION is on)",
+    responses={
+        403: {"description": "Registration is closed"},
+        409: {"description": "E-mail already registered"},
+        **ATTEMPT_RESPONSES,
+    },
 )
-async def register(session: SessionDep, settings: SettingsDep, body: UserCreate) -> UserPublic:
+async def register(
+    request: Request, session: SessionDep, settings: SettingsDep, body: UserCreate
+) -> UserPublic:
     if not settings.OPEN_REGISTRATION:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Registration is closed")
+    await count_attempt(request, "register")
     return await create_account(session, body)
