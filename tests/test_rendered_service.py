@@ -320,6 +320,22 @@ def test_metrics_add_up_across_uvicorn_workers(project, tmp_path):
         server.wait(timeout=30)
 
 
+def test_login_flood_benchmark_runs_and_checks_its_targets(project, serializer):
+    if serializer != "json":
+        pytest.skip("one short run is enough to keep the script working")
+    result = subprocess.run(
+        [str(SHARED_VENV / "bin" / "python"), "-m", "benchmarks.login_flood", "--logins", "20"],
+        cwd=project / "api",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("20 logins answered") == 2, result.stdout
+    assert len(re.findall(r"\((met|NOT met): ", result.stdout)) == 4, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_socket_benchmark_runs_and_checks_its_targets(project, serializer):
     if serializer != "json":
         pytest.skip("one short run is enough to keep the script working")

@@ -93,3 +93,24 @@ async def test_a_check_that_waits_too_long_is_503(
             security.hashing.release()
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
+
+
+async def test_logins_waiting_for_a_hash_hold_no_database_connection(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(security, "HASHING_WAIT", 1.5)
+    for _ in range(security.HASHING_SLOTS):
+        await security.hashing.acquire()  # every slot busy: the logins wait in line
+    began = time.monotonic()
+    try:
+        # Three times what the database pool holds (15): were the waiting logins
+        # holding connections, they would be refused in three rounds, not one.
+        emails = [f"queued-{index}-{uuid.uuid4().hex[:6]}@example.com" for index in range(45)]
+        responses = await asyncio.gather(
+            *(client.post(TOKEN_URL, data={"username": e, "password": "x"}) for e in emails)
+        )
+    finally:
+        for _ in range(security.HASHING_SLOTS):
+            security.hashing.release()
+    assert [response.status_code for response in responses] == [503] * len(emails)
+    assert time.monotonic() - began < 3

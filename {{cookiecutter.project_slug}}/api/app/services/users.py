@@ -47,6 +47,9 @@ async def create_user(
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
     """The account with this e-mail and password, or None; same cost either way."""
     user = await get_by_email(session, email)
+    # Give the connection back before the hash check, which may wait in line:
+    # waiting logins must not hold the database pool.
+    await session.commit()
     if not await verify_password(password, user.hashed_password if user else None):
         return None
     return user
