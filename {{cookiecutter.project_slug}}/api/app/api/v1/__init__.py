@@ -10,6 +10,7 @@ The WebSocket authenticates on its own (a socket carries no bearer header).
 from fastapi import APIRouter, Depends
 
 from app.api.deps import get_current_user
+from app.api.responses import ANY_REQUEST, PRIVATE
 from app.api.v1.private import notes, task_endpoints, tasks, users
 from app.api.v1.public import auth, health
 {%- if cookiecutter.use_websockets | enabled %}
@@ -30,13 +31,15 @@ public_router = APIRouter(tags=["public"])
 public_router.include_router(health.router)
 public_router.include_router(auth.router)
 
-private_router = APIRouter(tags=["private"], dependencies=[Depends(get_current_user)])
+private_router = APIRouter(
+    tags=["private"], dependencies=[Depends(get_current_user)], responses=PRIVATE
+)
 private_router.include_router(users.router)
 private_router.include_router(notes.router)
 private_router.include_router(tasks.router)
 private_router.include_router(task_endpoints.router)
 
-api_router = APIRouter()
+api_router = APIRouter(responses=ANY_REQUEST)
 api_router.include_router(public_router)
 api_router.include_router(private_router)
 {%- if cookiecutter.use_websockets | enabled %}

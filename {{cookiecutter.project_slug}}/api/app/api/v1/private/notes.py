@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SessionDep
 from app.api.ownership import get_owned, owned_page
+from app.api.responses import NOT_FOUND, Responses, error
 from app.models import Note
 from app.schemas.note import NoteCreate, NotePublic, NoteUpdate
 from app.schemas.page import Limit, Offset, Page
@@ -25,7 +26,12 @@ async def commit_or_conflict(session: SessionDep) -> None:
         ) from None
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a note")
+TITLE_TAKEN: Responses = {409: error("You already have a note with this title")}
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, summary="Create a note", responses=TITLE_TAKEN
+)
 async def create_note(session: SessionDep, user: CurrentUser, body: NoteCreate) -> NotePublic:
     note = Note(owner_id=user.id, title=body.title, body=body.body)
     session.add(note)
@@ -43,12 +49,16 @@ async def list_notes(
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{note_id:uuid}", summary="One of your notes")
+@router.get("/{note_id:uuid}", summary="One of your notes", responses=NOT_FOUND)
 async def read_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) -> NotePublic:
     return NotePublic.model_validate(await get_owned(session, Note, note_id, user, "Note"))
 
 
-@router.patch("/{note_id:uuid}", summary="Change one of your notes")
+@router.patch(
+    "/{note_id:uuid}",
+    summary="Change one of your notes",
+    responses={**NOT_FOUND, **TITLE_TAKEN},
+)
 async def update_note(
     session: SessionDep, user: CurrentUser, note_id: uuid.UUID, body: NoteUpdate
 ) -> NotePublic:
@@ -61,7 +71,10 @@ async def update_note(
 
 
 @router.delete(
-    "/{note_id:uuid}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete one of your notes"
+    "/{note_id:uuid}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete one of your notes",
+    responses=NOT_FOUND,
 )
 async def delete_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) -> Response:
     note = await get_owned(session, Note, note_id, user, "Note")

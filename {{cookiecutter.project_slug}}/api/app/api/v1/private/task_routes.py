@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
+from app.api.responses import Responses, error
 from app.core.producer.catalog import Catalog
 from app.models import User
 from app.schemas.task import TaskAccepted, TaskReply
@@ -25,11 +26,12 @@ from app.services.tasks import SignatureBuilder, TaskRunner
 
 TASKS_PATH = f"{API_V1_PREFIX}/tasks"
 
-WAITING_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: {"description": "The task was revoked while the request waited"},
-    500: {"description": "The task failed: its exception's type and message"},
-    503: {"description": "The broker or the result backend is unavailable"},
-    504: {"description": "No result within TASK_WAIT_TIMEOUT; the task was revoked"},
+UNAVAILABLE: Responses = {503: error("The broker or the result backend is unavailable")}
+WAITING_RESPONSES: Responses = {
+    **UNAVAILABLE,
+    409: error("The task was revoked while the request waited"),
+    500: error("The task failed: its exception's type and message"),
+    504: error("No result within TASK_WAIT_TIMEOUT; the task was revoked"),
 }
 
 
@@ -101,6 +103,7 @@ def add_task_routes(router: APIRouter, endpoints: Sequence[TaskEndpoint]) -> Non
             name=f"{endpoint.name}-async",
             status_code=status.HTTP_202_ACCEPTED,
             summary=endpoint.summary + "; GET /tasks/{task_id} for the result",
+            responses=UNAVAILABLE,
         )
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.api.ownership import get_owned, owned_page
+from app.api.responses import NOT_FOUND, error
 from app.api.v1.private.task_routes import TASKS_PATH
 from app.models import TaskRecord
 from app.schemas.page import Limit, Offset, Page
@@ -29,7 +30,11 @@ async def list_tasks(
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/{task_id:uuid}", summary="A task's state, and its result once it is done")
+@router.get(
+    "/{task_id:uuid}",
+    summary="A task's state, and its result once it is done",
+    responses={**NOT_FOUND, 503: error("The result backend is unavailable")},
+)
 async def read_task(
     task_id: uuid.UUID, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
 ) -> TaskReply:
@@ -42,6 +47,11 @@ async def read_task(
     "/{task_id:uuid}",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Revoke a task (and stop it if it runs); 409 once it is done",
+    responses={
+        **NOT_FOUND,
+        409: error("The task is already done"),
+        503: error("The broker or the result backend is unavailable"),
+    },
 )
 async def revoke_task(
     task_id: uuid.UUID, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep

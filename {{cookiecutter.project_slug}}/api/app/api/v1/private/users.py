@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from app.api import API_V1_PREFIX
 from app.api.accounts import create_account
 from app.api.deps import CurrentUser, SessionDep, SuperUser
+from app.api.responses import error
 from app.models import User
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.user import UserCreate, UserPublic, UserUpdate
@@ -39,6 +40,7 @@ async def list_users(
     status_code=status.HTTP_201_CREATED,
     summary="Create an account (superusers)",
     operation_id="create_api_v1_users_post",
+    responses={409: error("E-mail already registered")},
 )
 async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> UserPublic:
     return await create_account(session, body)
@@ -49,8 +51,8 @@ async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> Us
     summary="Activate, deactivate, promote or demote (superusers)",
     operation_id="update_api_v1_users__user_id__patch",
     responses={
-        404: {"description": "No account has this id"},
-        409: {"description": "The last active superuser cannot be demoted or deactivated"},
+        404: error("No account has this id"),
+        409: error("The last active superuser cannot be demoted or deactivated"),
     },
 )
 async def update_user(

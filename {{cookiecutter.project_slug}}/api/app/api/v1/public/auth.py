@@ -1,6 +1,6 @@
 """Log in (OAuth2 password flow) and, when the settings allow it, sign up."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
@@ -8,6 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.api import API_V1_PREFIX
 from app.api.accounts import create_account
 from app.api.deps import SessionDep, SettingsDep
+from app.api.responses import Responses, error
 from app.core.attempts import AttemptLimiter, TooManyAttemptsError
 from app.core.security import create_access_token
 from app.schemas.token import Token
@@ -16,9 +17,9 @@ from app.services.users import authenticate
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/auth")
 
-ATTEMPT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    429: {"description": "Too many attempts from this address or for this account"},
-    503: {"description": "Too many password checks at once"},
+ATTEMPT_RESPONSES: Responses = {
+    429: error("Too many attempts from this address or for this account"),
+    503: error("Too many password checks at once"),
 }
 
 
@@ -40,8 +41,8 @@ async def count_attempt(request: Request, action: str, account: str | None = Non
     "/token",
     summary="Exchange an e-mail (as username) and password for a token",
     responses={
-        401: {"description": "Incorrect e-mail or password"},
-        403: {"description": "Inactive user"},
+        401: error("Incorrect e-mail or password"),
+        403: error("Inactive user"),
         **ATTEMPT_RESPONSES,
     },
 )
@@ -69,8 +70,8 @@ async def login(
     status_code=status.HTTP_201_CREATED,
     summary="Create an account (only when OPEN_REGISTRATION is on)",
     responses={
-        403: {"description": "Registration is closed"},
-        409: {"description": "E-mail already registered"},
+        403: error("Registration is closed"),
+        409: error("E-mail already registered"),
         **ATTEMPT_RESPONSES,
     },
 )
