@@ -17,7 +17,7 @@ from app.core.config import Settings
 from app.core.producer.catalog import INTEGERS_SUM
 from app.main import create_app
 from app.models import User
-from app.schemas.task import TaskReply
+from app.schemas.task import TaskError, TaskReply
 from app.services import tasks as tasks_service
 from app.services.submissions import Submission
 from tests.conftest import MakeUser, serving
@@ -431,3 +431,27 @@ async def test_a_waited_task_revoked_meanwhile_is_409(
         await app.state.task_runner.listener.forget([task_id])
     assert response.status_code == 409
     assert response.json()["detail"]["status"] == "REVOKED"
+
+
+async def test_an_error_longer_than_its_column_is_kept_cut(
+    app: FastAPI, client: AsyncClient, user: User, auth_headers
+) -> None:
+    task_id = uuid.uuid4()
+    reply = TaskReply(
+        task_id=task_id,
+        status="FAILURE",
+        error=TaskError(type="E" * 500, message="m" * 100_000),
+    )
+    submission = Submission(
+        signature=None,  # type: ignore[arg-type]  # only the record is made here
+        task_id=task_id,
+        is_group=False,
+        answer_ids=[str(task_id)],
+        all_ids=[str(task_id)],
+    )
+    async with app.state.sessionmaker() as session:
+        session.add(submission.record(user, "long-error", reply))
+        await session.commit()
+    kept = (await client.get(f"{TASKS}/{task_id}", headers=auth_headers(user))).json()
+    assert kept["status"] == "FAILURE"
+    assert (len(kept["error"]["type"]), len(kept["error"]["message"])) == (200, 2000)
