@@ -2,8 +2,10 @@ from fastapi import HTTPException
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Receive, Scope, Send
 
 from app.api.deps import SessionDep
+from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings
 from app.main import create_app
 from app.models import User
@@ -81,3 +83,22 @@ async def test_a_request_body_over_the_limit_is_413_before_authentication(
     )
     assert response.status_code == 413
     assert response.json() == {"detail": "Request body too large"}
+
+
+async def test_a_route_can_be_given_a_larger_body_limit() -> None:
+    async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(size).encode()})
+
+    limited = BodySizeLimit(echo_size, max_bytes=10, larger_limits={"/uploads": 1000})
+    transport = ASGITransport(app=limited)
+    async with AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.post("/uploads", content=b"x" * 1000)).text == "1000"
+        assert (await client.post("/uploads", content=b"x" * 1001)).status_code == 413
+        assert (await client.post("/notes", content=b"x" * 11)).status_code == 413
+        assert (await client.post("/notes", content=b"x" * 10)).text == "10"
