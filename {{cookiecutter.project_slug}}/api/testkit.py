@@ -47,6 +47,14 @@ def migrated_database(url: str) -> Iterator[str]:
         asyncio.run(drop_database(url))
 
 
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 def free_port() -> int:
     """A port nothing listens on: connections are refused at once."""
     with socket.socket() as probe:

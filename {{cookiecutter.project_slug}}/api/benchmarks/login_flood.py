@@ -15,23 +15,15 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from app.core.config import get_settings
 from benchmarks.http_load import LoadResult, build_request, read_response, run
 from benchmarks.servers import api_process
-from testkit import database_beside, migrated_database
+from testkit import database_beside, migrated_database, rss_bytes
 
 RSS_GOAL = 300 * 2**20
 HEALTH_P99_GOAL = 0.2
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 async def log_in_once(base: str) -> int:

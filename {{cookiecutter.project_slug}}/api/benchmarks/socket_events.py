@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
 
 from celery import states
@@ -38,20 +37,12 @@ from app.core.security import create_access_token, password_hash
 from app.models import TaskRecord, User
 from benchmarks.http_load import LoadResult, run, run_load
 from benchmarks.servers import api_process
-from testkit import database_beside, migrated_database
+from testkit import database_beside, migrated_database, rss_bytes
 
 PROGRESS = "PROGRESS"
 Received = TypeVar("Received")
 # (what, met, the figure it was judged on)
 Verdict = tuple[str, bool, str]
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def milliseconds(seconds: float) -> str:

@@ -3,22 +3,15 @@ before authentication, and the process's memory does not grow with them."""
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from benchmarks.servers import api_process
+from testkit import rss_bytes
 
 DECLARED = 20 * 1024 * 1024  # bytes a request says it will send
 AT_ONCE = 8
 CHUNK = b"1," * 32 * 1024
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 @pytest.fixture(scope="module")
