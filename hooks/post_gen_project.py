@@ -82,12 +82,15 @@ def write_env(project: Path) -> None:
 
 
 def without_credentials(location: str) -> str:
-    """A template's URL without the user and password it may carry."""
+    """A template's URL without the secret it may carry: the password, and for
+    http(s) the user too (a token often stands there). An ssh user such as
+    `git` is no secret, and the URL needs it."""
     parts = urllib.parse.urlsplit(location)
     if not parts.username and not parts.password:
         return location
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    user, _, host = parts.netloc.rpartition("@")  # host keeps its [IPv6] brackets
+    keep_user = parts.scheme not in ("http", "https") and user.partition(":")[0]
+    netloc = f"{keep_user}@{host}" if keep_user else host
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -224,6 +224,9 @@ def hook_function(name):
         ("https://user:token@git.example.com/team/tpl.git", "https://git.example.com/team/tpl.git"),
         ("https://token@git.example.com:8443/tpl", "https://git.example.com:8443/tpl"),
         ("gh:team/tpl", "gh:team/tpl"),
+        ("ssh://git@github.com/team/tpl.git", "ssh://git@github.com/team/tpl.git"),
+        ("ssh://git:secret@host.example/tpl.git", "ssh://git@host.example/tpl.git"),
+        ("https://u:p@[::1]:8443/t", "https://[::1]:8443/t"),
         ("/home/me/templates/tpl", "/home/me/templates/tpl"),
     ],
 )

@@ -22,7 +22,7 @@ from benchmarks.http_load import LoadResult, build_request, read_response, run
 from benchmarks.servers import api_process
 from testkit import database_beside, migrated_database, rss_bytes
 
-RSS_GOAL = 300 * 2**20
+RSS_GOAL = 300 * 2**20  # bytes
 HEALTH_P99_GOAL = 0.2
 
 
@@ -88,7 +88,7 @@ async def flood(base: str, pid: int, logins: int) -> None:
     print(f"  {logins} logins answered in {elapsed:.2f} s: {answers}")
     print(
         f"  API memory: {before / 2**20:.1f} MiB before, {peak / 2**20:.1f} MiB at the peak:"
-        f" +{growth / 2**20:.1f} MiB  ({'met' if growth < RSS_GOAL else 'NOT met'}: < 300 MB)"
+        f" +{growth / 2**20:.1f} MiB  ({'met' if growth < RSS_GOAL else 'NOT met'}: < 300 MiB)"
     )
     print(
         f"  GET /api/v1/health meanwhile: p50 {health.median * 1000:.2f} ms,"

@@ -85,6 +85,14 @@ async def test_list_is_paginated_newest_first(
     assert listed[0] == "note 4"
 
 
+@pytest.mark.parametrize("note", [{"title": "a\x00b"}, {"title": "t", "body": "\x00"}])
+async def test_a_nul_character_is_422_not_a_500(
+    client: AsyncClient, user: User, auth_headers, note: dict
+) -> None:
+    response = await client.post(NOTES_URL, json=note, headers=auth_headers(user))
+    assert response.status_code == 422
+
+
 @pytest.mark.parametrize(
     "body",
     [

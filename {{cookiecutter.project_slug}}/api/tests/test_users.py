@@ -183,3 +183,15 @@ async def test_a_superuser_is_restored_from_the_command_line(
     unknown = await asyncio.to_thread(restore, "nobody@example.com")
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "No account has the e-mail nobody@example.com"
+
+
+async def test_two_superusers_demoting_each_other_at_once_leave_one(
+    client: AsyncClient, make_user: MakeUser, auth_headers
+) -> None:
+    first, second = await make_user(is_superuser=True), await make_user(is_superuser=True)
+    demote = {"is_superuser": False}
+    answers = await asyncio.gather(
+        client.patch(f"{USERS_URL}/{second.id}", json=demote, headers=auth_headers(first)),
+        client.patch(f"{USERS_URL}/{first.id}", json=demote, headers=auth_headers(second)),
+    )
+    assert sorted(answer.status_code for answer in answers) == [200, 409]

@@ -2,6 +2,7 @@
 up: a sliding window per key in Redis (the `limits` library), shared by every
 API process. A request over a limit is refused before its password is hashed."""
 
+import ipaddress
 import logging
 import math
 import time
@@ -37,10 +38,15 @@ class AttemptLimiter:
         self._per_account = parse(per_account)
 
     async def attempt(self, action: str, address: str, account: str | None = None) -> None:
-        """Count one attempt; TooManyAttemptsError if it goes over a limit."""
+        """Count one attempt; TooManyAttemptsError if it goes over a limit.
+
+        An account is counted with the address it is tried from: one address
+        cannot guess on, yet nobody elsewhere can lock its owner out.
+        """
+        address = network_of(address)
         checks: list[tuple[RateLimitItem, str]] = [(self._per_address, f"address:{address}")]
         if account is not None:
-            checks.append((self._per_account, f"account:{account.lower()}"))
+            checks.append((self._per_account, f"account:{account.lower()}:{address}"))
         for limit, key in checks:
             try:
                 if await self._limiter.hit(limit, action, key):
@@ -51,3 +57,14 @@ class AttemptLimiter:
                 logger.warning("Attempt limits unavailable", exc_info=True)
                 return
             raise TooManyAttemptsError(max(1, math.ceil(stats.reset_time - time.time())))
+
+
+def network_of(address: str) -> str:
+    """An IPv6 client holds a whole /64: count the network, not the address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -76,9 +77,23 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
 # each): hash and verify in the thread pool, so the event loop keeps serving,
 # and no more at once than there are cores, since more gain nothing and cost
 # memory. Others wait in line for up to HASHING_WAIT seconds, then get 503.
+# Per process: with API_WORKERS processes, that many times (os.cpu_count()
+# counts the host's cores, not a container's CPU quota).
 HASHING_SLOTS = os.cpu_count() or 2
 HASHING_WAIT = 10.0
-hashing = asyncio.Semaphore(HASHING_SLOTS)
+# One line per event loop: an asyncio semaphore belongs to the loop that first
+# waits on it (`make migrate`, scripts and tests run loops of their own).
+_lines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hashing_line() -> asyncio.Semaphore:
+    """The hashing slots of the running event loop."""
+    loop = asyncio.get_running_loop()
+    if loop not in _lines:
+        _lines[loop] = asyncio.Semaphore(HASHING_SLOTS)
+    return _lines[loop]
 
 
 class HashingBusyError(Exception):
@@ -86,15 +101,16 @@ class HashingBusyError(Exception):
 
 
 async def in_hashing_slot(work: Callable[..., Hashed], *args: str | None) -> Hashed:
+    line = hashing_line()
     try:
         async with asyncio.timeout(HASHING_WAIT):
-            await hashing.acquire()
+            await line.acquire()
     except TimeoutError:
         raise HashingBusyError from None
     try:
         return await run_in_threadpool(work, *args)
     finally:
-        hashing.release()
+        line.release()
 
 
 async def hash_password(password: str) -> str:

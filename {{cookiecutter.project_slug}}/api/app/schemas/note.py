@@ -4,8 +4,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Title = Annotated[str, Field(min_length=1, max_length=200)]
-Body = Annotated[str, Field(max_length=10_000)]
+# PostgreSQL's text holds no NUL character: refused here, not as a 500 there.
+WITHOUT_NUL = r"^[^\x00]*$"
+Title = Annotated[str, Field(min_length=1, max_length=200, pattern=WITHOUT_NUL)]
+Body = Annotated[str, Field(max_length=10_000, pattern=WITHOUT_NUL)]
 
 
 class NoteCreate(BaseModel):

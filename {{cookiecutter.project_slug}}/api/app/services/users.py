@@ -1,6 +1,6 @@
 """Accounts: creation and authentication, shared by the routes and `make migrate`."""
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,8 @@ async def create_user(
     session: AsyncSession, email: str, password: str, *, is_superuser: bool = False
 ) -> User:
     """Add and commit an account; EmailTakenError if the e-mail is in use."""
+    # The hash may wait in line: hold no database connection meanwhile.
+    await session.commit()
     user = User(
         email=email.lower(),
         hashed_password=await hash_password(password),
@@ -70,20 +72,21 @@ async def user_for_token(session: AsyncSession, token: str, settings: Settings) 
 async def update_account(session: AsyncSession, user: User, changes: dict[str, bool]) -> User:
     """Apply is_active / is_superuser changes and commit; LastSuperuserError if
     they would leave no active superuser (nobody could then undo them)."""
-    loses_rights = user.is_active and user.is_superuser and not all(changes.values())
-    if loses_rights:
-        # Locked, so that two superusers demoting each other at once cannot
-        # both see the other one still there.
-        others = await session.scalar(
-            select(func.count()).select_from(
-                select(User.id)
-                .where(User.is_superuser, User.is_active, User.id != user.id)
-                .with_for_update()
-                .subquery()
-            )
+    # Every active superuser locked, in one order, so that two superusers
+    # demoting each other at once wait for each other instead of deadlocking;
+    # then the target's flags are read again, under that lock.
+    superusers = set(
+        await session.scalars(
+            select(User.id)
+            .where(User.is_superuser, User.is_active)
+            .order_by(User.id)
+            .with_for_update()
         )
-        if not others:
-            raise LastSuperuserError(user.id)
+    )
+    await session.refresh(user)
+    loses_rights = user.id in superusers and not all(changes.values())
+    if loses_rights and superusers == {user.id}:
+        raise LastSuperuserError(user.id)
     for field, value in changes.items():
         setattr(user, field, value)
     await session.commit()

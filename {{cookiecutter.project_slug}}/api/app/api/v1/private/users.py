@@ -40,7 +40,10 @@ async def list_users(
     status_code=status.HTTP_201_CREATED,
     summary="Create an account (superusers)",
     operation_id="create_api_v1_users_post",
-    responses={409: error("E-mail already registered")},
+    responses={
+        409: error("E-mail already registered"),
+        503: error("Too many password checks at once"),
+    },
 )
 async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> UserPublic:
     return await create_account(session, body)

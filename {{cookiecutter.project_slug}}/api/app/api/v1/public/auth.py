@@ -37,6 +37,22 @@ async def count_attempt(request: Request, action: str, account: str | None = Non
         ) from None
 
 
+# The longest e-mail address (RFC 5321); PostgreSQL's text holds no NUL.
+MAX_EMAIL_LENGTH = 320
+
+
+def could_be_an_email(username: str) -> bool:
+    return len(username) <= MAX_EMAIL_LENGTH and "\x00" not in username
+
+
+def incorrect_credentials() -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail="Incorrect e-mail or password",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 @router.post(
     "/token",
     summary="Exchange an e-mail (as username) and password for a token",
@@ -52,14 +68,14 @@ async def login(
     settings: SettingsDep,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> Token:
+    if not could_be_an_email(form.username):
+        # No account has it; not worth a key in Redis or a query.
+        await count_attempt(request, "login")
+        raise incorrect_credentials()
     await count_attempt(request, "login", form.username)
     user = await authenticate(session, form.username, form.password)
     if user is None:
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="Incorrect e-mail or password",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise incorrect_credentials()
     if not user.is_active:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user")
     return Token(access_token=create_access_token(user.id, settings))
