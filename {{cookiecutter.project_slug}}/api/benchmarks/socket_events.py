@@ -20,7 +20,7 @@ import secrets
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -33,10 +33,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from app.core.config import Settings, get_settings
 from app.core.producer.client import create_celery_client
-from app.core.security import create_access_token, password_hash
+from app.core.security import create_access_token
 from app.models import TaskRecord, User
 from benchmarks.http_load import LoadResult, run, run_load
 from benchmarks.servers import api_process
+from benchmarks.tasks_roundtrip import create_user
 from testkit import database_beside, migrated_database, rss_bytes
 
 PROGRESS = "PROGRESS"
@@ -49,20 +50,13 @@ def milliseconds(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 async def create_records(database_url: str, count: int) -> tuple[User, list[str]]:
-    """A user and `count` single-task records of theirs, PENDING."""
+    """The benchmark's user and `count` single-task records of theirs, PENDING."""
+    user = await create_user(database_url)
+    task_ids = [str(uuid.uuid4()) for _ in range(count)]
     engine = create_async_engine(database_url)
     try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            user = User(email="bench@example.com", hashed_password=password_hash.hash("bench"))
-            session.add(user)
-            await session.flush()
-            task_ids = [str(uuid.uuid4()) for _ in range(count)]
+        async with async_sessionmaker(engine)() as session:
             session.add_all(
                 TaskRecord(
                     id=uuid.UUID(task_id),
@@ -74,9 +68,9 @@ async def create_records(database_url: str, count: int) -> tuple[User, list[str]
                 for task_id in task_ids
             )
             await session.commit()
-            return user, task_ids
     finally:
         await engine.dispose()
+    return user, task_ids
 
 
 async def open_following(url: str, token: str) -> ClientConnection:
@@ -215,11 +209,11 @@ async def measure(
         print(f"Event latency, from the store to the client ({args.events} PROGRESS states):")
         print(
             f"  plain redis-py subscriber:  p50 {milliseconds(plain_p50)},"
-            f" p99 {milliseconds(percentile(plain, 0.99))}"
+            f" p99 {milliseconds(LoadResult(latencies=plain).percentile(0.99))}"
         )
         print(
             f"  over the WebSocket:         p50 {milliseconds(socket_p50)},"
-            f" p99 {milliseconds(percentile(over_socket, 0.99))}"
+            f" p99 {milliseconds(LoadResult(latencies=over_socket).percentile(0.99))}"
         )
         print(f"  ratio of p50s:              {socket_p50 / plain_p50:.2f}\n")
         verdicts = [

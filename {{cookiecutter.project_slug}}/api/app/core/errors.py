@@ -18,29 +18,31 @@ from app.core.security import HashingBusyError
 logger = logging.getLogger(__name__)
 
 
+def error_answer(
+    status_code: int, detail: object, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The one shape of every error answer: {"detail": ...}."""
+    return JSONResponse(status_code=status_code, content={"detail": detail}, headers=headers)
+
+
 async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
     """422 with where and why each part of the request is wrong: type, loc, msg."""
     problems = [
         {"type": problem["type"], "loc": list(problem["loc"]), "msg": problem["msg"]}
         for problem in error.errors()
     ]
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": problems}
-    )
+    return error_answer(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
 
 
 async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("Unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
-        content={"detail": "Internal server error"},
-    )
+    return error_answer(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")
 
 
 async def hashing_busy(request: Request, error: Exception) -> JSONResponse:
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": "Too many password checks at once; try again later"},
+    return error_answer(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "Too many password checks at once; try again later",
         headers={"Retry-After": "1"},
     )
 

@@ -7,35 +7,34 @@ nothing of the services that define some of them.
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
+from app.core.errors import error_answer
 from app.core.producer.errors import BrokerUnavailableError, ResultBackendUnavailableError
 from app.services.tasks import TaskFailedError, TaskTimeoutError
 
 
 async def broker_unavailable(request: Request, error: Exception) -> JSONResponse:
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": "The task broker is unavailable; try again later"},
+    return error_answer(
+        status.HTTP_503_SERVICE_UNAVAILABLE, "The task broker is unavailable; try again later"
     )
 
 
 async def results_unavailable(request: Request, error: Exception) -> JSONResponse:
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": "The result backend is unavailable; try again later"},
+    return error_answer(
+        status.HTTP_503_SERVICE_UNAVAILABLE, "The result backend is unavailable; try again later"
     )
 
 
 async def task_timed_out(request: Request, error: Exception) -> JSONResponse:
-    return JSONResponse(status_code=status.HTTP_504_GATEWAY_TIMEOUT, content={"detail": str(error)})
+    return error_answer(status.HTTP_504_GATEWAY_TIMEOUT, str(error))
 
 
 async def task_failed(request: Request, error: Exception) -> JSONResponse:
     """500 for a task that raised, 409 for one revoked while it was awaited."""
     assert isinstance(error, TaskFailedError)
     failed = error.reply.status == "FAILURE"
-    return JSONResponse(
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_409_CONFLICT,
-        content={"detail": error.reply.model_dump(mode="json")},
+    return error_answer(
+        status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_409_CONFLICT,
+        error.reply.model_dump(mode="json"),
     )
 
 
