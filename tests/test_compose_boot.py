@@ -451,6 +451,7 @@ def test_make_down_keeps_the_data_and_down_volumes_leaves_nothing(stack):
     assert sorted(project_resources(stack.name)) == [
         f"volume {stack.name}_postgres-data",
         f"volume {stack.name}_rabbitmq-data",
+        f"volume {stack.name}_redis-data",
     ]
     stack.check("down", "--volumes", "--remove-orphans")
     assert project_resources(stack.name) == []

@@ -5,7 +5,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import make_url
 
 from app.api import API_V1_PREFIX
@@ -22,6 +21,7 @@ from app.core.producer.client import create_celery_client
 from app.core.producer.publisher import Publisher
 from app.core.producer.results import ResultListener
 from app.core.producer.revoker import Revoker
+from app.core.redis_client import create_redis
 from app.services.tasks import TaskRunner
 
 OPENAPI_TAGS = [
@@ -38,17 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the clients once per process and close them when it stops."""
     settings: Settings = app.state.settings
     engine = create_engine(settings)
-    redis = Redis.from_pool(
-        BlockingConnectionPool.from_url(
-            settings.CELERY_RESULT_BACKEND_URL,
-            max_connections=settings.REDIS_POOL_SIZE,
-            # Seconds to wait for a free connection, as for a new one.
-            timeout=settings.REDIS_CONNECT_TIMEOUT,
-            socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
-            # Detect a half-dead connection before a request waits on it.
-            health_check_interval=30,
-        )
-    )
+    redis = create_redis(settings)
     celery = create_celery_client(settings)
     publisher = Publisher(
         redis,
@@ -73,9 +63,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         Catalog(celery, settings.CELERY_TASK_QUEUE),
         publisher,
         listener,
-        Revoker(celery, settings.CELERY_PUBLISH_TIMEOUT),
+        Revoker(redis),
         wait_timeout=settings.TASK_WAIT_TIMEOUT,
         expires=settings.TASK_EXPIRES,
+        lost_after=settings.TASK_LOST_AFTER,
     )
     try:
         yield

@@ -3,7 +3,9 @@
 import uuid
 from typing import Any
 
-from app.services.task_states import PROGRESS, combine, ended_early
+import pytest
+
+from app.services.task_states import PROGRESS, combine, ended_early, verdict
 
 TASK_ID = uuid.uuid4()
 
@@ -67,3 +69,34 @@ def test_a_chain_whose_first_link_failed_ends_with_that_failure() -> None:
 def test_a_chain_still_running_stays_as_it_was() -> None:
     waiting = combine(TASK_ID, [None], is_group=False)
     assert ended_early(TASK_ID, waiting, [meta("SUCCESS", 2), None]) is waiting
+
+
+@pytest.mark.parametrize(
+    ("stored", "revoked", "past_deadline", "expected"),
+    [
+        # A state a worker stored always wins.
+        ([meta("SUCCESS", 2)], True, True, "SUCCESS"),
+        # Revoked and not running: it never will run.
+        ([None], True, False, "REVOKED"),
+        ([meta("PENDING")], True, False, "REVOKED"),
+        ([meta("RETRY")], True, False, "REVOKED"),
+        # Revoked while a task of it runs: the worker tells the end.
+        ([meta("STARTED")], True, False, "STARTED"),
+        ([meta("PROGRESS", {"done": 1, "total": 2})], True, False, "PROGRESS"),
+        ([meta("STARTED"), None], True, False, "PENDING"),
+        # Nothing to decide before the deadline.
+        ([None], False, False, "PENDING"),
+        ([meta("STARTED")], False, False, "STARTED"),
+        # Past it, no worker will ever tell.
+        ([None], False, True, "LOST"),
+        ([meta("STARTED")], False, True, "LOST"),
+        ([meta("STARTED")], True, True, "LOST"),
+    ],
+)
+def test_verdict_decides_only_what_the_evidence_proves(
+    stored: list[dict[str, Any] | None], revoked: bool, past_deadline: bool, expected: str
+) -> None:
+    """`stored`: every task's state, the answer's last (a chain's last link)."""
+    reply = combine(TASK_ID, stored[-1:], is_group=False)
+    decided = verdict(reply, stored, revoked=revoked, past_deadline=past_deadline)
+    assert decided.status == expected

@@ -2,9 +2,11 @@
 and result backend."""
 
 import asyncio
+import socket
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from celery.canvas import Signature
@@ -15,11 +17,13 @@ from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.api.v1.private.task_endpoints import TASK_ENDPOINTS
 from app.core.config import Settings
 from app.core.producer.catalog import INTEGERS_SUM
+from app.core.producer.client import create_celery_client
 from app.main import create_app
-from app.models import User
+from app.models import TaskRecord, User
 from app.schemas.task import TaskError, TaskReply
 from app.services import tasks as tasks_service
 from app.services.submissions import Submission
+from testkit import celery_worker, delete_queue
 from tests.conftest import MakeUser, serving
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -34,10 +38,14 @@ async def poll(client: AsyncClient, headers: dict, task_id: str) -> dict:
     deadline = time.monotonic() + POLL_TIMEOUT
     while time.monotonic() < deadline:
         reply = (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()
-        if reply["status"] in ("SUCCESS", "FAILURE", "REVOKED"):
+        if reply["status"] in ("SUCCESS", "FAILURE", "REVOKED", "LOST"):
             return reply
         await asyncio.sleep(0.05)
     raise AssertionError(f"task {task_id} not done within {POLL_TIMEOUT}s")
+
+
+def in_a_minute() -> datetime:
+    return datetime.now(UTC) + timedelta(minutes=1)
 
 
 async def stored_state(app: FastAPI, task_id: str) -> dict | None:
@@ -329,10 +337,11 @@ async def test_wait_timeout_is_504_and_stops_the_task(
         assert "revoked" in response.json()["detail"]
         assert elapsed < 2
         (record,) = (await client.get(TASKS, headers=headers)).json()["items"]
-        assert record["status"] == "REVOKED"
-        # The worker terminated the task: it stores REVOKED, never SUCCESS.
-        await wait_for_state(app, record["task_id"], "REVOKED")
-        await app.state.task_runner.listener.forget([record["task_id"]])
+        # The task stops at its next step (0.1 s), long before its 3 s are up,
+        # and the worker stores REVOKED, never SUCCESS.
+        ended = await poll(client, headers, record["task_id"])
+        assert ended["status"] == "REVOKED"
+        assert time.perf_counter() - began < 2.5
 
 
 async def test_revoking_a_running_task_stops_it(
@@ -350,11 +359,77 @@ async def test_revoking_a_running_task_stops_it(
     assert 1 <= progress["result"]["done"] < 30
     response = await client.delete(f"{TASKS}/{task_id}", headers=headers)
     assert response.status_code == 202
-    assert response.json()["status"] == "REVOKED"
-    await wait_for_state(app, str(task_id), "REVOKED")
-    await app.state.task_runner.listener.forget([str(task_id)])
+    # It runs: the answer says so, and the worker tells the end.
+    assert response.json()["status"] == "PROGRESS"
+    assert (await poll(client, headers, str(task_id)))["status"] == "REVOKED"
     again = await client.delete(f"{TASKS}/{task_id}", headers=headers)
     assert again.status_code == 409
+
+
+async def test_a_task_revoked_in_the_queue_is_revoked_at_once_and_never_runs(
+    settings: Settings, user: User, auth_headers, tmp_path: Path
+) -> None:
+    """Revoked while no worker serves its queue, then a worker starts: the
+    revocation reaches it, though it was down when the task was revoked."""
+    queue = f"test.revoked.{uuid.uuid4().hex[:12]}"
+    headers = auth_headers(user)
+    app = create_app(settings.model_copy(update={"CELERY_TASK_QUEUE": queue}))
+    async with serving(app) as client:
+        response = await client.post(
+            f"{WORKFLOWS}/chain/async", json={"integer": 1, "size": 2}, headers=headers
+        )
+        task_id = response.json()["task_id"]
+        response = await client.delete(f"{TASKS}/{task_id}", headers=headers)
+        assert response.status_code == 202
+        assert response.json()["status"] == "REVOKED"
+        async with app.state.sessionmaker() as session:
+            record = await session.get(TaskRecord, uuid.UUID(task_id))
+        first = record.all_ids[-1]  # the chain's first link, last of the ids
+        celery = create_celery_client(settings)
+        node = f"revoked-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        try:
+            with celery_worker(
+                celery,
+                queue,
+                node,
+                ["--concurrency=1", "--without-gossip", "--without-mingle"],
+                output=(tmp_path / "worker.log").open("w"),
+            ):
+                # The worker takes the chain's first task, finds it revoked,
+                # and stores REVOKED; the chain goes no further.
+                await wait_for_state(app, first, "REVOKED")
+        finally:
+            celery.close()
+        stored = await app.state.task_runner.listener.fetch([task_id])
+        assert stored == [None]
+        assert (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()[
+            "status"
+        ] == "REVOKED"
+
+
+async def test_a_task_nobody_ran_is_lost_after_its_deadline(
+    settings: Settings, user: User, auth_headers
+) -> None:
+    """Its message expires in a queue no worker serves: nothing is ever stored."""
+    queue = f"test.lost.{uuid.uuid4().hex[:12]}"
+    headers = auth_headers(user)
+    quick = {"CELERY_TASK_QUEUE": queue, "TASK_EXPIRES": 0.5, "TASK_LOST_AFTER": 0.5}
+    app = create_app(settings.model_copy(update=quick))
+    async with serving(app) as client:
+        try:
+            response = await client.post(
+                f"{TASKS}/integer-multiplication/async", json={"integer": 1}, headers=headers
+            )
+            task_id = response.json()["task_id"]
+            assert (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()[
+                "status"
+            ] == "PENDING"
+            await asyncio.sleep(1.1)
+            assert (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()[
+                "status"
+            ] == "LOST"
+        finally:
+            delete_queue(app.state.task_runner.catalog.client, queue)
 
 
 @pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
@@ -374,8 +449,10 @@ async def test_dead_broker_is_503_in_under_two_seconds(
             assert response.status_code == 503, path
             assert response.json() == {"detail": "The task broker is unavailable; try again later"}
             assert elapsed < 2.0, (path, elapsed)
-        # Nothing was recorded for tasks that were never sent.
-        assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
+        # Recorded before they were sent, then revoked: whatever part of
+        # them went out never runs.
+        records = (await client.get(TASKS, headers=headers)).json()["items"]
+        assert [record["status"] for record in records] == ["REVOKED", "REVOKED"]
 
 
 @pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
@@ -427,7 +504,7 @@ async def test_a_waited_task_revoked_meanwhile_is_409(
         await asyncio.wait_for(frozen.wait(), POLL_TIMEOUT)
         task_id = str(submissions[0].task_id)
         await wait_for_state(app, task_id, "PROGRESS")
-        await app.state.task_runner.revoker.revoke([task_id])
+        await app.state.task_runner.revoker.revoke([task_id], until=in_a_minute())
         response = await waiting
         await app.state.task_runner.listener.forget([task_id])
     assert response.status_code == 409
@@ -451,7 +528,7 @@ async def test_an_error_longer_than_its_column_is_kept_cut(
         all_ids=[str(task_id)],
     )
     async with app.state.sessionmaker() as session:
-        session.add(submission.record(user, "long-error", reply))
+        session.add(submission.record(user, "long-error", reply, in_a_minute()))
         await session.commit()
     kept = (await client.get(f"{TASKS}/{task_id}", headers=auth_headers(user))).json()
     assert kept["status"] == "FAILURE"

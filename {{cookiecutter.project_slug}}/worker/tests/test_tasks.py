@@ -1,12 +1,14 @@
 import json
 import pickle
 import time
+import uuid
 from typing import Any
 
 import pytest
 from celery import Celery, chain, chord, group
 
 from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME
+from worker.revocations import REVOKED_KEY_PREFIX
 
 RESULT_TIMEOUT = 10
 
@@ -115,3 +117,41 @@ def forget_all(result: Any) -> None:
         for member in getattr(result, "results", None) or [result]:
             member.forget()
         result = result.parent
+
+
+def wait_for(result: Any, states: set[str], seconds: float = RESULT_TIMEOUT) -> str:
+    deadline = time.monotonic() + seconds
+    while result.state not in states:
+        assert time.monotonic() < deadline, f"{result.id} stayed {result.state}"
+        time.sleep(0.02)
+    return str(result.state)
+
+
+def revoke(celery_app: Celery, task_id: str) -> None:
+    """As the API revokes a task (app/core/producer/revoker.py)."""
+    celery_app.backend.client.set(REVOKED_KEY_PREFIX + task_id, 1, ex=60)
+
+
+def test_a_task_revoked_before_it_starts_never_runs(celery_app: Celery) -> None:
+    task_id = str(uuid.uuid4())
+    revoke(celery_app, task_id)
+    result = celery_app.send_task(
+        f"{WORKER_NAME}.integer_multiplication", args=[1], task_id=task_id
+    )
+    try:
+        assert wait_for(result, {"REVOKED", "SUCCESS"}) == "REVOKED"
+    finally:
+        result.forget()
+
+
+def test_a_long_task_revoked_while_it_runs_stops_at_its_next_step(celery_app: Celery) -> None:
+    result = celery_app.send_task(f"{WORKER_NAME}.long_running", args=[4, 40])
+    try:
+        wait_for(result, {"PROGRESS"})
+        revoke(celery_app, result.id)
+        began = time.monotonic()
+        assert wait_for(result, {"REVOKED", "SUCCESS"}) == "REVOKED"
+        # One step is 0.1 s; the whole task would take 4 s.
+        assert time.monotonic() - began < 1
+    finally:
+        result.forget()

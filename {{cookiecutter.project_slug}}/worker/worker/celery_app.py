@@ -32,8 +32,23 @@ celery_app.conf.update(
     # Producers can tell a queued task from a running one.
     task_track_started=True,
     result_expires=settings.RESULT_EXPIRES,
-    # Keep retrying the broker at start-up: in compose it may come up after us.
+    # Keep retrying the broker at start-up (in compose it may come up after
+    # us), and for as long as it takes after a lost connection.
     broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,
+    # When the broker connection is lost, the broker hands the unacknowledged
+    # messages of the tasks running here to another worker (acks_late): stop
+    # them here rather than run each twice at once.
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    # A result that cannot be stored while Redis restarts is stored again,
+    # with backoff up to 2 s between attempts for about a minute, instead of lost.
+    result_backend_always_retry=True,
+    result_backend_max_retries=30,
+    result_backend_max_sleep_between_retries_ms=2000,
+    # A Redis that accepts connections and never answers fails the attempt
+    # (then retried) instead of holding the process forever.
+    redis_socket_connect_timeout=settings.REDIS_TIMEOUT,
+    redis_socket_timeout=settings.REDIS_TIMEOUT,
     # Find dead Redis connections before a task tries to store its result.
     redis_backend_health_check_interval=30,
     redis_socket_keepalive=True,

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     TASK_TIME_LIMIT: int = 90
     # Seconds a result stays in Redis when nobody collects it.
     RESULT_EXPIRES: int = 3600
+    # Seconds Redis may take to accept a connection or answer a command.
+    REDIS_TIMEOUT: float = 5.0
 
 
 @lru_cache

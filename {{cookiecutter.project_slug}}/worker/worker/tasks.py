@@ -7,14 +7,16 @@ from celery import Task
 
 from worker.celery_app import celery_app
 from worker.config import WORKER_NAME
+from worker.revocations import Revocable, stop_if_revoked
 
 # Reported by long_running while it works; a producer can show the fraction done.
 PROGRESS = "PROGRESS"
 
 
-class RetryTransientErrors(Task):  # type: ignore[misc]
+class RetryTransientErrors(Revocable):
     """Retry only what may succeed later (a lost connection, a timeout), with
-    exponential backoff and jitter; a bug or bad input fails at once."""
+    exponential backoff and jitter; a bug or bad input fails at once. Dropped
+    once revoked, like every task here."""
 
     autoretry_for = (ConnectionError, TimeoutError)
     retry_backoff = True
@@ -48,5 +50,6 @@ def long_running(self: Task, seconds: float, steps: int = 10) -> int:
     """Work for `seconds`, reporting PROGRESS after each of `steps` steps."""
     for done in range(1, steps + 1):
         time.sleep(seconds / steps)
+        stop_if_revoked(self)
         self.update_state(state=PROGRESS, meta={"done": done, "total": steps})
     return steps

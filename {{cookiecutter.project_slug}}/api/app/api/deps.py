@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import API_V1_PREFIX
 from app.core.config import Settings
+from app.core.db import DatabaseUnavailableError, is_unavailable
 from app.core.security import InvalidTokenError
 from app.models import User
 from app.services.tasks import TaskRunner
@@ -39,7 +40,10 @@ async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]
     async with connection.app.state.sessionmaker() as session:
         try:
             yield session
-        except Exception:
+        except Exception as error:
+            if is_unavailable(error):
+                # Nothing to roll back on a connection that is gone.
+                raise DatabaseUnavailableError from error
             await session.rollback()
             raise
 

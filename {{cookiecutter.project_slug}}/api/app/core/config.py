@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     LOGIN_ATTEMPTS_PER_ACCOUNT: str = "5/minute"
 
     POSTGRES_DATABASE_URL: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/" + DATABASE_NAME
+    # Seconds PostgreSQL may take to accept a connection, and to answer one
+    # statement, before the request gets 503. A request that finds every
+    # pooled connection busy waits for one as long as it would for a new one.
+    POSTGRES_CONNECT_TIMEOUT: float = Field(default=3.0, gt=0)
+    POSTGRES_COMMAND_TIMEOUT: float = Field(default=5.0, gt=0)
     CELERY_BROKER_URL: str = "amqp://guest:guest@127.0.0.1:5672//"
     CELERY_RESULT_BACKEND_URL: str = "redis://127.0.0.1:6379/0"
     # The worker consumes this queue; the API publishes its tasks there.
@@ -68,6 +73,8 @@ class Settings(BaseSettings):
     # gets 503, and seconds any connection to Redis may take to open.
     RESULT_SUBSCRIBE_TIMEOUT: float = Field(default=1.5, gt=0)
     REDIS_CONNECT_TIMEOUT: float = Field(default=2.0, gt=0)
+    # Seconds Redis may take to answer one command before the request gets 503.
+    REDIS_COMMAND_TIMEOUT: float = Field(default=2.0, gt=0)
     # Connections to Redis per process, one of them the result listener's; a
     # burst of commands queues for one (up to REDIS_CONNECT_TIMEOUT) instead of
     # opening a connection each.
@@ -76,6 +83,10 @@ class Settings(BaseSettings):
     TASK_WAIT_TIMEOUT: float = Field(default=10.0, gt=0)
     # Seconds an /async task may wait in the queue before workers discard it.
     TASK_EXPIRES: float = Field(default=3600.0, gt=0)
+    # Seconds after a task's expiry when, if no worker stored how it ended,
+    # its record says LOST: longer than the worker's TASK_TIME_LIMIT (90) plus
+    # the minute it retries storing a result while Redis is away.
+    TASK_LOST_AFTER: float = Field(default=300.0, gt=0)
     # Seconds each dependency gets to answer GET /health/ready.
     READINESS_TIMEOUT: float = Field(default=2.0, gt=0)
 

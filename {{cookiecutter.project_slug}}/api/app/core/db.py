@@ -1,6 +1,7 @@
 """The async engine and its sessions (SQLAlchemy 2 over asyncpg)."""
 
-from sqlalchemy import text
+import asyncpg
+from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -11,10 +12,22 @@ from sqlalchemy.ext.asyncio import (
 from app.core.config import Settings
 
 
+class DatabaseUnavailableError(Exception):
+    """PostgreSQL cannot be reached, or did not answer in time; the routes
+    answer 503 (app/core/errors.py)."""
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.POSTGRES_DATABASE_URL,
-        # Replace connections the server closed while they sat in the pool.
+        connect_args={
+            # asyncpg's own defaults wait 60 s to connect, and forever for a statement.
+            "timeout": settings.POSTGRES_CONNECT_TIMEOUT,
+            "command_timeout": settings.POSTGRES_COMMAND_TIMEOUT,
+        },
+        pool_timeout=settings.POSTGRES_CONNECT_TIMEOUT,
+        # Replace connections the server closed while they sat in the pool (a
+        # restart): the request gets a fresh one instead of an error.
         pool_pre_ping=True,
     )
 
@@ -22,6 +35,32 @@ def create_engine(settings: Settings) -> AsyncEngine:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # Objects stay readable after commit, so a route can return what it saved.
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+# What asyncpg raises when the server is out of reach: plain OSError (refused,
+# reset) and TimeoutError for a connection or a statement past its timeout,
+# and its own errors while the server starts up, shuts down or has no
+# connection left. SQLAlchemy raises its TimeoutError when no pooled
+# connection frees up in time.
+UNREACHABLE = (
+    OSError,
+    exc.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether an error from a session means "the database is out of reach",
+    not a mistake of the request or of the code."""
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        # SQLAlchemy's adapter wraps asyncpg's error: look at asyncpg's.
+        error = error.orig.__cause__ or error.orig if error.orig is not None else error
+    return isinstance(error, UNREACHABLE)
 
 
 async def commit_without_waiting_for_flush(session: AsyncSession) -> None:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from app.core.db import DatabaseUnavailableError
 from app.core.security import HashingBusyError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,13 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return error_answer(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")
 
 
+async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("Database unavailable: %r", error.__cause__)
+    return error_answer(
+        status.HTTP_503_SERVICE_UNAVAILABLE, "The database is unavailable; try again later"
+    )
+
+
 async def hashing_busy(request: Request, error: Exception) -> JSONResponse:
     return error_answer(
         status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -49,5 +57,6 @@ async def hashing_busy(request: Request, error: Exception) -> JSONResponse:
 
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HashingBusyError, hashing_busy)
+    app.add_exception_handler(DatabaseUnavailableError, database_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)

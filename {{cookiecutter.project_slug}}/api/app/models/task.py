@@ -1,9 +1,10 @@
 """Who submitted which task, and what became of it."""
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, DateTime, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Timestamps
@@ -36,6 +37,12 @@ class TaskRecord(Timestamps, Base):
     result: Mapped[Any | None] = mapped_column(JSON, default=None)
     error_type: Mapped[str | None] = mapped_column(String(ERROR_TYPE_LENGTH), default=None)
     error_message: Mapped[str | None] = mapped_column(String(ERROR_MESSAGE_LENGTH), default=None)
+    # When a worker stops taking the tasks from the queue (their `expires`);
+    # long after it, a record without a final state is declared LOST.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # When the API revoked the tasks (a DELETE, a wait given up, a publish
+    # that failed half-way); workers drop them from then on.
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     def keep(self, reply: TaskReply) -> None:
         """Store the reply's state, result and error as this task's last seen.

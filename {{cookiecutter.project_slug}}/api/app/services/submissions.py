@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from celery.canvas import Signature
 from celery.result import AsyncResult, GroupResult, ResultBase
@@ -21,7 +22,7 @@ class Submission:
     # Every task the signature creates: the answer's, group members', parents'.
     all_ids: list[str]
 
-    def record(self, owner: User, name: str, reply: TaskReply) -> TaskRecord:
+    def record(self, owner: User, name: str, reply: TaskReply, expires_at: datetime) -> TaskRecord:
         """The task record of this submission, in the state of the reply."""
         task = TaskRecord(
             id=self.task_id,
@@ -30,6 +31,7 @@ class Submission:
             is_group=self.is_group,
             answer_ids=self.answer_ids,
             all_ids=self.all_ids,
+            expires_at=expires_at,
         )
         task.keep(reply)
         return task

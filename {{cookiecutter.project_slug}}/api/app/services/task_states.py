@@ -22,7 +22,12 @@ IN_FLIGHT_ORDER = {
         (states.PENDING, states.RECEIVED, states.STARTED, states.RETRY, PROGRESS)
     )
 }
-FINAL = frozenset(states.READY_STATES)
+# Decided by the API, never stored by a worker: nobody will ever learn how
+# this task ended (see verdict()).
+LOST = "LOST"
+FINAL = frozenset(states.READY_STATES | {LOST})
+# A worker runs the task now, and will store how it ends.
+RUNNING = frozenset((states.STARTED, PROGRESS))
 
 
 def describe(error: object) -> TaskError:
@@ -63,4 +68,28 @@ def ended_early(task_id: uuid.UUID, reply: TaskReply, every_task: list[Meta | No
     for meta in every_task:
         if meta is not None and meta["status"] in (states.FAILURE, states.REVOKED):
             return combine(task_id, [meta], is_group=False)
+    return reply
+
+
+def verdict(
+    reply: TaskReply, every_task: list[Meta | None], *, revoked: bool, past_deadline: bool
+) -> TaskReply:
+    """The end of a task that no worker reported, when the evidence decides it.
+
+    - A final state a worker stored is the answer: `reply` is returned as is.
+    - Revoked, and none of its tasks running: REVOKED. The revocation is
+      stored before the record says so, and a worker looks for it before it
+      starts a task: a task that had not started by then never will.
+    - Past its deadline (its expiry plus TASK_LOST_AFTER): LOST. No worker
+      takes a task after its expiry, and one taken before has long ended: it
+      expired in the queue, or its result was lost (Redis restarted, or the
+      result expired before anyone read it).
+    """
+    if reply.status in FINAL:
+        return reply
+    running = any(meta is not None and meta["status"] in RUNNING for meta in every_task)
+    if revoked and not running:
+        return TaskReply(task_id=reply.task_id, status=states.REVOKED)
+    if past_deadline:
+        return TaskReply(task_id=reply.task_id, status=LOST)
     return reply

@@ -1,6 +1,8 @@
 """Running the worker's tasks for a user: publish, wait or not, record, report."""
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,9 @@ from app.models import TaskRecord, User
 from app.schemas.task import TaskReply
 from app.services.racing import first_result, settle
 from app.services.submissions import Submission, freeze
-from app.services.task_states import FINAL, combine, ended_early
+from app.services.task_states import FINAL, combine, ended_early, verdict
+
+logger = logging.getLogger(__name__)
 
 # What a route hands the runner: the signature to send, given its expiry.
 SignatureBuilder = Callable[[datetime], Signature]
@@ -50,6 +54,7 @@ class TaskRunner:
         revoker: Revoker,
         wait_timeout: float,
         expires: float,
+        lost_after: float,
     ) -> None:
         self.catalog = catalog
         self.publisher = publisher
@@ -57,6 +62,7 @@ class TaskRunner:
         self.revoker = revoker
         self.wait_timeout = wait_timeout
         self.expires = expires
+        self.lost_after = timedelta(seconds=lost_after)
 
     def expiry(self, *, waiting: bool) -> datetime:
         """When an unstarted task becomes worthless: a waiting request gives up
@@ -64,80 +70,126 @@ class TaskRunner:
         seconds = self.wait_timeout if waiting else self.expires
         return datetime.now(UTC) + timedelta(seconds=seconds)
 
+    def deadline(self, task: TaskRecord) -> datetime:
+        """When a record without a final state is declared LOST."""
+        expires_at = task.expires_at or datetime.now(UTC) + timedelta(seconds=self.expires)
+        return expires_at + self.lost_after
+
     async def wait(
         self, session: AsyncSession, owner: User, name: str, build: SignatureBuilder
     ) -> TaskReply:
         """Publish build(expires), wait for the answer and record it; raise
         TaskFailedError or TaskTimeoutError when there is no result to give."""
-        submission = freeze(build(self.expiry(waiting=True)))
-        # End the read transaction of authentication: no database connection
-        # stays checked out while the task runs.
-        await session.commit()
+        submission, task = self._prepare(owner, name, build, waiting=True)
         async with self.listener.watching(submission.answer_ids) as watch:
+            # Recorded before it is sent: no task runs without its owner's
+            # record (and no record stays behind a request that could not
+            # even subscribe). The commit also ends the read transaction of
+            # authentication: no database connection stays checked out while
+            # the task runs.
+            session.add(task)
+            await commit_without_waiting_for_flush(session)
             publishing = asyncio.ensure_future(self.publisher.publish(submission.signature))
             results = asyncio.ensure_future(watch.results())
             try:
                 async with asyncio.timeout(self.wait_timeout):
                     metas = await first_result(publishing, results)
             except TimeoutError:
-                await self.give_up(session, owner, name, submission)
-                raise TaskTimeoutError(submission.task_id, self.wait_timeout) from None
+                reply = await self.give_up(session, task)
+                if reply.status not in FINAL or reply.status == states.REVOKED:
+                    raise TaskTimeoutError(submission.task_id, self.wait_timeout) from None
+                metas = None  # it ended just in time: its own reply
+            except BrokerUnavailableError:
+                await self.withdraw(session, task)
+                raise
             except ResultBackendUnavailableError:
-                if publishing.done() and publishing.exception() is None:
-                    # The task was sent and runs: keep its record, it can be read later.
-                    pending = TaskReply(task_id=submission.task_id, status=states.PENDING)
-                    await self.keep_record(session, submission.record(owner, name, pending))
+                # The record stays PENDING, to be read later, if the task went out.
+                if not await published(publishing):
+                    await self.withdraw(session, task)
                 raise
             finally:
                 settle(results)
                 self.publisher.finish_in_background(publishing)
-        reply = combine(submission.task_id, metas, submission.is_group)
-        await self.keep_record(session, submission.record(owner, name, reply))
-        self.listener.forget_soon(submission.all_ids)
+        if metas is not None:
+            reply = combine(submission.task_id, metas, submission.is_group)
+            await self._keep_final(session, task, reply)
         if reply.status != states.SUCCESS:
             raise TaskFailedError(reply)
         return reply
 
-    async def give_up(
-        self, session: AsyncSession, owner: User, name: str, submission: Submission
-    ) -> None:
-        """Stop a task nobody waits for any more, and record it: REVOKED once
-        the workers were told, PENDING (to be read later) if they could not be."""
-        try:
-            await self.revoker.revoke(submission.all_ids)
-            status = states.REVOKED
-        except BrokerUnavailableError:
-            status = states.PENDING
-        reply = TaskReply(task_id=submission.task_id, status=status)
-        await self.keep_record(session, submission.record(owner, name, reply))
-
-    async def keep_record(self, session: AsyncSession, task: TaskRecord) -> None:
-        """Commit the record of a task that waited for its answer. Its answer
-        was already computed, so the commit need not wait for the disk."""
-        session.add(task)
-        await commit_without_waiting_for_flush(session)
-
     async def submit(
         self, session: AsyncSession, owner: User, name: str, build: SignatureBuilder
     ) -> uuid.UUID:
-        """Publish build(expires) and record it; the caller comes back for the result."""
-        submission = freeze(build(self.expiry(waiting=False)))
-        task = submission.record(
-            owner, name, TaskReply(task_id=submission.task_id, status=states.PENDING)
-        )
+        """Record build(expires), then publish it; the caller comes back for the result."""
+        submission, task = self._prepare(owner, name, build, waiting=False)
         session.add(task)
-        await session.flush()  # the record exists before the task can finish
-        await self.publisher.publish(submission.signature)
-        await session.commit()
+        await session.commit()  # the record exists before the task can finish
+        try:
+            await self.publisher.publish(submission.signature)
+        except BrokerUnavailableError:
+            await self.withdraw(session, task)
+            raise
         return submission.task_id
+
+    def _prepare(
+        self, owner: User, name: str, build: SignatureBuilder, *, waiting: bool
+    ) -> tuple[Submission, TaskRecord]:
+        expires_at = self.expiry(waiting=waiting)
+        submission = freeze(build(expires_at))
+        pending = TaskReply(task_id=submission.task_id, status=states.PENDING)
+        return submission, submission.record(owner, name, pending, expires_at)
+
+    async def give_up(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
+        """Revoke a task nobody waits for any more; its state now (it may
+        have ended meanwhile)."""
+        with contextlib.suppress(ResultBackendUnavailableError):
+            await self._mark_revoked(session, task)
+        try:
+            return await self.refresh(session, task)
+        except ResultBackendUnavailableError:
+            return task.reply()
+
+    async def withdraw(self, session: AsyncSession, task: TaskRecord) -> None:
+        """A publish failed, maybe after part of a workflow went out: revoke
+        all of it, so that no task of it runs, and keep the record saying so."""
+        try:
+            await self._mark_revoked(session, task)
+        except ResultBackendUnavailableError:
+            # Nothing could be revoked: whatever went out runs, and the record
+            # tells how it ends.
+            logger.error("Task %s was published in part and could not be revoked", task.id)
+            return
+        with contextlib.suppress(ResultBackendUnavailableError):
+            await self.refresh(session, task)
+
+    async def revoke(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
+        """Revoke the tasks: none of them starts from now on, and a long one
+        stops between its steps. Its state now: REVOKED unless one of its
+        tasks runs (then the worker tells its end)."""
+        await self._mark_revoked(session, task)
+        return await self.refresh(session, task)
+
+    async def _mark_revoked(self, session: AsyncSession, task: TaskRecord) -> None:
+        """Revocation first, record after: once the record says revoked, no
+        worker starts its tasks any more (task_states.verdict relies on it)."""
+        await self.revoker.revoke(task.all_ids, until=self.deadline(task))
+        task.revoked_at = datetime.now(UTC)
+        await commit_without_waiting_for_flush(session)
 
     async def refresh(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
         """The task's current state; a final one is kept and Redis forgets it."""
         if task.status in FINAL:
             return task.reply()
-        reply = combine(task.id, await self.listener.fetch(task.answer_ids), task.is_group)
-        if reply.status not in FINAL:
-            reply = ended_early(task.id, reply, await self.listener.fetch(task.all_ids))
+        stored = dict(zip(task.all_ids, await self.listener.fetch(task.all_ids), strict=True))
+        answer = [stored[task_id] for task_id in task.answer_ids]
+        every_task = list(stored.values())
+        reply = ended_early(task.id, combine(task.id, answer, task.is_group), every_task)
+        reply = verdict(
+            reply,
+            every_task,
+            revoked=task.revoked_at is not None,
+            past_deadline=datetime.now(UTC) > self.deadline(task),
+        )
         if reply.status in FINAL:
             await self._keep_final(session, task, reply)
         return reply
@@ -160,17 +212,18 @@ class TaskRunner:
         return reply
 
     async def _keep_final(self, session: AsyncSession, task: TaskRecord, reply: TaskReply) -> None:
-        """Once the record holds the final reply, Redis need not keep the results."""
+        """Once the record holds the final reply, Redis need not keep the
+        results. The answer is already known, so the commit need not wait
+        for the disk."""
         task.keep(reply)
-        await session.commit()
-        await self.listener.forget(task.all_ids)
+        await commit_without_waiting_for_flush(session)
+        self.listener.forget_soon(task.all_ids)
 
-    async def revoke(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
-        """Revoke the tasks and stop those that run. Their results are not
-        forgotten here: a worker stores REVOKED as it stops one, and that state
-        expires with the worker's result_expires."""
-        await self.revoker.revoke(task.all_ids)
-        reply = TaskReply(task_id=task.id, status=states.REVOKED)
-        task.keep(reply)
-        await session.commit()
-        return reply
+
+async def published(publishing: "asyncio.Future[None]") -> bool:
+    """Whether the publish went out (it ends within its own deadline)."""
+    try:
+        await asyncio.shield(publishing)
+    except BrokerUnavailableError:
+        return False
+    return True

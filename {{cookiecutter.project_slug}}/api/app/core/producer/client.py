@@ -1,5 +1,5 @@
 """A Celery app that only produces: it builds messages (the publisher sends
-them), decodes results and revokes. The tasks themselves live in the worker."""
+them) and decodes results. The tasks themselves live in the worker."""
 
 from typing import Any
 
@@ -53,8 +53,9 @@ def create_celery_client(settings: Settings) -> MessageBuildingCelery:
         result_serializer=TASK_SERIALIZER,
         accept_content=ACCEPT_CONTENT,
         result_accept_content=ACCEPT_CONTENT,
-        # Revoking still goes through Celery's own (blocking) broadcast: a
-        # dead broker must fail it quickly.
+        # The API publishes through its own client (publisher.py); whatever
+        # borrows this one to talk to the broker (the tests' worker pings)
+        # must fail fast when the broker is dead.
         broker_connection_timeout=settings.CELERY_PUBLISH_TIMEOUT,
         broker_connection_max_retries=1,
     )

@@ -30,6 +30,8 @@ Meta = dict[str, Any]  # what Celery stores for a task: status, result, tracebac
 # Subscribed for as long as the listener lives, so that the reader always has
 # a subscription to listen on, even between requests.
 IDLE_CHANNEL = "api-result-listener-idle"
+# Seconds between attempts to replace a lost connection.
+RECONNECT_PAUSE = 0.1
 
 
 class Subscriber(Protocol):
@@ -64,16 +66,23 @@ class ResultListener:
     ) -> None:
         self._redis = redis
         self._backend = backend
-        # Seconds Redis gets to confirm a subscription; a connection that
-        # stays silent longer is taken for dead and replaced.
+        # Seconds Redis gets to confirm a subscription or answer a PING, and
+        # that a lost connection has to be replaced before its waiters fail.
         self.confirm_timeout = confirm_timeout
         self._pubsub: PubSub | None = None
+        # Set while a connection is up; cleared while a lost one is replaced.
+        self._connected = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self._listening: asyncio.Task[None] | None = None
+        self._checking: asyncio.Task[None] | None = None
+        self._pong: asyncio.Future[None] | None = None
         # channel -> who is told each state published on it
         self._subscribers: dict[bytes, set[Subscriber]] = {}
         # channel -> future resolved once Redis confirmed the subscription
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._starting = asyncio.Lock()
+        # Reads of states published while no connection listened.
+        self._catching_up: set[asyncio.Task[None]] = set()
         # Deletions under way: referenced so that they are not collected early.
         self._forgetting: set[asyncio.Task[None]] = set()
 
@@ -84,67 +93,159 @@ class ResultListener:
         return key
 
     async def _start(self) -> PubSub:
-        """Open the subscriber on first use, and again after it was lost."""
+        """The connection to subscribe on: opened on first use, and again
+        after the last one was lost for good; waited for while a lost one is
+        being replaced."""
         async with self._starting:
-            if self._pubsub is None or self._reader is None or self._reader.done():
+            if self._reader is None or self._reader.done():
                 await self._stop_reading()
-                pubsub = self._redis.pubsub()
-                try:
-                    # A Redis that accepts the connection and never answers
-                    # must not hold the request longer than a subscription may take.
-                    async with asyncio.timeout(self.confirm_timeout):
-                        await pubsub.subscribe(IDLE_CHANNEL)
-                except BaseException as error:  # cancelled too: the pool gets it back
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                    if isinstance(error, Exception):  # redis raises several unrelated types
-                        raise ResultBackendUnavailableError from error
-                    raise
+                pubsub = await self._open()
                 self._pubsub = pubsub
+                self._connected.set()
                 self._reader = asyncio.create_task(self._read(pubsub), name="result-listener")
-            return self._pubsub
+        if not self._connected.is_set():
+            try:
+                async with asyncio.timeout(self.confirm_timeout):
+                    await self._connected.wait()
+            except TimeoutError:
+                raise ResultBackendUnavailableError("Redis is being reconnected") from None
+        assert self._pubsub is not None
+        return self._pubsub
 
-    def drop_connection(self) -> None:
-        """Take the connection for dead: the reader stops, failing its waiters,
-        and the next waiter opens a new connection."""
-        if self._reader is not None:
-            self._reader.cancel()
+    async def _open(self) -> PubSub:
+        """A new connection, subscribed to every channel somebody waits on."""
+        pubsub = self._redis.pubsub()
+        try:
+            # A Redis that accepts the connection and never answers must not
+            # hold anyone longer than a subscription may take.
+            async with asyncio.timeout(self.confirm_timeout):
+                await pubsub.subscribe(IDLE_CHANNEL, *self._subscribers)
+        except BaseException as error:  # cancelled too: the pool gets it back
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if isinstance(error, Exception):  # redis raises several unrelated types
+                raise ResultBackendUnavailableError from error
+            raise
+        return pubsub
+
+    def check_connection(self) -> None:
+        """A subscription went unconfirmed in time: PING the connection, and
+        replace it if no answer comes either. Its waiters keep waiting."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check(), name="result-listener-check")
+
+    async def _check(self) -> None:
+        pubsub, listening = self._pubsub, self._listening
+        if pubsub is None or listening is None or listening.done():
+            return
+        self._pong = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self.confirm_timeout):
+                await pubsub.ping()
+                await self._pong
+        except Exception as error:  # TimeoutError, or redis' own
+            logger.warning("Result listener: Redis did not answer a PING (%r); reconnecting", error)
+            listening.cancel()
 
     async def _stop_reading(self) -> None:
         """Stop the reader and close its connection (a new one replaces them)."""
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader
-            self._reader = None
+        self._connected.clear()
+        for task in (self._checking, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._reader = self._checking = None
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = None
 
     async def close(self) -> None:
-        await asyncio.gather(*self._forgetting, return_exceptions=True)
+        await asyncio.gather(*self._forgetting, *self._catching_up, return_exceptions=True)
         await self._stop_reading()
 
     async def _read(self, pubsub: PubSub) -> None:
+        """Listen on the connection; when it is lost, replace it and go on:
+        a lost connection fails nobody unless Redis stays away."""
         try:
-            async for message in pubsub.listen():
-                channel = message["channel"]
-                if message["type"] == "subscribe":
-                    confirmation = self._confirmations.pop(channel, None)
-                    if confirmation is not None and not confirmation.done():
-                        confirmation.set_result(None)
-                elif message["type"] == "message":
-                    self._deliver(channel, message["data"])
+            while True:
+                listening = asyncio.create_task(self._listen(pubsub))
+                self._listening = listening
+                try:
+                    await asyncio.wait([listening])
+                except asyncio.CancelledError:
+                    listening.cancel()
+                    raise
+                pubsub = await self._reconnect(pubsub)
         except asyncio.CancelledError:
-            # Closed, or taken for dead by a waiter: nothing more will arrive.
+            # Closed: nothing more will arrive.
             self._fail_everyone(ResultBackendUnavailableError("the result listener stopped"))
             raise
+        except ResultBackendUnavailableError as error:
+            # Redis stayed away: the next waiter starts a new reader.
+            self._connected.clear()
+            self._fail_everyone(error)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        try:
+            async for message in pubsub.listen():
+                self._handle(message)
         except Exception as error:  # the connection is gone
             logger.warning("Result listener lost Redis: %r", error)
-            self._fail_everyone(ResultBackendUnavailableError(repr(error)))
-            # The reader ends here; the next waiter starts a new one.
+
+    async def _reconnect(self, lost: PubSub) -> PubSub:
+        """A new connection within confirm_timeout, subscribed to every
+        channel of the lost one; ResultBackendUnavailableError if Redis does
+        not come back in time."""
+        self._connected.clear()
+        with contextlib.suppress(Exception):
+            await lost.aclose()  # type: ignore[no-untyped-call]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.confirm_timeout
+        while True:
+            try:
+                pubsub = await self._open()
+                break
+            except ResultBackendUnavailableError:
+                if loop.time() + RECONNECT_PAUSE >= deadline:
+                    raise
+                await asyncio.sleep(RECONNECT_PAUSE)
+        self._pubsub = pubsub
+        self._connected.set()
+        return pubsub
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind, channel = message["type"], message["channel"]
+        if kind == "message":
+            self._deliver(channel, message["data"])
+        elif kind == "subscribe":
+            confirmation = self._confirmations.pop(channel, None)
+            if confirmation is not None and not confirmation.done():
+                confirmation.set_result(None)
+            elif channel in self._subscribers:
+                # Subscribed again on a new connection: what was published
+                # meanwhile is read from its key.
+                self._catch_up(channel)
+        elif kind == "pong" and self._pong is not None and not self._pong.done():
+            self._pong.set_result(None)
+
+    def _catch_up(self, channel: bytes) -> None:
+        task = asyncio.create_task(self._read_missed(channel))
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+
+    async def _read_missed(self, channel: bytes) -> None:
+        try:
+            payload = await self._redis.get(channel)
+        except Exception as error:  # the next connection will try again
+            logger.warning("Result listener could not read %r: %r", channel, error)
+            return
+        if payload:
+            self._deliver(channel, payload)
 
     def _fail_everyone(self, error: Exception) -> None:
+        if self._pong is not None and not self._pong.done():
+            self._pong.set_exception(error)
         for confirmation in self._confirmations.values():
             if not confirmation.done():
                 confirmation.set_exception(error)
@@ -152,7 +253,7 @@ class ResultListener:
             for subscriber in list(subscribers):
                 subscriber.fail(error)
 
-    def _deliver(self, channel: bytes, payload: bytes) -> None:
+    def _deliver(self, channel: bytes, payload: bytes | str) -> None:
         subscribers = self._subscribers.get(channel)
         if not subscribers:
             return
@@ -290,8 +391,8 @@ class Subscription:
             async with asyncio.timeout(self._listener.confirm_timeout):
                 await asyncio.gather(*self._confirmations)
         except TimeoutError:
-            # A half-dead connection: the next waiter gets a new one.
-            self._listener.drop_connection()
+            # This request gives up; the connection is checked for the others.
+            self._listener.check_connection()
             raise ResultBackendUnavailableError("Redis did not confirm the subscription") from None
         return await self._listener.fetch(self.task_ids)
 

@@ -1,26 +1,35 @@
-"""Revoking tasks: every worker drops them, and stops those that run."""
+"""Revoking tasks: a mark in Redis that every worker honours.
 
-import asyncio
+The worker looks for the mark before it starts a task, and a long task
+between its steps (worker/revocations.py). Unlike Celery's revoke broadcast,
+the mark reaches workers that were down or restarted since, needs no
+broker, and stops only the task revoked: Celery's terminate signals a worker
+process, which may by then run another task.
+"""
 
-from celery import Celery
-from kombu.exceptions import OperationalError
+import math
+from datetime import UTC, datetime
 
-from app.core.producer.errors import BrokerUnavailableError
+from redis.asyncio import Redis
+
+from app.core.producer.errors import ResultBackendUnavailableError
+
+# The worker reads the same keys (worker/revocations.py).
+REVOKED_KEY_PREFIX = "celery-task-revoked-"
 
 
 class Revoker:
-    def __init__(self, client: Celery, deadline: float) -> None:
-        self._client = client
-        self._deadline = deadline
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
 
-    async def revoke(self, task_ids: list[str]) -> None:
-        """Ask every worker to drop these tasks, and to stop them if they run.
-
-        Celery's broadcast is synchronous; revoking is rare, so it borrows a
-        thread of the default pool for the moment it takes.
-        """
+    async def revoke(self, task_ids: list[str], until: datetime) -> None:
+        """Mark the tasks revoked until `until`, when no worker would start
+        them anyway; ResultBackendUnavailableError if Redis cannot keep it."""
+        seconds = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
         try:
-            async with asyncio.timeout(self._deadline):
-                await asyncio.to_thread(self._client.control.revoke, task_ids, terminate=True)
-        except (TimeoutError, OperationalError, OSError) as error:
-            raise BrokerUnavailableError from error
+            async with self._redis.pipeline(transaction=False) as pipeline:
+                for task_id in task_ids:
+                    pipeline.set(REVOKED_KEY_PREFIX + task_id, 1, ex=seconds)
+                await pipeline.execute()
+        except Exception as error:  # redis raises several unrelated types
+            raise ResultBackendUnavailableError from error

@@ -46,11 +46,16 @@ async def read_task(
 @router.delete(
     "/{task_id:uuid}",
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Revoke a task (and stop it if it runs); 409 once it is done",
+    summary="Revoke a task; 409 once it is done",
+    description=(
+        "No task of it starts from now on, and a long one stops between its steps."
+        " The answer is its state now: REVOKED, or, while one of its tasks runs,"
+        " that task's state; GET tells how it ended."
+    ),
     responses={
         **NOT_FOUND,
         409: error("The task is already done"),
-        503: error("The broker or the result backend is unavailable"),
+        503: error("The result backend is unavailable"),
     },
 )
 async def revoke_task(

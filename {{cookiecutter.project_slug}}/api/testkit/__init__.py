@@ -25,7 +25,7 @@ from app.migrate import create_database_if_missing, drop_database, upgrade_to_he
 
 # The worker service sits next to the API in the project; tests and benchmarks
 # run it as the real process it is. The API itself never imports its code.
-WORKER_ROOT = Path(__file__).resolve().parents[1] / "worker"
+WORKER_ROOT = Path(__file__).resolve().parents[2] / "worker"
 
 
 def database_beside(configured_url: str, purpose: str) -> str:
