@@ -322,26 +322,29 @@ async def test_failed_task_is_500_with_type_and_message(
         assert later["error"]["type"] == "TypeError"
 
 
-async def test_wait_timeout_is_504_and_stops_the_task(
+async def test_wait_timeout_is_504_and_the_task_never_runs(
     settings: Settings, user: User, auth_headers
 ) -> None:
+    """No worker serves the queue: the wait times out, the task is revoked,
+    and its record says REVOKED at once (nothing of it runs)."""
+    queue = f"test.timeout.{uuid.uuid4().hex[:12]}"
     headers = auth_headers(user)
-    app = with_failing_route(settings.model_copy(update={"TASK_WAIT_TIMEOUT": 0.5}))
+    quick = {"CELERY_TASK_QUEUE": queue, "TASK_WAIT_TIMEOUT": 0.5}
+    app = create_app(settings.model_copy(update=quick))
     async with serving(app) as client:
-        began = time.perf_counter()
-        response = await client.post(
-            f"{TASKS}/long-running", json={"seconds": 3, "steps": 30}, headers=headers
-        )
-        elapsed = time.perf_counter() - began
-        assert response.status_code == 504
-        assert "revoked" in response.json()["detail"]
-        assert elapsed < 2
-        (record,) = (await client.get(TASKS, headers=headers)).json()["items"]
-        # The task stops at its next step (0.1 s), long before its 3 s are up,
-        # and the worker stores REVOKED, never SUCCESS.
-        ended = await poll(client, headers, record["task_id"])
-        assert ended["status"] == "REVOKED"
-        assert time.perf_counter() - began < 2.5
+        try:
+            began = time.perf_counter()
+            response = await client.post(
+                f"{WORKFLOWS}/chain", json={"integer": 1, "size": 2}, headers=headers
+            )
+            elapsed = time.perf_counter() - began
+            assert response.status_code == 504
+            assert "revoked" in response.json()["detail"]
+            assert elapsed < 2
+            (record,) = (await client.get(TASKS, headers=headers)).json()["items"]
+            assert record["status"] == "REVOKED"
+        finally:
+            delete_queue(app.state.task_runner.catalog.client, queue)
 
 
 async def test_revoking_a_running_task_stops_it(
@@ -533,3 +536,25 @@ async def test_an_error_longer_than_its_column_is_kept_cut(
     kept = (await client.get(f"{TASKS}/{task_id}", headers=auth_headers(user))).json()
     assert kept["status"] == "FAILURE"
     assert (len(kept["error"]["type"]), len(kept["error"]["message"])) == (200, 2000)
+
+
+async def test_a_wait_that_cannot_end_in_time_is_refused_and_async_takes_it(
+    client: AsyncClient, settings: Settings, user: User, auth_headers
+) -> None:
+    headers = auth_headers(user)
+    too_long = {"seconds": settings.TASK_WAIT_TIMEOUT, "steps": 100}
+    response = await client.post(f"{TASKS}/long-running", json=too_long, headers=headers)
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body"]
+    assert "/async" in problem["msg"]
+    # Refused before anything was sent or recorded.
+    assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
+    just_in_time = {"seconds": settings.TASK_WAIT_TIMEOUT / 20, "steps": 1}
+    response = await client.post(f"{TASKS}/long-running", json=just_in_time, headers=headers)
+    assert response.status_code == 200
+    accepted = await client.post(f"{TASKS}/long-running/async", json=too_long, headers=headers)
+    assert accepted.status_code == 202
+    # Stopped at its next step (0.1 s), not left to hold a worker process.
+    stopped = await client.delete(f"{TASKS}/{accepted.json()['task_id']}", headers=headers)
+    assert stopped.status_code == 202

@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     # the process running it is killed.
     TASK_SOFT_TIME_LIMIT: int = 60
     TASK_TIME_LIMIT: int = 90
-    # Seconds a result stays in Redis when nobody collects it.
-    RESULT_EXPIRES: int = 3600
+    # Seconds a result stays in Redis when nobody collects it: longer than the
+    # API waits before it calls a task LOST (its TASK_EXPIRES plus
+    # TASK_LOST_AFTER), so that an unread result is never taken for lost.
+    RESULT_EXPIRES: int = 86400
     # Seconds Redis may take to accept a connection or answer a command.
     REDIS_TIMEOUT: float = 5.0
 

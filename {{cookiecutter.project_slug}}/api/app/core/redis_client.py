@@ -24,8 +24,7 @@ def create_redis(settings: Settings) -> Redis:
         # command on each fails at once: that command is sent again, once, on a
         # new connection. A timeout is not retried: a silent Redis would only
         # hold the request twice as long.
-        retry=Retry(NoBackoff(), retries=1),
-        retry_on_error=[RedisConnectionError],
+        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
         # Find a half-dead idle connection with a PING before using it.
         health_check_interval=30,
     )

@@ -1,6 +1,6 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
@@ -30,10 +30,21 @@ class IntegersIn(BaseModel):
     integers: Annotated[list[TaskInteger], Field(min_length=1, max_length=MAX_INTEGERS)]
 
 
+@runtime_checkable
+class TakesTime(Protocol):
+    """A body whose task cannot end sooner than least_seconds(): its waiting
+    endpoint refuses it when that is beyond TASK_WAIT_TIMEOUT."""
+
+    def least_seconds(self) -> float: ...
+
+
 class LongRunningIn(BaseModel):
     # A JSON number, integer or not; never NaN or infinite.
     seconds: Annotated[StrictFloat | StrictInt, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
     steps: Annotated[StrictInt, Field(ge=1, le=MAX_STEPS)] = 10
+
+    def least_seconds(self) -> float:
+        return self.seconds
 
 
 class WorkflowIn(BaseModel):

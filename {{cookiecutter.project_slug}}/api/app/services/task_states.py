@@ -77,9 +77,11 @@ def verdict(
     """The end of a task that no worker reported, when the evidence decides it.
 
     - A final state a worker stored is the answer: `reply` is returned as is.
-    - Revoked, and none of its tasks running: REVOKED. The revocation is
-      stored before the record says so, and a worker looks for it before it
-      starts a task: a task that had not started by then never will.
+    - Revoked (before its deadline), and none of its tasks running: REVOKED.
+      The revocation is stored before the record says so, a worker stores
+      STARTED before it looks for the revocation, and a result outlives the
+      deadline: a task with nothing stored and nothing running had not
+      started, and never will.
     - Past its deadline (its expiry plus TASK_LOST_AFTER): LOST. No worker
       takes a task after its expiry, and one taken before has long ended: it
       expired in the queue, or its result was lost (Redis restarted, or the

@@ -184,14 +184,19 @@ class TaskRunner:
         answer = [stored[task_id] for task_id in task.answer_ids]
         every_task = list(stored.values())
         reply = ended_early(task.id, combine(task.id, answer, task.is_group), every_task)
+        deadline = self.deadline(task)
         reply = verdict(
             reply,
             every_task,
-            revoked=task.revoked_at is not None,
-            past_deadline=datetime.now(UTC) > self.deadline(task),
+            # A revocation after the deadline proves nothing: the task may
+            # have run, and its result expired, long before.
+            revoked=task.revoked_at is not None and task.revoked_at < deadline,
+            past_deadline=datetime.now(UTC) > deadline,
         )
         if reply.status in FINAL:
-            await self._keep_final(session, task, reply)
+            # Another request may have kept the end first (and had Redis
+            # forget it): the record's own end wins.
+            return await self.conclude(session, task.id, reply)
         return reply
 
     async def conclude(

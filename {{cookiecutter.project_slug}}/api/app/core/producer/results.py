@@ -198,6 +198,9 @@ class ResultListener:
         channel of the lost one; ResultBackendUnavailableError if Redis does
         not come back in time."""
         self._connected.clear()
+        # Nobody unsubscribes on the closed connection meanwhile (which would
+        # take a connection from the pool for it, never given back).
+        self._pubsub = None
         with contextlib.suppress(Exception):
             await lost.aclose()  # type: ignore[no-untyped-call]
         loop = asyncio.get_running_loop()
@@ -235,13 +238,27 @@ class ResultListener:
         task.add_done_callback(self._catching_up.discard)
 
     async def _read_missed(self, channel: bytes) -> None:
-        try:
-            payload = await self._redis.get(channel)
-        except Exception as error:  # the next connection will try again
-            logger.warning("Result listener could not read %r: %r", channel, error)
+        """Read the channel's key, trying again for a while: a Redis that has
+        just restarted takes subscriptions before it answers reads."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.confirm_timeout
+        while channel in self._subscribers:
+            try:
+                payload = await self._redis.get(channel)
+            except Exception as error:  # redis raises several unrelated types
+                if loop.time() + RECONNECT_PAUSE >= deadline:
+                    logger.warning("Result listener could not read %r: %r", channel, error)
+                    self._fail_channel(channel, ResultBackendUnavailableError(repr(error)))
+                    return
+                await asyncio.sleep(RECONNECT_PAUSE)
+                continue
+            if payload:
+                self._deliver(channel, payload)
             return
-        if payload:
-            self._deliver(channel, payload)
+
+    def _fail_channel(self, channel: bytes, error: Exception) -> None:
+        for subscriber in list(self._subscribers.get(channel, ())):
+            subscriber.fail(error)
 
     def _fail_everyone(self, error: Exception) -> None:
         if self._pong is not None and not self._pong.done():

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from celery.canvas import Signature
 from fastapi import APIRouter, Depends, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +22,7 @@ from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
 from app.api.responses import Responses, error
 from app.core.producer.catalog import Catalog
 from app.models import User
-from app.schemas.task import TaskAccepted, TaskReply
+from app.schemas.task import TakesTime, TaskAccepted, TaskReply
 from app.services.tasks import SignatureBuilder, TaskRunner
 
 TASKS_PATH = f"{API_V1_PREFIX}/tasks"
@@ -65,6 +66,18 @@ class TaskRequest:
     session: AsyncSession
     user: User
     runner: TaskRunner
+    # The task cannot end sooner (TakesTime bodies; 0 for the others).
+    least_seconds: float = 0
+
+    def refuse_unless_it_can_end_within(self, seconds: float) -> None:
+        """422 for a task that is sure to outlast a wait of `seconds`: it
+        would only time out and be revoked."""
+        if self.least_seconds >= seconds:
+            message = (
+                f"Cannot end within TASK_WAIT_TIMEOUT ({seconds:g}s):"
+                " use this endpoint's /async twin"
+            )
+            raise RequestValidationError([{"type": "too_long", "loc": ["body"], "msg": message}])
 
 
 def parse_request(endpoint: TaskEndpoint) -> Callable[..., Awaitable[TaskRequest]]:
@@ -80,7 +93,8 @@ def parse_request(endpoint: TaskEndpoint) -> Callable[..., Awaitable[TaskRequest
         runner: TaskRunnerDep,
     ) -> TaskRequest:
         build = endpoint.builder(runner.catalog, body)
-        return TaskRequest(endpoint.name, build, session, user, runner)
+        least_seconds = body.least_seconds() if isinstance(body, TakesTime) else 0
+        return TaskRequest(endpoint.name, build, session, user, runner, least_seconds)
 
     return task_request
 
@@ -110,6 +124,7 @@ def add_task_routes(router: APIRouter, endpoints: Sequence[TaskEndpoint]) -> Non
 # `parsed`: the Depends() marker of the endpoint's parse_request.
 def waiting_route(parsed: Any) -> Callable[..., Awaitable[TaskReply]]:
     async def wait(task: Annotated[TaskRequest, parsed]) -> TaskReply:
+        task.refuse_unless_it_can_end_within(task.runner.wait_timeout)
         return await task.runner.wait(task.session, task.user, task.name, task.build)
 
     return wait
