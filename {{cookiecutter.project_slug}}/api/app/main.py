@@ -22,6 +22,7 @@ from app.core.producer.publisher import Publisher
 from app.core.producer.results import ResultListener
 from app.core.producer.revoker import Revoker
 from app.core.redis_client import create_redis
+from app.services.in_flight import InFlightLimit
 from app.services.tasks import TaskRunner
 
 OPENAPI_TAGS = [
@@ -47,12 +48,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.CELERY_PUBLISH_TIMEOUT,
     )
     listener = ResultListener(redis, celery.backend, settings.RESULT_SUBSCRIBE_TIMEOUT)
+    # Redis keys per deployment (its database): test runs and services
+    # sharing a Redis count apart.
+    database = make_url(settings.POSTGRES_DATABASE_URL).database
     app.state.attempt_limiter = AttemptLimiter(
         redis,
         settings.CELERY_RESULT_BACKEND_URL,
-        # Per deployment (its database): test runs and services sharing a Redis
-        # count apart.
-        key_prefix=f"login-attempts:{make_url(settings.POSTGRES_DATABASE_URL).database}",
+        key_prefix=f"login-attempts:{database}",
         per_address=settings.LOGIN_ATTEMPTS_PER_ADDRESS,
         per_account=settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
     )
@@ -64,6 +66,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher,
         listener,
         Revoker(redis),
+        InFlightLimit(
+            redis, f"tasks-in-flight:{database}", settings.TASKS_IN_FLIGHT_PER_USER
+        ),
         wait_timeout=settings.TASK_WAIT_TIMEOUT,
         expires=settings.TASK_EXPIRES,
         lost_after=settings.TASK_LOST_AFTER,
@@ -72,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await listener.close()
+        await app.state.task_runner.in_flight.close()
         await publisher.close()
         celery.close()
         await redis.aclose()

@@ -558,3 +558,60 @@ async def test_a_wait_that_cannot_end_in_time_is_refused_and_async_takes_it(
     # Stopped at its next step (0.1 s), not left to hold a worker process.
     stopped = await client.delete(f"{TASKS}/{accepted.json()['task_id']}", headers=headers)
     assert stopped.status_code == 202
+
+
+async def test_tasks_in_flight_are_limited_per_user(
+    settings: Settings, make_user: MakeUser, auth_headers
+) -> None:
+    queue = f"test.in-flight.{uuid.uuid4().hex[:12]}"  # no worker: nothing ends by itself
+    limited = {"CELERY_TASK_QUEUE": queue, "TASKS_IN_FLIGHT_PER_USER": 2}
+    app = create_app(settings.model_copy(update=limited))
+    first, other = auth_headers(await make_user()), auth_headers(await make_user())
+    body = {"integer": 1}
+    async with serving(app) as client:
+        try:
+            sent = [
+                await client.post(f"{TASKS}/integer-multiplication/async", json=body, headers=first)
+                for _ in range(2)
+            ]
+            assert [response.status_code for response in sent] == [202, 202]
+            for path in ("integer-multiplication/async", "integer-multiplication"):
+                refused = await client.post(f"{TASKS}/{path}", json=body, headers=first)
+                assert refused.status_code == 429, path
+                assert refused.headers["Retry-After"] == "1"
+                assert "TASKS_IN_FLIGHT_PER_USER" in refused.json()["detail"]
+            # Refused before anything was recorded.
+            assert (await client.get(TASKS, headers=first)).json()["total"] == 2
+            # Each user has a count of their own.
+            response = await client.post(
+                f"{TASKS}/integer-multiplication/async", json=body, headers=other
+            )
+            assert response.status_code == 202
+            # A task that ended (here, revoked in the queue) leaves the count.
+            task_id = sent[0].json()["task_id"]
+            revoked = await client.delete(f"{TASKS}/{task_id}", headers=first)
+            assert revoked.json()["status"] == "REVOKED"
+            response = await client.post(
+                f"{TASKS}/integer-multiplication/async", json=body, headers=first
+            )
+            assert response.status_code == 202
+        finally:
+            delete_queue(app.state.task_runner.catalog.client, queue)
+
+
+async def test_tasks_that_ended_unread_leave_the_count(
+    settings: Settings, user: User, auth_headers
+) -> None:
+    app = create_app(settings.model_copy(update={"TASKS_IN_FLIGHT_PER_USER": 2}))
+    headers = auth_headers(user)
+    async with serving(app) as client:
+        for integer in (1, 2):
+            response = await client.post(
+                f"{TASKS}/integer-multiplication/async", json={"integer": integer}, headers=headers
+            )
+            await wait_for_state(app, response.json()["task_id"], "SUCCESS")
+        # Both ended, and nobody read them: the third is let in.
+        response = await client.post(
+            f"{TASKS}/integer-multiplication", json={"integer": 3}, headers=headers
+        )
+        assert response.status_code == 200

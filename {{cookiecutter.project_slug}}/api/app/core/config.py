@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     REDIS_POOL_SIZE: int = Field(default=32, ge=4)
     # Seconds a waiting endpoint waits before it answers 504 and revokes the task.
     TASK_WAIT_TIMEOUT: float = Field(default=10.0, gt=0)
+    # Tasks one user may have in flight (sent, their end not yet known to
+    # the API) across all processes; beyond, 429.
+    TASKS_IN_FLIGHT_PER_USER: int = Field(default=100, gt=0)
     # Seconds an /async task may wait in the queue before workers discard it.
     TASK_EXPIRES: float = Field(default=3600.0, gt=0)
     # Seconds after a task's expiry when, if no worker stored how it ended,

@@ -4,21 +4,23 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 from celery import states
 from celery.canvas import Signature
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import commit_without_waiting_for_flush
 from app.core.producer.catalog import Catalog
 from app.core.producer.errors import BrokerUnavailableError, ResultBackendUnavailableError
 from app.core.producer.publisher import Publisher
-from app.core.producer.results import ResultListener
+from app.core.producer.results import Meta, ResultListener
 from app.core.producer.revoker import Revoker
 from app.models import TaskRecord, User
 from app.schemas.task import TaskReply
+from app.services.in_flight import InFlightLimit, TooManyTasksError
 from app.services.racing import first_result, settle
 from app.services.submissions import Submission, freeze
 from app.services.task_states import FINAL, combine, ended_early, verdict
@@ -52,6 +54,7 @@ class TaskRunner:
         publisher: Publisher,
         listener: ResultListener,
         revoker: Revoker,
+        in_flight: InFlightLimit,
         wait_timeout: float,
         expires: float,
         lost_after: float,
@@ -60,6 +63,7 @@ class TaskRunner:
         self.publisher = publisher
         self.listener = listener
         self.revoker = revoker
+        self.in_flight = in_flight
         self.wait_timeout = wait_timeout
         self.expires = expires
         self.lost_after = timedelta(seconds=lost_after)
@@ -81,7 +85,11 @@ class TaskRunner:
         """Publish build(expires), wait for the answer and record it; raise
         TaskFailedError or TaskTimeoutError when there is no result to give."""
         submission, task = self._prepare(owner, name, build, waiting=True)
-        async with self.listener.watching(submission.answer_ids) as watch:
+        await self._admit(session, task)
+        async with (
+            self._counted_out_unless_recorded(task),
+            self.listener.watching(submission.answer_ids) as watch,
+        ):
             # Recorded before it is sent: no task runs without its owner's
             # record (and no record stays behind a request that could not
             # even subscribe). The commit also ends the read transaction of
@@ -122,8 +130,10 @@ class TaskRunner:
     ) -> uuid.UUID:
         """Record build(expires), then publish it; the caller comes back for the result."""
         submission, task = self._prepare(owner, name, build, waiting=False)
-        session.add(task)
-        await session.commit()  # the record exists before the task can finish
+        await self._admit(session, task)
+        async with self._counted_out_unless_recorded(task):
+            session.add(task)
+            await session.commit()  # the record exists before the task can finish
         try:
             await self.publisher.publish(submission.signature)
         except BrokerUnavailableError:
@@ -138,6 +148,46 @@ class TaskRunner:
         submission = freeze(build(expires_at))
         pending = TaskReply(task_id=submission.task_id, status=states.PENDING)
         return submission, submission.record(owner, name, pending, expires_at)
+
+    async def _admit(self, session: AsyncSession, task: TaskRecord) -> None:
+        """Count the task among its owner's tasks in flight, or raise
+        TooManyTasksError: once the tasks that ended unread are counted out."""
+        deadline = self.deadline(task)
+        if await self.in_flight.enter(task.owner_id, task.id, deadline):
+            return
+        await self._count_out_ended(session, task.owner_id)
+        if not await self.in_flight.enter(task.owner_id, task.id, deadline):
+            raise TooManyTasksError(self.in_flight.limit)
+
+    async def _count_out_ended(self, session: AsyncSession, owner_id: uuid.UUID) -> None:
+        """Count out the owner's tasks whose end is known: kept in their
+        record, or stored in Redis and not read yet. One query, one read."""
+        ids = await self.in_flight.members(owner_id)
+        found = await session.scalars(select(TaskRecord).where(TaskRecord.id.in_(ids)))
+        records = {task.id: task for task in found}
+        unread = [task for task in records.values() if task.status not in FINAL]
+        every_id = [task_id for task in unread for task_id in task.all_ids]
+        stored = dict(zip(every_id, await self.listener.fetch(every_id), strict=True))
+        ended = [
+            task_id
+            for task_id in ids
+            # No record: it was never committed, or its owner deleted it.
+            if task_id not in records
+            or records[task_id].status in FINAL
+            or self._reply(records[task_id], stored).status in FINAL
+        ]
+        await self.in_flight.leave(owner_id, ended)
+
+    @contextlib.asynccontextmanager
+    async def _counted_out_unless_recorded(self, task: TaskRecord) -> AsyncIterator[None]:
+        """A task that fails before its record is committed never runs: it
+        leaves the count at once (afterwards, its end makes it leave)."""
+        try:
+            yield
+        except BaseException:
+            if not inspect(task).persistent:
+                self.in_flight.leave_soon(task.owner_id, task.id)
+            raise
 
     async def give_up(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
         """Revoke a task nobody waits for any more; its state now (it may
@@ -181,11 +231,20 @@ class TaskRunner:
         if task.status in FINAL:
             return task.reply()
         stored = dict(zip(task.all_ids, await self.listener.fetch(task.all_ids), strict=True))
+        reply = self._reply(task, stored)
+        if reply.status in FINAL:
+            # Another request may have kept the end first (and had Redis
+            # forget it): the record's own end wins.
+            return await self.conclude(session, task.id, reply)
+        return reply
+
+    def _reply(self, task: TaskRecord, stored: dict[str, Meta | None]) -> TaskReply:
+        """The task's reply from the states stored for its tasks (by id)."""
+        every_task = [stored[task_id] for task_id in task.all_ids]
         answer = [stored[task_id] for task_id in task.answer_ids]
-        every_task = list(stored.values())
         reply = ended_early(task.id, combine(task.id, answer, task.is_group), every_task)
         deadline = self.deadline(task)
-        reply = verdict(
+        return verdict(
             reply,
             every_task,
             # A revocation after the deadline proves nothing: the task may
@@ -193,11 +252,6 @@ class TaskRunner:
             revoked=task.revoked_at is not None and task.revoked_at < deadline,
             past_deadline=datetime.now(UTC) > deadline,
         )
-        if reply.status in FINAL:
-            # Another request may have kept the end first (and had Redis
-            # forget it): the record's own end wins.
-            return await self.conclude(session, task.id, reply)
-        return reply
 
     async def conclude(
         self, session: AsyncSession, task_id: uuid.UUID, reply: TaskReply
@@ -223,6 +277,7 @@ class TaskRunner:
         task.keep(reply)
         await commit_without_waiting_for_flush(session)
         self.listener.forget_soon(task.all_ids)
+        self.in_flight.leave_soon(task.owner_id, task.id)
 
 
 async def published(publishing: "asyncio.Future[None]") -> bool:

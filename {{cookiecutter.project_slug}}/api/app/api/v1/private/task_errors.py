@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.core.errors import error_answer
 from app.core.producer.errors import BrokerUnavailableError, ResultBackendUnavailableError
+from app.services.in_flight import TooManyTasksError
 from app.services.tasks import TaskFailedError, TaskTimeoutError
 
 
@@ -21,6 +22,15 @@ async def broker_unavailable(request: Request, error: Exception) -> JSONResponse
 async def results_unavailable(request: Request, error: Exception) -> JSONResponse:
     return error_answer(
         status.HTTP_503_SERVICE_UNAVAILABLE, "The result backend is unavailable; try again later"
+    )
+
+
+async def too_many_tasks(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, TooManyTasksError)
+    return error_answer(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"You have {error.limit} tasks in flight (TASKS_IN_FLIGHT_PER_USER): wait for some to end",
+        headers={"Retry-After": "1"},
     )
 
 
@@ -42,4 +52,5 @@ def add_task_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BrokerUnavailableError, broker_unavailable)
     app.add_exception_handler(ResultBackendUnavailableError, results_unavailable)
     app.add_exception_handler(TaskTimeoutError, task_timed_out)
+    app.add_exception_handler(TooManyTasksError, too_many_tasks)
     app.add_exception_handler(TaskFailedError, task_failed)

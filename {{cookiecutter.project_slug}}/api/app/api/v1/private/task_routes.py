@@ -27,9 +27,12 @@ from app.services.tasks import SignatureBuilder, TaskRunner
 
 TASKS_PATH = f"{API_V1_PREFIX}/tasks"
 
-UNAVAILABLE: Responses = {503: error("The broker or the result backend is unavailable")}
+SENDING: Responses = {
+    429: error("TASKS_IN_FLIGHT_PER_USER tasks of yours are in flight already"),
+    503: error("The broker or the result backend is unavailable"),
+}
 WAITING_RESPONSES: Responses = {
-    **UNAVAILABLE,
+    **SENDING,
     409: error("The task was revoked while the request waited"),
     500: error("The task failed: its exception's type and message"),
     504: error("No result within TASK_WAIT_TIMEOUT; the task was revoked"),
@@ -117,7 +120,7 @@ def add_task_routes(router: APIRouter, endpoints: Sequence[TaskEndpoint]) -> Non
             name=f"{endpoint.name}-async",
             status_code=status.HTTP_202_ACCEPTED,
             summary=endpoint.summary + "; GET /tasks/{task_id} for the result",
-            responses=UNAVAILABLE,
+            responses=SENDING,
         )
 
 
