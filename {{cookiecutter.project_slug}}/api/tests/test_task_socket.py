@@ -18,6 +18,7 @@ from sqlalchemy import event
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from app.api.v1.sockets import task_socket
 from app.api.v1.sockets.config import SocketSettings, get_socket_settings
 from app.api.v1.sockets.slots import KEY_PREFIX
 from app.api.v1.sockets.task_socket import CloseCode
@@ -27,7 +28,8 @@ from app.core.security import create_access_token
 from app.main import create_app
 from app.models import TaskRecord, User
 from app.schemas.task import TaskReply
-from tests.conftest import MakeUser, listening
+from testkit import delete_queue
+from tests.conftest import MakeUser, listening, serving
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -542,3 +544,29 @@ async def test_concluding_never_overwrites_a_final_record(
     assert shown.status == "REVOKED"
     reply = (await client.get(f"{TASKS}/{task_id}", headers=auth_headers(user))).json()
     assert reply["status"] == "REVOKED"
+
+
+async def test_an_end_the_api_decides_reaches_the_socket(
+    settings: Settings, user: User, auth_headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revoked in a queue no worker serves: no worker ever publishes its end,
+    the socket reads it from the record once quiet."""
+    monkeypatch.setattr(task_socket, "QUIET_RECHECK", 0.2)
+    queue = f"test.quiet.{uuid.uuid4().hex[:12]}"
+    app = create_app(settings.model_copy(update={"CELERY_TASK_QUEUE": queue}))
+    headers = auth_headers(user)
+    async with serving(app) as client, listening(app) as server:
+        try:
+            task_id = await start(
+                client, headers, f"{TASKS}/integer-multiplication", {"integer": 1}
+            )
+            async with connect(socket_url(server, task_id)) as socket:
+                await socket.send(token_message(user, settings))
+                assert json.loads(await socket.recv())["status"] == "PENDING"
+                revoked = await client.delete(f"{TASKS}/{task_id}", headers=headers)
+                assert revoked.json()["status"] == "REVOKED"
+                rest = await read_all(socket)
+            assert socket.close_code == CloseCode.FINISHED
+            assert statuses(rest) == ["REVOKED"]
+        finally:
+            delete_queue(app.state.task_runner.catalog.client, queue)

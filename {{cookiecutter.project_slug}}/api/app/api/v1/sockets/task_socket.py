@@ -43,6 +43,11 @@ from app.services.users import InactiveUserError, user_for_token
 
 logger = logging.getLogger(__name__)
 
+# Seconds without news after which a socket reads the task's record: an end
+# the API decides itself (a task revoked in the queue, a task lost) is
+# published by no worker.
+QUIET_RECHECK = 5.0
+
 SocketSettingsDep = Annotated[SocketSettings, Depends(get_socket_settings)]
 
 
@@ -219,7 +224,11 @@ async def send_states(
         leaving = asyncio.ensure_future(until_disconnected(websocket))
         try:
             while True:
-                reply = await next_reply(outbox, leaving)
+                reply = await next_reply(outbox, leaving, QUIET_RECHECK)
+                if reply is None:
+                    reply = await read_record(session, runner, task)
+                    if reply.status not in FINAL:
+                        continue
                 if reply.status in FINAL:
                     return reply
                 await send(websocket, reply)
@@ -227,13 +236,27 @@ async def send_states(
             leaving.cancel()
 
 
-async def next_reply(outbox: Outbox, leaving: "asyncio.Future[None]") -> TaskReply:
+async def read_record(session: AsyncSession, runner: TaskRunner, task: TaskRecord) -> TaskReply:
+    """The task's state as GET gives it: the API may have decided its end
+    itself (revoked in the queue, lost), with nothing published."""
+    await session.refresh(task)
+    reply = await runner.refresh(session, task)
+    await session.commit()  # no connection stays checked out
+    return reply
+
+
+async def next_reply(
+    outbox: Outbox, leaving: "asyncio.Future[None]", quiet: float
+) -> TaskReply | None:
+    """The next reply to send; None after `quiet` seconds without one."""
     getting = asyncio.ensure_future(outbox.get())
-    await asyncio.wait((getting, leaving), return_when=asyncio.FIRST_COMPLETED)
-    if not getting.done():
-        getting.cancel()
+    await asyncio.wait((getting, leaving), timeout=quiet, return_when=asyncio.FIRST_COMPLETED)
+    if getting.done():
+        return getting.result()
+    getting.cancel()
+    if leaving.done():
         raise WebSocketDisconnect
-    return getting.result()
+    return None
 
 
 async def until_disconnected(websocket: WebSocket) -> None:
