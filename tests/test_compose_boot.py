@@ -32,7 +32,7 @@ from websockets.sync.client import connect
 pytestmark = pytest.mark.xdist_group("compose-boot")
 
 WORKER_NAME = "boot-jobs"
-LONG_SERVICES = ("postgres", "rabbitmq", "redis", "api", "worker")
+LONG_SERVICES = ("postgres", "rabbitmq", "redis", "api", "worker", "worker-long")
 BOOT_TIMEOUT = 900  # a cold build installs every dependency in two images
 
 
@@ -439,8 +439,9 @@ def test_stopping_the_workers_lets_a_running_task_finish(stack, token):
     )
     assert status == 202, body
     poll_task(stack, token, body["task_id"], {"STARTED", "PROGRESS"})
-    stack.check("stop", "worker", timeout=150)
-    assert "Warm shutdown" in stack.logs("worker")
+    # Long tasks run on the long tasks' workers.
+    stack.check("stop", "worker-long", timeout=150)
+    assert "Warm shutdown" in stack.logs("worker-long")
     # The workers are gone; the result was stored before they left.
     done = poll_task(stack, token, body["task_id"], {"SUCCESS", "FAILURE", "REVOKED"}, 5)
     assert done["status"] == "SUCCESS", done

@@ -62,13 +62,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
     app.state.task_runner = TaskRunner(
-        Catalog(celery, settings.CELERY_TASK_QUEUE),
+        Catalog(celery, settings.CELERY_TASK_QUEUE, settings.CELERY_LONG_TASK_QUEUE),
         publisher,
         listener,
         Revoker(redis),
-        InFlightLimit(
-            redis, f"tasks-in-flight:{database}", settings.TASKS_IN_FLIGHT_PER_USER
-        ),
+        InFlightLimit(redis, f"tasks-in-flight:{database}", settings.TASKS_IN_FLIGHT_PER_USER),
         wait_timeout=settings.TASK_WAIT_TIMEOUT,
         expires=settings.TASK_EXPIRES,
         lost_after=settings.TASK_LOST_AFTER,

@@ -26,6 +26,7 @@ CONFIGURED_URL = make_url(get_settings().POSTGRES_DATABASE_URL)
 # The tests' worker consumes a queue of its own, deleted at the end, so that a
 # worker already serving the real queue neither steals nor receives test tasks.
 TEST_QUEUE = f"test.{get_settings().CELERY_TASK_QUEUE}.{uuid.uuid4().hex[:12]}"
+TEST_LONG_QUEUE = f"{TEST_QUEUE}-long"
 TEST_DATABASE = f"{CONFIGURED_URL.database}_test_{uuid.uuid4().hex[:8]}"
 TEST_DATABASE_URL = CONFIGURED_URL.set(database=TEST_DATABASE).render_as_string(hide_password=False)
 os.environ.update(
@@ -36,6 +37,7 @@ os.environ.update(
     FIRST_SUPERUSER_EMAIL="first.admin@example.com",
     FIRST_SUPERUSER_PASSWORD=secrets.token_urlsafe(16),
     CELERY_TASK_QUEUE=TEST_QUEUE,
+    CELERY_LONG_TASK_QUEUE=TEST_LONG_QUEUE,
     # Every test logs in from 127.0.0.1: the address limit has its own tests.
     LOGIN_ATTEMPTS_PER_ADDRESS="10000/minute",
 )
@@ -46,7 +48,7 @@ from app.core.producer.client import create_celery_client  # noqa: E402
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base, User  # noqa: E402
-from testkit import celery_worker, free_port, migrated_database  # noqa: E402
+from testkit import celery_worker, delete_queue, free_port, migrated_database  # noqa: E402
 
 # Hashing is slow on purpose; the users of the tests share one hash.
 PASSWORD = "correct horse battery staple"
@@ -154,11 +156,16 @@ async def superuser(make_user: MakeUser) -> User:
 
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`celery worker` on the test queue, two processes; yields its node name."""
+    """`celery worker` on both test queues (short and long tasks), two
+    processes; yields its node name. (The tests of test_faults.py run the two
+    kinds of tasks on workers of their own.)"""
     node = f"api-test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     client = create_celery_client(settings)
-    options = ["--concurrency=2", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    options = [
+        *("--concurrency=2", "--loglevel=INFO", "--without-gossip", "--without-mingle"),
+        f"--queues={TEST_QUEUE},{TEST_LONG_QUEUE}",
+    ]
     try:
         with (
             log.open("w") as output,
@@ -168,6 +175,7 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     except RuntimeError as error:
         pytest.fail(f"{error}:\n{log.read_text()}")
     finally:
+        delete_queue(client, TEST_LONG_QUEUE)
         client.close()
 
 

@@ -68,10 +68,12 @@ async def api_client(settings: Settings, **changes: Any) -> AsyncIterator[AsyncC
 
 
 @contextmanager
-def own_worker(settings: Settings, tmp_path: Path, **urls: str) -> Iterator[str]:
-    """A worker of the test's own, on a queue of its own, using these URLs;
-    yields the queue."""
-    queue = f"test.faults.{uuid.uuid4().hex[:12]}"
+def own_worker(
+    settings: Settings, tmp_path: Path, queue: str | None = None, **urls: str
+) -> Iterator[str]:
+    """A worker of the test's own, on a queue of its own (or `queue`), using
+    these URLs; yields the queue."""
+    queue = queue or f"test.faults.{uuid.uuid4().hex[:12]}"
     node = f"faults-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     client = create_celery_client(
         settings.model_copy(
@@ -79,7 +81,7 @@ def own_worker(settings: Settings, tmp_path: Path, **urls: str) -> Iterator[str]
         )
     )
     options = ["--concurrency=2", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
-    with (tmp_path / "worker.log").open("w") as output:
+    with (tmp_path / f"worker-{queue}.log").open("w") as output:
         try:
             with celery_worker(client, queue, node, options, output=output, **urls):
                 yield queue
@@ -236,7 +238,9 @@ async def test_worker_killed_mid_task(
     worker = KillableWorker(settings, queue, tmp_path / "worker.log")
     await asyncio.to_thread(worker.start)
     try:
-        async with api_client(settings, CELERY_TASK_QUEUE=queue) as client:
+        async with api_client(
+            settings, CELERY_TASK_QUEUE=queue, CELERY_LONG_TASK_QUEUE=queue
+        ) as client:
             long_ids = []
             for _ in range(2):
                 response = await client.post(
@@ -259,3 +263,64 @@ async def test_worker_killed_mid_task(
     # The long tasks were running when the worker died: run again, to the end.
     assert [end["status"] for end in long_ends] == ["SUCCESS", "SUCCESS"], long_ends
     assert_recovered(run)
+
+
+async def waiting_latencies(
+    client: AsyncClient, headers: dict[str, str], count: int
+) -> list[float]:
+    """Seconds each of `count` waiting short tasks took, one after the other."""
+    latencies = []
+    for integer in range(count):
+        began = time.perf_counter()
+        response = await client.post(
+            f"{TASKS}/integer-multiplication", json={"integer": integer}, headers=headers
+        )
+        latencies.append(time.perf_counter() - began)
+        assert response.status_code == 200, response.text
+    return latencies
+
+
+def percentile(values: list[float], rank: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(rank / 100 * len(ordered)))]
+
+
+async def test_short_tasks_are_not_starved_by_long_ones(
+    settings: Settings, load_user: Any, tmp_path: Path
+) -> None:
+    """The long tasks' queue saturated (more long tasks than its worker has
+    processes): waiting short tasks keep the latency of an idle run."""
+    _, headers = load_user
+    queue = f"test.starving.{uuid.uuid4().hex[:12]}"
+    long_queue = f"{queue}-long"
+    with own_worker(settings, tmp_path, queue), own_worker(settings, tmp_path, long_queue):
+        async with api_client(
+            settings, CELERY_TASK_QUEUE=queue, CELERY_LONG_TASK_QUEUE=long_queue
+        ) as client:
+            idle = await waiting_latencies(client, headers, 50)
+            long_ids = []
+            for _ in range(6):
+                response = await client.post(
+                    f"{TASKS}/long-running/async",
+                    json={"seconds": 2.5, "steps": 25},
+                    headers=headers,
+                )
+                long_ids.append(response.json()["task_id"])
+            await asyncio.sleep(0.3)  # both long processes busy, four tasks queued
+            saturated = await waiting_latencies(client, headers, 50)
+            states = [
+                (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()["status"]
+                for task_id in long_ids
+            ]
+            for task_id in long_ids:
+                await client.delete(f"{TASKS}/{task_id}", headers=headers)
+    print(
+        "\nStarvation: waiting short tasks, p50 / p99:"
+        f" idle {percentile(idle, 50) * 1000:.1f} / {percentile(idle, 99) * 1000:.1f} ms;"
+        f" long queue saturated {percentile(saturated, 50) * 1000:.1f}"
+        f" / {percentile(saturated, 99) * 1000:.1f} ms; long tasks then {sorted(states)}"
+    )
+    # The long tasks were still running or queued: the queue was saturated.
+    assert "SUCCESS" not in states, states
+    # Not starved: no short task waited for a long one (one would take 2.5 s).
+    assert percentile(saturated, 99) < 1.0

@@ -13,8 +13,9 @@ celery_app = Celery(
     include=["worker.tasks"],
 )
 celery_app.conf.update(
-    # Producers name the queue explicitly; this catches the tasks that do not.
-    task_default_queue=settings.CELERY_TASK_QUEUE,
+    # The queue this worker consumes (WORKER_CONSUMES). Producers name each
+    # task's queue explicitly; this also catches the tasks that do not.
+    task_default_queue=settings.consumed_queue,
     task_serializer=TASK_SERIALIZER,
     result_serializer=TASK_SERIALIZER,
     # A message in any other format is refused before it is decoded.

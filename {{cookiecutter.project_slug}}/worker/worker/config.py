@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +26,11 @@ class Settings(BaseSettings):
     CELERY_BROKER_URL: str = "amqp://guest:guest@127.0.0.1:5672//"
     CELERY_RESULT_BACKEND_URL: str = "redis://127.0.0.1:6379/0"
     CELERY_TASK_QUEUE: str = WORKER_NAME
+    CELERY_LONG_TASK_QUEUE: str = WORKER_NAME + "-long"
+    # Which queue this worker serves: the short tasks' (CELERY_TASK_QUEUE), or
+    # the long ones' (CELERY_LONG_TASK_QUEUE) as `make worker-long` does, so
+    # that long work never holds the processes short tasks need.
+    WORKER_CONSUMES: Literal["short", "long"] = "short"
     # Seconds before SoftTimeLimitExceeded is raised inside a task, then before
     # the process running it is killed.
     TASK_SOFT_TIME_LIMIT: int = 60
@@ -35,6 +41,19 @@ class Settings(BaseSettings):
     RESULT_EXPIRES: int = 86400
     # Seconds Redis may take to accept a connection or answer a command.
     REDIS_TIMEOUT: float = 5.0
+
+    @property
+    def consumed_queue(self) -> str:
+        return (
+            self.CELERY_LONG_TASK_QUEUE
+            if self.WORKER_CONSUMES == "long"
+            else self.CELERY_TASK_QUEUE
+        )
+
+    @property
+    def node_name(self) -> str:
+        """The worker's node name, before `@host`."""
+        return WORKER_NAME + ("-long" if self.WORKER_CONSUMES == "long" else "")
 
 
 @lru_cache

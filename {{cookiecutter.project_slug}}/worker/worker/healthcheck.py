@@ -9,7 +9,7 @@ import socket
 import sys
 
 from worker.celery_app import celery_app
-from worker.config import WORKER_NAME
+from worker.config import get_settings
 
 PING_TIMEOUT = 5.0
 
@@ -20,7 +20,7 @@ def answers(node: str, timeout: float = PING_TIMEOUT) -> bool:
 
 
 def main() -> int:
-    return 0 if answers(f"{WORKER_NAME}@{socket.gethostname()}") else 1
+    return 0 if answers(f"{get_settings().node_name}@{socket.gethostname()}") else 1
 
 
 if __name__ == "__main__":

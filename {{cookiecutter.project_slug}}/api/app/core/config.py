@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_FILE = Path(__file__).resolve().parents[3] / ".env"
 
 DATABASE_NAME = "{{ cookiecutter.project_slug }}"
+# The worker's name, which its queues are named after.
+WORKER_NAME = "{{ cookiecutter.worker_name }}"
 
 # Values that ship in .env.example; fine on a laptop, never in a deployment.
 PLACEHOLDER_PREFIX = "changethis"
@@ -63,7 +65,10 @@ class Settings(BaseSettings):
     CELERY_BROKER_URL: str = "amqp://guest:guest@127.0.0.1:5672//"
     CELERY_RESULT_BACKEND_URL: str = "redis://127.0.0.1:6379/0"
     # The worker consumes this queue; the API publishes its tasks there.
-    CELERY_TASK_QUEUE: str = "{{ cookiecutter.worker_name }}"
+    CELERY_TASK_QUEUE: str = WORKER_NAME
+    # Long tasks go to this queue, served by workers of their own, so that
+    # they never hold the processes that short tasks need.
+    CELERY_LONG_TASK_QUEUE: str = WORKER_NAME + "-long"
     # Channels that publish at once, and the seconds a request may spend
     # publishing (connection, channel, confirm, a chord's size) or revoking
     # before it gets 503.

@@ -21,16 +21,24 @@ class Catalog:
 
     task() makes one task's signature; each other method builds what one
     endpoint sends, its keyword arguments the fields of the endpoint's body
-    (app/schemas/task.py).
+    (app/schemas/task.py). Long tasks go to a queue of their own, served by
+    workers of their own: short ones never wait behind them.
     """
 
-    def __init__(self, client: Celery, queue: str) -> None:
+    def __init__(self, client: Celery, queue: str, long_queue: str) -> None:
         self.client = client
         self.queue = queue
+        self.long_queue = long_queue
 
-    def task(self, name: str, *args: object, expires: datetime) -> Signature:
+    def task(
+        self, name: str, *args: object, expires: datetime, queue: str | None = None
+    ) -> Signature:
         return self.client.signature(
-            name, args=args, queue=self.queue, serializer=TASK_SERIALIZER, expires=expires
+            name,
+            args=args,
+            queue=queue or self.queue,
+            serializer=TASK_SERIALIZER,
+            expires=expires,
         )
 
     def integer_multiplication(self, *, integer: int, expires: datetime) -> Signature:
@@ -41,7 +49,7 @@ class Catalog:
 
     def long_running(self, *, seconds: float, steps: int, expires: datetime) -> Signature:
         """Work for `seconds`, reporting PROGRESS after each of `steps` steps."""
-        return self.task(LONG_RUNNING, seconds, steps, expires=expires)
+        return self.task(LONG_RUNNING, seconds, steps, expires=expires, queue=self.long_queue)
 
     def chain(self, *, integer: int, size: int, expires: datetime) -> Signature:
         """integer doubled size + 1 times: integer * 2 ** (size + 1)."""
