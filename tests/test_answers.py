@@ -141,8 +141,11 @@ def test_worker_name_is_the_queue_of_the_worker_and_the_producer(bake):
     assert 'WORKER_NAME = "billing.jobs"' in worker_config
     assert "CELERY_TASK_QUEUE: str = WORKER_NAME" in worker_config
     api_config = (project / "api/app/core/config.py").read_text()
-    assert 'CELERY_TASK_QUEUE: str = "billing.jobs"' in api_config
+    assert 'WORKER_NAME = "billing.jobs"' in api_config
+    assert "CELERY_TASK_QUEUE: str = WORKER_NAME" in api_config
+    assert 'CELERY_LONG_TASK_QUEUE: str = WORKER_NAME + "-long"' in api_config
     assert env_values(project / ".env")["CELERY_TASK_QUEUE"] == "billing.jobs"
+    assert env_values(project / ".env")["CELERY_LONG_TASK_QUEUE"] == "billing.jobs-long"
     assert "--hostname=$(WORKER_NAME)@%h" in (project / "Makefile").read_text()
     assert "WORKER_NAME := billing.jobs" in (project / "Makefile").read_text()
 

@@ -67,6 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         listener,
         Revoker(redis),
         InFlightLimit(redis, f"tasks-in-flight:{database}", settings.TASKS_IN_FLIGHT_PER_USER),
+        app.state.sessionmaker,
         wait_timeout=settings.TASK_WAIT_TIMEOUT,
         expires=settings.TASK_EXPIRES,
         lost_after=settings.TASK_LOST_AFTER,
@@ -75,7 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await listener.close()
-        await app.state.task_runner.in_flight.close()
+        await app.state.task_runner.close()
         await publisher.close()
         celery.close()
         await redis.aclose()

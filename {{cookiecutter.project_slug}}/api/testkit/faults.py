@@ -5,7 +5,8 @@ RabbitMQ, Redis) and behaves as that dependency would when it restarts
 (every connection cut, new ones refused for a while) or hangs (connections
 accepted, nothing ever answered). The real server behind it is untouched, so
 other users of the machine's services see nothing. PrivateRedis is a
-redis-server of the test's own, for a real restart that loses every key.
+redis-server of the test's own, for a real restart. KillableWorker is a
+Celery worker that can be SIGKILLed mid-task and replaced.
 
 Written here because the tool made for this, Toxiproxy, is a Go program that
 neither PyPI nor Debian ships.
@@ -13,15 +14,23 @@ neither PyPI nor Debian ships.
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+
+from celery import Celery
+
+from testkit import WORKER_ROOT, delete_queue, worker_environment
 
 Mode = Literal["up", "down", "silent"]
 
@@ -218,3 +227,48 @@ def private_redis(port: int, directory: Path) -> Iterator[PrivateRedis]:
         yield redis
     finally:
         redis.stop()
+
+
+class KillableWorker:
+    """A worker on a queue, in a process group of its own, that can be
+    SIGKILLed (its pool processes with it) and replaced."""
+
+    def __init__(self, client: Celery, queue: str, log: Path) -> None:
+        self.client = client
+        self.queue = queue
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        node = f"killable-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        command = [
+            *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
+            *(f"--hostname={node}", "--concurrency=2", "--without-gossip", "--without-mingle"),
+        ]
+        with self.log.open("a") as output:
+            self.process = subprocess.Popen(
+                command,
+                cwd=WORKER_ROOT,
+                env={**os.environ, **worker_environment(CELERY_TASK_QUEUE=self.queue)},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not self.client.control.ping(destination=[node], timeout=0.5):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker {node} did not start:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def close(self) -> None:
+        """Stop it (a warm shutdown) and delete its queue."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+            self.process = None
+        delete_queue(self.client, self.queue)

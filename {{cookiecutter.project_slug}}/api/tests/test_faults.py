@@ -8,11 +8,7 @@ services are never touched.
 """
 
 import asyncio
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,8 +25,8 @@ from app.core.config import Settings
 from app.core.producer.client import create_celery_client
 from app.main import create_app
 from app.models import User
-from testkit import WORKER_ROOT, celery_worker, delete_queue, free_port, worker_environment
-from testkit.faults import PrivateRedis, fault_proxy
+from testkit import celery_worker, free_port
+from testkit.faults import KillableWorker, PrivateRedis, fault_proxy
 from testkit.steady_load import FaultRun, SteadyLoad, under_load
 
 # Short timeouts, so that an outage shows in a few seconds.
@@ -179,63 +175,14 @@ async def test_silent_dependency(
     assert_recovered(run)
 
 
-class KillableWorker:
-    """A worker process group on a queue, that can be SIGKILLed and replaced."""
-
-    def __init__(self, settings: Settings, queue: str, log: Path) -> None:
-        self.queue = queue
-        self.log = log
-        self.client = create_celery_client(settings)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        node = f"killable-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            f"--hostname={node}",
-            "--concurrency=2",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-        with self.log.open("a") as output:
-            self.process = subprocess.Popen(
-                command,
-                cwd=WORKER_ROOT,
-                env={**os.environ, **worker_environment(CELERY_TASK_QUEUE=self.queue)},
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its pool processes die with it
-            )
-        deadline = time.monotonic() + 30
-        while not self.client.control.ping(destination=[node], timeout=0.5):
-            assert self.process.poll() is None and time.monotonic() < deadline, self.log.read_text()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            self.process = None
-
-    def close(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        delete_queue(self.client, self.queue)
-        self.client.close()
-
-
 async def test_worker_killed_mid_task(
     settings: Settings, make_user: Any, auth_headers: Any, tmp_path: Path
 ) -> None:
     """SIGKILL the worker while long tasks run, start another: every task ends, once."""
     load_headers, long_headers = auth_headers(await make_user()), auth_headers(await make_user())
     queue = f"test.faults.{uuid.uuid4().hex[:12]}"
-    worker = KillableWorker(settings, queue, tmp_path / "worker.log")
+    celery = create_celery_client(settings)
+    worker = KillableWorker(celery, queue, tmp_path / "worker.log")
     await asyncio.to_thread(worker.start)
     try:
         async with api_client(
@@ -259,6 +206,7 @@ async def test_worker_killed_mid_task(
             ]
     finally:
         await asyncio.to_thread(worker.close)
+        celery.close()
     report(run)
     # The long tasks were running when the worker died: run again, to the end.
     assert [end["status"] for end in long_ends] == ["SUCCESS", "SUCCESS"], long_ends

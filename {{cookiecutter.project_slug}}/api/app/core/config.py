@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     POSTGRES_DATABASE_URL: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/" + DATABASE_NAME
     # Seconds PostgreSQL may take to accept a connection, and to answer one
     # statement, before the request gets 503. A request that finds every
-    # pooled connection busy waits for one as long as it would for a new one.
+    # pooled connection busy waits for one as long as both together.
     POSTGRES_CONNECT_TIMEOUT: float = Field(default=3.0, gt=0)
     POSTGRES_COMMAND_TIMEOUT: float = Field(default=5.0, gt=0)
     CELERY_BROKER_URL: str = "amqp://guest:guest@127.0.0.1:5672//"

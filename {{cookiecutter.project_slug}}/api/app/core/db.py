@@ -25,7 +25,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "timeout": settings.POSTGRES_CONNECT_TIMEOUT,
             "command_timeout": settings.POSTGRES_COMMAND_TIMEOUT,
         },
-        pool_timeout=settings.POSTGRES_CONNECT_TIMEOUT,
+        # A request queues for a pooled connection as long as a busy one can
+        # take to come back (a statement, or a new connection): under load it
+        # waits its turn; only a database that does not answer gives 503.
+        pool_timeout=settings.POSTGRES_CONNECT_TIMEOUT + settings.POSTGRES_COMMAND_TIMEOUT,
         # Replace connections the server closed while they sat in the pool (a
         # restart): the request gets a fresh one instead of an error.
         pool_pre_ping=True,

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from celery import states
 from celery.canvas import Signature
-from sqlalchemy import inspect, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import inspect, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.db import commit_without_waiting_for_flush
+from app.core.db import commit_without_waiting_for_flush, is_unavailable
 from app.core.producer.catalog import Catalog
 from app.core.producer.errors import BrokerUnavailableError, ResultBackendUnavailableError
 from app.core.producer.publisher import Publisher
@@ -26,6 +26,11 @@ from app.services.submissions import Submission, freeze
 from app.services.task_states import FINAL, combine, ended_early, verdict
 
 logger = logging.getLogger(__name__)
+
+# A record whose commit failed is marked as never sent once the database
+# answers: tried every WITHDRAW_PAUSE seconds, for about ten minutes.
+WITHDRAW_PAUSE = 1.0
+WITHDRAW_ATTEMPTS = 600
 
 # What a route hands the runner: the signature to send, given its expiry.
 SignatureBuilder = Callable[[datetime], Signature]
@@ -55,6 +60,7 @@ class TaskRunner:
         listener: ResultListener,
         revoker: Revoker,
         in_flight: InFlightLimit,
+        sessionmaker: async_sessionmaker[AsyncSession],
         wait_timeout: float,
         expires: float,
         lost_after: float,
@@ -64,6 +70,9 @@ class TaskRunner:
         self.listener = listener
         self.revoker = revoker
         self.in_flight = in_flight
+        self.sessionmaker = sessionmaker
+        # Records being marked as never sent, in the background.
+        self._background: set[asyncio.Task[None]] = set()
         self.wait_timeout = wait_timeout
         self.expires = expires
         self.lost_after = timedelta(seconds=lost_after)
@@ -95,8 +104,7 @@ class TaskRunner:
             # even subscribe). The commit also ends the read transaction of
             # authentication: no database connection stays checked out while
             # the task runs.
-            session.add(task)
-            await commit_without_waiting_for_flush(session)
+            await self._record(session, task, durable=False)
             publishing = asyncio.ensure_future(self.publisher.publish(submission.signature))
             results = asyncio.ensure_future(watch.results())
             try:
@@ -132,8 +140,8 @@ class TaskRunner:
         submission, task = self._prepare(owner, name, build, waiting=False)
         await self._admit(session, task)
         async with self._counted_out_unless_recorded(task):
-            session.add(task)
-            await session.commit()  # the record exists before the task can finish
+            # The record exists before the task can finish.
+            await self._record(session, task, durable=True)
         try:
             await self.publisher.publish(submission.signature)
         except BrokerUnavailableError:
@@ -188,6 +196,53 @@ class TaskRunner:
             if not inspect(task).persistent:
                 self.in_flight.leave_soon(task.owner_id, task.id)
             raise
+
+    async def _record(self, session: AsyncSession, task: TaskRecord, *, durable: bool) -> None:
+        """Commit a new record, before its tasks are sent."""
+        session.add(task)
+        try:
+            if durable:
+                await session.commit()
+            else:
+                await commit_without_waiting_for_flush(session)
+        except BaseException:
+            # The commit may have landed all the same (the connection was lost
+            # after COMMIT went out). Its tasks will never be sent: once the
+            # database answers, the record, if there is one, says so.
+            self._withdraw_later(task.id)
+            raise
+
+    def _withdraw_later(self, task_id: uuid.UUID) -> None:
+        withdrawal = asyncio.create_task(self._mark_withdrawn(task_id))
+        self._background.add(withdrawal)
+        withdrawal.add_done_callback(self._background.discard)
+
+    async def _mark_withdrawn(self, task_id: uuid.UUID) -> None:
+        """Mark the record revoked, if it exists, trying for a while: its
+        tasks were never sent, so verdict() calls it REVOKED."""
+        for _ in range(WITHDRAW_ATTEMPTS):
+            try:
+                async with self.sessionmaker() as session:
+                    await session.execute(
+                        update(TaskRecord)
+                        .where(TaskRecord.id == task_id, TaskRecord.revoked_at.is_(None))
+                        .values(revoked_at=datetime.now(UTC))
+                    )
+                    await session.commit()
+                return
+            except Exception as error:
+                if not is_unavailable(error):
+                    logger.exception("Could not mark task %s as never sent", task_id)
+                    return
+            await asyncio.sleep(WITHDRAW_PAUSE)
+        logger.error("Task %s may be recorded though never sent: LOST at its deadline", task_id)
+
+    async def close(self) -> None:
+        """Stop what still waits for the database: the process is ending."""
+        for withdrawal in list(self._background):
+            withdrawal.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.in_flight.close()
 
     async def give_up(self, session: AsyncSession, task: TaskRecord) -> TaskReply:
         """Revoke a task nobody waits for any more; its state now (it may

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.connection import make_url
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from celery.canvas import Signature
 from redis.asyncio import Redis
@@ -73,13 +74,21 @@ class Publisher:
         """One connection per process; after it is lost, aio-pika reconnects it."""
         async with self.connecting:
             if self.connection is None:
-                self.connection = await aio_pika.connect_robust(
-                    self.url,
-                    timeout=self.deadline,
-                    # aio-pika waits 5 s between attempts; a broker back from
-                    # a restart takes requests again within a second.
-                    reconnect_interval=RECONNECT_INTERVAL,
+                # aio-pika waits 5 s between attempts; a broker back from a
+                # restart takes requests again within a second.
+                connection = aio_pika.RobustConnection(
+                    make_url(self.url), reconnect_interval=RECONNECT_INTERVAL
                 )
+                try:
+                    await connection.connect(timeout=self.deadline)
+                except BaseException:
+                    # A first attempt cut short (the request's deadline) would
+                    # otherwise go on reconnecting in the background, one more
+                    # connection for each request of an outage.
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+                    raise
+                self.connection = connection
             return self.connection
 
     async def open_channel(self) -> AbstractChannel:
