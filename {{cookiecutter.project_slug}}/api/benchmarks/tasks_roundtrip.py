@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.core.config import Settings, get_settings
 from app.core.producer.catalog import INTEGER_MULTIPLICATION
+from app.core.producer.revoker import REVOKED_KEY_PREFIX
 from app.core.producer.serialization import ACCEPT_CONTENT, TASK_SERIALIZER
 from app.core.security import create_access_token, password_hash
 from app.models import User
@@ -118,6 +119,17 @@ class OriginalDesign:
         value = await sync_to_async(result.get)()
         await sync_to_async(result.forget)()
         return value
+
+
+def revocation_check_seconds(client: Celery, count: int) -> float:
+    """Seconds one revocation check takes: the Redis EXISTS a worker makes
+    before each task (worker/revocations.py), from this process."""
+    redis = client.backend.client
+    keys = [REVOKED_KEY_PREFIX + str(uuid.uuid4()) for _ in range(count)]
+    began = time.perf_counter()
+    for key in keys:
+        redis.exists(key)
+    return (time.perf_counter() - began) / count
 
 
 def send_then_collect(client: Celery, queue: str, count: int) -> float:
@@ -259,6 +271,12 @@ def measure(args: argparse.Namespace, client: Celery, queue: str, base: str, tok
     print(
         f"  GET /api/v1/health, 64 connections:        {health.rate:10.0f} req/s"
         "  (what this load generator can drive)"
+    )
+
+    check = revocation_check_seconds(client, args.batch)
+    print(
+        f"  the worker's revocation check:             {check * 1000:10.3f} ms per task"
+        f"  ({check * batch_rate:.1%} of a task's share of send-then-collect)"
     )
 
     print("\nGET /api/v1/health while 64 requests wait on one-second tasks:")
