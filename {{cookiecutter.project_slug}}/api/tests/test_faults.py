@@ -250,11 +250,13 @@ async def test_short_tasks_are_not_starved_by_long_ones(
             for _ in range(6):
                 response = await client.post(
                     f"{TASKS}/long-running/async",
-                    json={"seconds": 2.5, "steps": 25},
+                    json={"seconds": 10, "steps": 100},
                     headers=headers,
                 )
                 long_ids.append(response.json()["task_id"])
-            await asyncio.sleep(0.3)  # both long processes busy, four tasks queued
+            # Both long processes busy (for 10 s, longer than the measure
+            # takes), four tasks queued; stopped at the end by their DELETE.
+            await asyncio.sleep(0.3)
             saturated = await waiting_latencies(client, headers, 50)
             states = [
                 (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()["status"]
@@ -270,5 +272,5 @@ async def test_short_tasks_are_not_starved_by_long_ones(
     )
     # The long tasks were still running or queued: the queue was saturated.
     assert "SUCCESS" not in states, states
-    # Not starved: no short task waited for a long one (one would take 2.5 s).
+    # Not starved: no short task waited for a long one (one would take 10 s).
     assert percentile(saturated, 99) < 1.0
