@@ -26,7 +26,7 @@ from app.core.producer.client import create_celery_client
 from app.main import create_app
 from app.models import User
 from testkit import celery_worker, free_port
-from testkit.faults import KillableWorker, PrivateRedis, fault_proxy
+from testkit.faults import KillableWorker, fault_proxy, private_redis
 from testkit.steady_load import FaultRun, SteadyLoad, under_load
 
 # Short timeouts, so that an outage shows in a few seconds.
@@ -130,17 +130,15 @@ async def test_rabbitmq_restart(settings: Settings, load_user: Any, tmp_path: Pa
 
 async def test_redis_restart(settings: Settings, load_user: Any, tmp_path: Path) -> None:
     _, headers = load_user
-    redis = PrivateRedis(free_port(), tmp_path)
-    redis.start()
-    try:
-        with own_worker(settings, tmp_path, CELERY_RESULT_BACKEND_URL=redis.url) as queue:
-            async with api_client(
-                settings, CELERY_RESULT_BACKEND_URL=redis.url, CELERY_TASK_QUEUE=queue
-            ) as client:
-                load = SteadyLoad(client, headers)
-                run = await under_load("Redis restart", load, redis.stop, redis.start)
-    finally:
-        redis.stop()
+    with (
+        private_redis(free_port(), tmp_path) as redis,
+        own_worker(settings, tmp_path, CELERY_RESULT_BACKEND_URL=redis.url) as queue,
+    ):
+        async with api_client(
+            settings, CELERY_RESULT_BACKEND_URL=redis.url, CELERY_TASK_QUEUE=queue
+        ) as client:
+            load = SteadyLoad(client, headers)
+            run = await under_load("Redis restart", load, redis.stop, redis.start)
     report(run)
     assert_recovered(run)
 
