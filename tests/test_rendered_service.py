@@ -151,6 +151,13 @@ def test_make_test_passes_against_the_real_services(project, serializer):
         assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot of the live page"
 
 
+def test_make_bench_load_brings_every_task_back(project, serializer):
+    """The two load runs `make test` leaves out: 10,000 tasks each, all right."""
+    result = make(project, "bench-load")
+    assert "2 passed" in result.stdout, result.stdout
+    assert result.stdout.count("correct 10000,") == 2, result.stdout
+
+
 def test_without_websockets_make_lint_and_make_test_pass(tmp_path_factory):
     path = render(tmp_path_factory.mktemp("rendered-plain"), use_websockets=False)
     make(path, "install")

@@ -1,5 +1,5 @@
-"""`python -m app.serve`: run uvicorn with the port, processes and shutdown grace
-of the settings.
+"""`python -m app.serve`: run uvicorn with the port, processes, keep-alive and
+shutdown grace of the settings.
 
 Going through the settings keeps these in one place, .env, for `make api` and
 for the container alike.
@@ -8,10 +8,11 @@ for the container alike.
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 
 
 def empty_metrics_directory() -> None:
@@ -30,6 +31,21 @@ def empty_metrics_directory() -> None:
         leftover.unlink()
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """What uvicorn is told beyond where to listen and how many processes."""
+    return {
+        "timeout_graceful_shutdown": settings.API_SHUTDOWN_TIMEOUT,
+        "timeout_keep_alive": settings.API_KEEP_ALIVE_TIMEOUT,
+{%- if cookiecutter.use_websockets | enabled %}
+        # The task WebSocket's messages are small JSON: compressing them would
+        # save little, and its state costs about 50 KiB per open socket.
+        "ws_per_message_deflate": False,
+        # Clients send one small message, their token: refuse big ones unread.
+        "ws_max_size": 64 * 1024,
+{%- endif %}
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the API with uvicorn.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -44,14 +60,7 @@ def main() -> None:
         reload=args.reload,
         # Reloading runs one process; uvicorn refuses both at once.
         workers=None if args.reload else settings.API_WORKERS,
-        timeout_graceful_shutdown=settings.API_SHUTDOWN_TIMEOUT,
-{%- if cookiecutter.use_websockets | enabled %}
-        # The task WebSocket's messages are small JSON: compressing them would
-        # save little, and its state costs about 50 KiB per open socket.
-        ws_per_message_deflate=False,
-        # Clients send one small message, their token: refuse big ones unread.
-        ws_max_size=64 * 1024,
-{%- endif %}
+        **server_options(settings),
     )
 
 

@@ -1,8 +1,7 @@
-"""A small HTTP/1.1 load generator: raw asyncio streams, keep-alive connections.
+"""A small HTTP/1.1 load generator on testkit's lean streams (lean_http.py).
 
-httpx or aiohttp spend more CPU per request than a FastAPI endpoint does, and
-would measure themselves. Each connection here sends a request, reads the whole
-response, and sends the next, so `concurrency` is the number of requests in flight.
+Each connection sends a request, reads the whole response, and sends the next,
+so `concurrency` is the number of requests in flight.
 """
 
 import asyncio
@@ -13,6 +12,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from testkit.lean_http import build_request, read_response
 
 Returned = TypeVar("Returned")
 
@@ -53,41 +54,6 @@ class LoadResult:
         return statistics.median(self.latencies)
 
 
-async def read_response(reader: asyncio.StreamReader) -> int:
-    """Read one response whole; return its status code."""
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("the server closed the connection")
-    status = int(status_line.split()[1])
-    length, chunked = 0, False
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-    if not chunked:
-        await reader.readexactly(length)
-        return status
-    while size := int((await reader.readline()).strip(), 16):
-        await reader.readexactly(size + 2)  # chunk and its CRLF
-    await reader.readline()  # the CRLF after the last, empty chunk
-    return status
-
-
-def build_request(
-    url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""
-) -> bytes:
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    if body:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
 async def connection_loop(
     url: str, request: bytes, result: LoadResult, deadline: float, requests: int | None
 ) -> None:
@@ -98,7 +64,7 @@ async def connection_loop(
         while time.perf_counter() < deadline and (requests is None or sent < requests):
             started = time.perf_counter()
             writer.write(request)
-            status = await read_response(reader)
+            status, _ = await read_response(reader)
             result.latencies.append(time.perf_counter() - started)
             result.statuses[status] = result.statuses.get(status, 0) + 1
             sent += 1

@@ -18,9 +18,10 @@ from collections import Counter
 from urllib.parse import urlencode, urlsplit
 
 from app.core.config import get_settings
-from benchmarks.http_load import LoadResult, build_request, read_response, run
+from benchmarks.http_load import LoadResult, run
 from benchmarks.servers import api_process
 from testkit import database_beside, migrated_database, rss_bytes
+from testkit.lean_http import build_request, read_response
 
 RSS_GOAL = 300 * 2**20  # bytes
 HEALTH_P99_GOAL = 0.2
@@ -37,7 +38,8 @@ async def log_in_once(base: str) -> int:
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
         writer.write(build_request(url, "POST", headers, form))
-        return await read_response(reader)
+        status, _ = await read_response(reader)
+        return status
     finally:
         writer.close()
 
@@ -63,7 +65,7 @@ async def probe_health(base: str, stop: asyncio.Event) -> LoadResult:
         while not stop.is_set():
             began = time.perf_counter()
             writer.write(request)
-            status = await read_response(reader)
+            status, _ = await read_response(reader)
             result.latencies.append(time.perf_counter() - began)
             result.statuses[status] = result.statuses.get(status, 0) + 1
     finally:

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     # waiting endpoint can take (TASK_WAIT_TIMEOUT plus publishing), shorter than
     # the grace period compose gives before it kills the container (30 s).
     API_SHUTDOWN_TIMEOUT: int = Field(default=20, gt=0)
+    # Seconds an idle keep-alive connection stays open. uvicorn's 5 s is shorter
+    # than what clients and proxies keep theirs for (nginx and AWS's load
+    # balancers 60 s): one that reuses a connection as uvicorn closes it gets a
+    # reset, and a POST is not sent again. Longer than theirs, the client closes first.
+    API_KEEP_ALIVE_TIMEOUT: int = Field(default=65, gt=0)
     # Bytes a request body may have; a larger one gets 413 before it is read.
     MAX_BODY_SIZE: int = Field(default=1024 * 1024, gt=0)
     # Browser origins allowed to call the API, comma-separated; none by default.

@@ -1,0 +1,93 @@
+"""A load run: 10,000 /async tasks at concurrency 64, each polled to its end,
+against a real API process and a real worker. Every task must come back with
+its own right result, none lost, no request refused, and the API's resident
+memory at the end within 20% of its start. Then the same with the worker
+SIGKILLed halfway and replaced.
+
+Minutes long, so `make test` leaves them out (marker `load`, deselected in
+pyproject.toml); `make bench-load` runs them and prints their figures.
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.core.config import Settings
+from app.core.producer.client import create_celery_client
+from benchmarks.servers import api_process
+from testkit.faults import KillableWorker
+from testkit.task_flood import FloodReport, TaskFlood
+
+pytestmark = pytest.mark.load
+
+TASKS = 10_000
+CONCURRENCY = 64
+RSS_GROWTH_LIMIT = 0.20
+
+
+@contextmanager
+def api_and_worker(settings: Settings, log: Path) -> Iterator[tuple[str, int, KillableWorker]]:
+    """An API process and a worker of their own queue; yields the API's base
+    URL, its process id and the worker."""
+    queue = f"test.load.{uuid.uuid4().hex[:12]}"
+    celery = create_celery_client(settings)
+    worker = KillableWorker(celery, queue, log)
+    try:
+        worker.start()
+        with api_process(CELERY_TASK_QUEUE=queue, CELERY_LONG_TASK_QUEUE=queue) as (base, pid):
+            yield base, pid, worker
+    finally:
+        worker.close()
+        celery.close()
+
+
+def assert_every_task_came_back(report: FloodReport) -> None:
+    summary = report.summary("load")
+    assert dict(report.ends) == {"SUCCESS": TASKS}, summary
+    assert report.wrong == [], summary
+    assert report.correct == TASKS, summary
+    assert not report.refused, summary
+    assert report.rss_growth < RSS_GROWTH_LIMIT, summary
+
+
+async def test_ten_thousand_tasks_come_back_right(
+    settings: Settings, make_user: Any, auth_headers: Any, tmp_path: Path
+) -> None:
+    headers = auth_headers(await make_user())
+    with api_and_worker(settings, tmp_path / "worker.log") as (base, pid, _):
+        report = await TaskFlood(base, headers, pid, TASKS, CONCURRENCY).run()
+    print("\n" + report.summary(f"{TASKS} tasks at concurrency {CONCURRENCY}"))
+    assert_every_task_came_back(report)
+
+
+async def test_ten_thousand_tasks_survive_a_worker_killed_halfway(
+    settings: Settings, make_user: Any, auth_headers: Any, tmp_path: Path
+) -> None:
+    headers = auth_headers(await make_user())
+    killed: dict[str, float] = {}
+    with api_and_worker(settings, tmp_path / "worker.log") as (base, pid, worker):
+        flood = TaskFlood(base, headers, pid, TASKS, CONCURRENCY)
+
+        async def replace_worker() -> None:
+            killed["in flight"] = flood.in_flight
+            began = time.monotonic()
+            worker.kill()
+            await asyncio.to_thread(worker.start)
+            killed["down"] = time.monotonic() - began
+
+        report = await flood.run(halfway=replace_worker)
+    print(
+        "\n"
+        + report.summary(f"{TASKS} tasks, worker SIGKILLed halfway and replaced")
+        + f"; tasks in flight at the kill {killed['in flight']:.0f},"
+        f" worker down {killed['down']:.1f} s"
+    )
+    # The kill came while tasks were on their way.
+    assert killed["in flight"] > 0, killed
+    assert_every_task_came_back(report)
