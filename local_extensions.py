@@ -18,6 +18,13 @@ def toml_string(value: object) -> str:
     return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
+def yaml_string(value: object) -> str:
+    """A YAML double-quoted scalar: YAML reads JSON's string escapes, and a
+    plain scalar would break on `: `, `#` or a leading `*`. DEL is the one
+    character YAML wants escaped that JSON leaves alone."""
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def python_string(value: object) -> str:
     """A Python string literal quoted the way ruff's formatter writes it:
     double quotes, unless single quotes need fewer escapes."""
@@ -50,4 +57,5 @@ class QuotingExtension(Extension):
         super().__init__(environment)
         environment.filters["toml_string"] = toml_string
         environment.filters["python_string"] = python_string
+        environment.filters["yaml_string"] = yaml_string
         environment.filters["enabled"] = enabled

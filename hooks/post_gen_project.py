@@ -26,6 +26,10 @@ PRUNED_PATHS = {
         "api/tests/test_task_progress.py",
         "api/tests/test_task_socket.py",
     ],
+    ("use_monitoring", False): [
+        "compose.monitoring.yaml",
+        "monitoring",
+    ],
 }
 
 # Placeholders in .env.example, each replaced by its own fresh secret in .env.
@@ -36,6 +40,8 @@ SECRET_PLACEHOLDERS = (
     "changethis-rabbitmq-password",
     "changethis-redis-password",
     "changethis-superuser-password",
+    "changethis-grafana-password",
+    "changethis-flower-password",
 )
 
 # Keys that describe the machine that rendered, not the project. The template's

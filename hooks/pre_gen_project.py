@@ -128,6 +128,7 @@ CHECKS = (
     ("author_email", email_problem, "team@example.com"),
     ("version", version_problem, "0.1.0"),
     ("use_websockets", switch_problem, "no"),
+    ("use_monitoring", switch_problem, "no"),
 )
 
 

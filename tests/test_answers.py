@@ -14,6 +14,8 @@ SECRET_NAMES = (
     "RABBITMQ_DEFAULT_PASS",
     "REDIS_PASSWORD",
     "FIRST_SUPERUSER_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "FLOWER_PASSWORD",
 )
 # A phrase that only the chosen license's text contains.
 LICENSE_PHRASES = {
@@ -42,7 +44,26 @@ REMOVED_BY_ANSWER = {
         "api/tests/test_task_progress.py",
         "api/tests/test_task_socket.py",
     },
+    ("use_monitoring", False): {
+        "compose.monitoring.yaml",
+        "monitoring/alertmanager/alertmanager.yml",
+        "monitoring/flower/Dockerfile",
+        "monitoring/grafana/dashboards/api.json",
+        "monitoring/grafana/dashboards/celery.json",
+        "monitoring/grafana/dashboards/postgres.json",
+        "monitoring/grafana/dashboards/rabbitmq.json",
+        "monitoring/grafana/dashboards/redis.json",
+        "monitoring/grafana/provisioning/dashboards/dashboards.yml",
+        "monitoring/grafana/provisioning/datasources/prometheus.yml",
+        "monitoring/prometheus/alerts.yml",
+        "monitoring/prometheus/prometheus.yml",
+    },
 }
+# What only a project with the monitoring stack mentions. (The API's own
+# /metrics is there either way.)
+MONITORING_WORDS = re.compile(
+    r"(?i:grafana|alertmanager|flower|exporter|compose\.monitoring)|PROMETHEUS_(?!MULTIPROC)"
+)
 # What only a project with WebSockets mentions, in any of its text files.
 WEBSOCKET_WORDS = re.compile(r"(?i:websocket|selenium|chromium)|\bWS_[A-Z]|/live\b")
 
@@ -106,16 +127,23 @@ def test_an_answer_adds_or_removes_only_its_own_files(bake, name, value):
     assert files == default_files - REMOVED_BY_ANSWER.get((name, value), set())
 
 
-def test_without_websockets_nothing_mentions_them(bake):
-    project = bake(use_websockets=False)
-    mentions = [
+def mentions(project, words):
+    """Where the project's files (the answers file aside) say any of `words`."""
+    return [
         f"{path.relative_to(project)}: {match.group()}"
         for path in project_files(project)
         if path.name != ".cookiecutter.json"
-        for match in [WEBSOCKET_WORDS.search(path.read_text())]
+        for match in [words.search(path.read_text())]
         if match
     ]
-    assert mentions == []
+
+
+def test_without_websockets_nothing_mentions_them(bake):
+    assert mentions(bake(use_websockets=False), WEBSOCKET_WORDS) == []
+
+
+def test_without_monitoring_nothing_mentions_it(bake):
+    assert mentions(bake(use_monitoring=False), MONITORING_WORDS) == []
 
 
 def test_with_websockets_the_route_the_page_and_their_settings_are_there(bake):

@@ -120,7 +120,11 @@ def project_resources(name: str) -> list[str]:
 def stack(request, tmp_path_factory):
     compose = compose_or_skip(request.param, engine=True)
     images = {"PYTHON_IMAGE": base_image(), **stand_in_images()}
-    project = render(tmp_path_factory.mktemp("compose-boot"), worker_name=WORKER_NAME)
+    # The service's own stack: the monitoring services' images are not built
+    # here yet (their files are checked without an engine, test_monitoring.py).
+    project = render(
+        tmp_path_factory.mktemp("compose-boot"), worker_name=WORKER_NAME, use_monitoring=False
+    )
     # A careless copy of .env next to the code must not reach an image.
     for place in ("api", "api/app", "worker", "worker/worker"):
         shutil.copyfile(project / ".env", project / place / ".env")

@@ -13,6 +13,8 @@ from docker_stack import compose_or_skip
 COMBINATIONS = all_combinations()
 HADOLINT = Path(sys.prefix) / "bin" / "hadolint"
 DOCKERFILES = ("api/Dockerfile", "worker/Dockerfile")
+# Built only in a project with the monitoring stack.
+FLOWER_DOCKERFILE = "monitoring/flower/Dockerfile"
 
 
 @pytest.mark.parametrize("version", ["v2", "v1"])
@@ -29,8 +31,9 @@ def test_compose_file_is_valid(bake, combination, version):
 @pytest.mark.parametrize("combination", COMBINATIONS, ids=combination_id)
 def test_dockerfiles_pass_hadolint(bake, combination):
     project = bake(**combination)
+    dockerfiles = [*DOCKERFILES, *([FLOWER_DOCKERFILE] if combination["use_monitoring"] else [])]
     linted = subprocess.run(
-        [str(HADOLINT), *DOCKERFILES], cwd=project, capture_output=True, text=True
+        [str(HADOLINT), *dockerfiles], cwd=project, capture_output=True, text=True
     )
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
@@ -61,12 +64,17 @@ def test_image_defaults_agree(bake):
     """The default base and service images are written in several files; one value each."""
     project = bake()
     compose = (project / "compose.yaml").read_text()
+    monitoring = (project / "compose.monitoring.yaml").read_text()
     example = (project / ".env.example").read_text()
-    defaults = dict(re.findall(r"\$\{(\w+_IMAGE):-([^}]+)\}", compose))
-    assert set(defaults) == {"PYTHON_IMAGE", "POSTGRES_IMAGE", "RABBITMQ_IMAGE", "REDIS_IMAGE"}
+    defaults = dict(re.findall(r"\$\{(\w+_IMAGE):-([^}]+)\}", compose + monitoring))
+    assert set(defaults) == {
+        *("PYTHON_IMAGE", "POSTGRES_IMAGE", "RABBITMQ_IMAGE", "REDIS_IMAGE"),
+        *("PROMETHEUS_IMAGE", "ALERTMANAGER_IMAGE", "GRAFANA_IMAGE"),
+        *("POSTGRES_EXPORTER_IMAGE", "REDIS_EXPORTER_IMAGE"),
+    }
     for name, image in defaults.items():
         assert f"# {name}={image}\n" in example, name
-    for dockerfile in DOCKERFILES:
+    for dockerfile in (*DOCKERFILES, FLOWER_DOCKERFILE):
         text = (project / dockerfile).read_text()
         assert f"ARG PYTHON_IMAGE={defaults['PYTHON_IMAGE']}\n" in text, dockerfile
 

@@ -5,9 +5,10 @@ import ast
 import tomllib
 
 import pytest
+import yaml
 from conftest import CONTEXT, TEMPLATE
 
-from local_extensions import YES_WORDS, enabled, python_string, toml_string
+from local_extensions import YES_WORDS, enabled, python_string, toml_string, yaml_string
 
 ANSWERS = [
     "My Service",
@@ -31,6 +32,11 @@ def test_python_literal_reads_back(answer):
 @pytest.mark.parametrize("answer", ANSWERS)
 def test_toml_string_reads_back(answer):
     assert tomllib.loads(f"value = {toml_string(answer)}")["value"] == answer
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_yaml_string_reads_back(answer):
+    assert yaml.safe_load(f"value: {yaml_string(answer)}")["value"] == answer
 
 
 def test_python_literal_prefers_double_quotes():

@@ -164,8 +164,9 @@ def test_every_switch_is_read_through_the_enabled_filter():
 
 def replayed(tmp_path, **answers):
     """Render from an answers file, as `cookiecutter --replay-file` does."""
+    # A choice's first value is its default; private lists stay whole.
     context = {
-        name: value[0] if isinstance(value, list) else value
+        name: value[0] if isinstance(value, list) and not name.startswith("_") else value
         for name, value in CONTEXT.items()
         if not name.startswith("__") and name != "_extensions"
     }

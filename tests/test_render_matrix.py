@@ -20,11 +20,9 @@ RUFF = [sys.executable, "-m", "ruff"]
 
 
 def copied_without_render(relative: str) -> bool:
-    """Whether the template marks this rendered path as copied as it is."""
-    return any(
-        fnmatch.fnmatch(f"{{{{cookiecutter.project_slug}}}}/{relative}", pattern)
-        for pattern in CONTEXT["_copy_without_render"]
-    )
+    """Whether the template marks this rendered path as copied as it is
+    (cookiecutter matches the patterns against paths inside the project)."""
+    return any(fnmatch.fnmatch(relative, pattern) for pattern in CONTEXT["_copy_without_render"])
 
 
 # Free-text answers that break naive quoting, and the longest accepted values.

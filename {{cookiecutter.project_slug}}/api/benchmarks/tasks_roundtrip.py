@@ -121,6 +121,22 @@ class OriginalDesign:
         return value
 
 
+def task_events_rates(client: Celery, queue: str, node: str, count: int) -> tuple[float, float]:
+    """Send-then-collect throughput of the worker `node` with its task events
+    off, then on (what WORKER_SEND_TASK_EVENTS does at start, turned here by
+    remote control), in alternating rounds; the best round of each."""
+    without, with_ = [], []
+    try:
+        for _ in range(2):
+            client.control.disable_events(destination=[node])
+            without.append(send_then_collect(client, queue, count))
+            client.control.enable_events(destination=[node])
+            with_.append(send_then_collect(client, queue, count))
+    finally:
+        client.control.disable_events(destination=[node])
+    return max(without), max(with_)
+
+
 def revocation_check_seconds(client: Celery, count: int) -> float:
     """Seconds one revocation check takes: the Redis EXISTS a worker makes
     before each task (worker/revocations.py), from this process."""
@@ -204,10 +220,12 @@ def main() -> None:
             celery_worker(client, queue, node, worker_options),
             api_server(**environment) as base,
         ):
-            measure(args, client, queue, base, token)
+            measure(args, client, queue, node, base, token)
 
 
-def measure(args: argparse.Namespace, client: Celery, queue: str, base: str, token: str) -> None:
+def measure(
+    args: argparse.Namespace, client: Celery, queue: str, node: str, base: str, token: str
+) -> None:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     endpoint = f"{base}/api/v1/tasks/integer-multiplication"
     body = b'{"integer": 21}'
@@ -271,6 +289,13 @@ def measure(args: argparse.Namespace, client: Celery, queue: str, base: str, tok
     print(
         f"  GET /api/v1/health, 64 connections:        {health.rate:10.0f} req/s"
         "  (what this load generator can drive)"
+    )
+
+    without_events, with_events = task_events_rates(client, queue, node, args.batch)
+    print(
+        f"  send-then-collect, worker without / with task events:"
+        f" {without_events:.0f} / {with_events:.0f} tasks/s"
+        f" ({with_events / without_events:.2f}x; monitoring turns them on)"
     )
 
     check = revocation_check_seconds(client, args.batch)

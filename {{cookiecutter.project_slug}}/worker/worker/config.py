@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     RESULT_EXPIRES: int = 86400
     # Seconds Redis may take to accept a connection or answer a command.
     REDIS_TIMEOUT: float = 5.0
+    # Send an event when a task is received, started, succeeded, failed,
+    # retried or revoked (`celery worker -E`), for a Celery monitor to read.
+    # Each event is one more message to the broker.
+    WORKER_SEND_TASK_EVENTS: bool = False
 
     @property
     def consumed_queue(self) -> str:

@@ -1,0 +1,101 @@
+"""WORKER_SEND_TASK_EVENTS: a worker told to send events at each step of a
+task, as a Celery monitor reads them from the broker; the default sends none."""
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from tests.conftest import WORKER_ROOT, wait_until_answering, worker_environment
+from worker.config import WORKER_NAME
+
+RESULT_TIMEOUT = 10
+# Events of one task, in the order the worker goes through its steps.
+TASK_STEPS = {"task-received", "task-started", "task-succeeded"}
+
+
+@contextmanager
+def worker_with_events(app: Celery, log: Path) -> Iterator[tuple[str, str]]:
+    """A second worker, on a queue of its own, with task events on; yields its
+    node and its queue."""
+    queue = f"test.events.{uuid.uuid4().hex[:12]}"
+    node = f"events-{uuid.uuid4().hex[:8]}@localhost"
+    environment = {
+        **worker_environment(),
+        "CELERY_TASK_QUEUE": queue,
+        "WORKER_SEND_TASK_EVENTS": "true",
+    }
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
+                *("--concurrency=1", f"--hostname={node}", "--loglevel=INFO"),
+                *("--without-gossip", "--without-mingle"),
+            ],
+            cwd=WORKER_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_answering(process, node, log)
+        yield node, queue
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+            connection.default_channel.exchange_delete(queue)
+
+
+@contextmanager
+def task_events(app: Celery) -> Iterator[list[dict[str, Any]]]:
+    """Every event the broker carries while the block runs, as a monitor reads them."""
+    events: list[dict[str, Any]] = []
+    listening = threading.Event()
+    with app.connection_for_read() as connection:
+        receiver = app.events.Receiver(connection, handlers={"*": events.append})
+        receiver.on_consume_ready = lambda *args, **kwargs: listening.set()
+        capturing = threading.Thread(target=receiver.capture, kwargs={"wakeup": False})
+        capturing.start()
+        try:
+            assert listening.wait(10), "the event receiver did not start"
+            yield events
+        finally:
+            receiver.should_stop = True
+            capturing.join(timeout=10)
+
+
+def steps_of(events: list[dict[str, Any]], task_id: str) -> set[str]:
+    return {event["type"] for event in events if event.get("uuid") == task_id}
+
+
+def test_only_a_worker_told_to_sends_task_events(celery_app: Celery, tmp_path: Path) -> None:
+    name = f"{WORKER_NAME}.integer_multiplication"
+    with (
+        worker_with_events(celery_app, tmp_path / "worker.log") as (node, queue),
+        task_events(celery_app) as events,
+    ):
+        told = celery_app.send_task(name, args=[2], queue=queue)
+        default = celery_app.send_task(name, args=[3])
+        try:
+            assert told.get(timeout=RESULT_TIMEOUT) == 4
+            assert default.get(timeout=RESULT_TIMEOUT) == 6
+            deadline = time.monotonic() + RESULT_TIMEOUT
+            while steps_of(events, told.id) != TASK_STEPS and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # Time for the default worker's events too, were it to send any.
+            time.sleep(0.5)
+        finally:
+            told.forget()
+            default.forget()
+    assert steps_of(events, told.id) == TASK_STEPS
+    assert {e["hostname"] for e in events if e.get("uuid") == told.id} == {node}
+    assert steps_of(events, default.id) == set()
