@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -143,13 +144,15 @@ def base_image() -> str:
     return tag
 
 
-def stand_in_images() -> dict[str, str]:
-    """The postgres, rabbitmq and redis stand-ins, by the compose variable naming each."""
+def stand_in_images(*targets: str) -> dict[str, str]:
+    """Stand-ins for the official images (by default postgres, rabbitmq and
+    redis), by the compose variable naming each: REDIS_EXPORTER_IMAGE for
+    redis-exporter."""
     base = base_image()
     files = sorted(STAND_INS.iterdir())
     recipe = digest(base.encode(), *(path.name.encode() + path.read_bytes() for path in files))
     images = {}
-    for target in ("postgres", "rabbitmq", "redis"):
+    for target in targets or ("postgres", "rabbitmq", "redis"):
         tag = f"{IMAGE_PREFIX}/{target}:{recipe}"
         if not image_exists(tag):
             run(
@@ -161,5 +164,73 @@ def stand_in_images() -> dict[str, str]:
                 f"--tag={tag}",
                 str(STAND_INS),
             )
-        images[f"{target.upper()}_IMAGE"] = tag
+        images[f"{target.upper().replace('-', '_')}_IMAGE"] = tag
     return images
+
+
+@dataclass
+class Stack:
+    compose: list[str]
+    project: Path
+    name: str
+    env: dict[str, str]
+    api_url: str
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self.compose, "--project-name", self.name, *args],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def check(self, *args: str, timeout: float = 300) -> str:
+        result = self.run(*args, timeout=timeout)
+        assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}\n{self.logs()}"
+        return result.stdout
+
+    def make(self, target: str, timeout: float = 300) -> str:
+        """A target of the rendered Makefile, with its compose command aimed at this stack."""
+        command = " ".join([*self.compose, "--project-name", self.name])
+        result = subprocess.run(
+            ["make", target, f"COMPOSE={command}"],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert result.returncode == 0, f"make {target}:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def logs(self, service: str = "") -> str:
+        result = self.run("logs", "--no-color", *([service] if service else []), timeout=60)
+        return result.stdout[-20000:]
+
+    def containers(self, service: str) -> list[str]:
+        return self.check("ps", "--all", "--quiet", service).split()
+
+    def states(self, service: str) -> list[str]:
+        """`running/healthy`, `exited/0`... for each container of the service."""
+        template = (
+            "{{.State.Status}}/"
+            "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.ExitCode}}{{end}}"
+        )
+        ids = self.containers(service)
+        if not ids:
+            return []
+        inspected = subprocess.run(
+            ["docker", "inspect", "--format", template, *ids], capture_output=True, text=True
+        )
+        return inspected.stdout.split()
+
+    def healthy(self, service: str, count: int = 1) -> bool:
+        return self.states(service) == ["running/healthy"] * count
+
+    def read_env(self, name: str) -> str:
+        for line in (self.project / ".env").read_text().splitlines():
+            if line.startswith(f"{name}="):
+                return line.split("=", 1)[1]
+        raise KeyError(name)

@@ -19,12 +19,10 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from conftest import render
-from docker_stack import base_image, compose_or_skip, stand_in_images
+from docker_stack import Stack, base_image, compose_or_skip, stand_in_images
 from service_client import answers, free_port, log_in, read_text, request, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -34,74 +32,6 @@ pytestmark = pytest.mark.xdist_group("compose-boot")
 WORKER_NAME = "boot-jobs"
 LONG_SERVICES = ("postgres", "rabbitmq", "redis", "api", "worker", "worker-long")
 BOOT_TIMEOUT = 900  # a cold build installs every dependency in two images
-
-
-@dataclass
-class Stack:
-    compose: list[str]
-    project: Path
-    name: str
-    env: dict[str, str]
-    api_url: str
-
-    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*self.compose, "--project-name", self.name, *args],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def check(self, *args: str, timeout: float = 300) -> str:
-        result = self.run(*args, timeout=timeout)
-        assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}\n{self.logs()}"
-        return result.stdout
-
-    def make(self, target: str, timeout: float = 300) -> str:
-        """A target of the rendered Makefile, with its compose command aimed at this stack."""
-        command = " ".join([*self.compose, "--project-name", self.name])
-        result = subprocess.run(
-            ["make", target, f"COMPOSE={command}"],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert result.returncode == 0, f"make {target}:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    def logs(self, service: str = "") -> str:
-        result = self.run("logs", "--no-color", *([service] if service else []), timeout=60)
-        return result.stdout[-20000:]
-
-    def containers(self, service: str) -> list[str]:
-        return self.check("ps", "--all", "--quiet", service).split()
-
-    def states(self, service: str) -> list[str]:
-        """`running/healthy`, `exited/0`... for each container of the service."""
-        template = (
-            "{{.State.Status}}/"
-            "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.ExitCode}}{{end}}"
-        )
-        ids = self.containers(service)
-        if not ids:
-            return []
-        inspected = subprocess.run(
-            ["docker", "inspect", "--format", template, *ids], capture_output=True, text=True
-        )
-        return inspected.stdout.split()
-
-    def healthy(self, service: str, count: int = 1) -> bool:
-        return self.states(service) == ["running/healthy"] * count
-
-    def read_env(self, name: str) -> str:
-        for line in (self.project / ".env").read_text().splitlines():
-            if line.startswith(f"{name}="):
-                return line.split("=", 1)[1]
-        raise KeyError(name)
 
 
 def project_resources(name: str) -> list[str]:

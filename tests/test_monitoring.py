@@ -79,12 +79,26 @@ def test_prometheus_configuration_and_rules_pass_promtool(bake, combination, tmp
     promtool("check", "config", "prometheus.yml", cwd=tmp_path)
 
 
-def test_the_scrape_interval_setting_has_its_one_line(bake):
-    """compose.monitoring.yaml rewrites the global scrape_interval line at start."""
-    text = (bake() / "monitoring/prometheus/prometheus.yml").read_text()
-    assert len(re.findall(r"^  scrape_interval: ", text, re.MULTILINE)) == 1
-    compose = (bake() / "compose.monitoring.yaml").read_text()
-    assert "s/^  scrape_interval: .*/  scrape_interval: $$PROMETHEUS_SCRAPE_INTERVAL/" in compose
+def test_the_scrape_interval_setting_reaches_the_configuration(bake, tmp_path):
+    """The command of compose.monitoring.yaml rewrites the global intervals at
+    start: run its sed on the file, and check what Prometheus would read."""
+    project = bake()
+    compose = yaml.safe_load((project / "compose.monitoring.yaml").read_text())
+    [command] = compose["services"]["prometheus"]["command"]
+    rewrite = re.match(r'sed -E "([^"]+)" /etc/prometheus/prometheus.yml > ', command)
+    assert rewrite, command
+    # Compose turns $$ into $, then the shell puts the setting in.
+    script = rewrite.group(1).replace("$$PROMETHEUS_SCRAPE_INTERVAL", "7s")
+    source = project / "monitoring/prometheus/prometheus.yml"
+    rewritten = subprocess.run(
+        ["sed", "-E", script.replace("\\\\", "\\"), str(source)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    config = yaml.safe_load(rewritten)
+    assert config["global"] == {"scrape_interval": "7s", "evaluation_interval": "7s"}
+    assert rewritten.replace("7s", "15s") == source.read_text()
 
 
 def test_every_alert_rule_says_why_it_fires(bake):

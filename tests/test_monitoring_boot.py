@@ -1,0 +1,227 @@
+"""The monitoring stack booted for real (Compose v2, images built here) and
+asked, through Prometheus's HTTP API, whether what it monitors answers: every
+scrape target up, every alert rule evaluated without error, and every
+dashboard query, its variables resolved, answered on live data after a short
+load of tasks (one of them failing).
+
+Grafana cannot be installed on these machines (no registry reachable, no Debian
+package): its dashboards are proven here through Prometheus, query by query,
+and its provisioning files are checked in test_monitoring.py. The Flower image
+is built from the rendered Dockerfile, Flower coming from PyPI.
+"""
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from conftest import render
+from docker_stack import Stack, base_image, compose_or_skip, stand_in_images
+from service_client import answers, free_port, log_in, request, wait_for
+from test_monitoring import dashboard_queries, dashboards
+
+pytestmark = pytest.mark.xdist_group("compose-boot")
+
+# Everything but Grafana.
+SERVICES = (
+    *("postgres", "rabbitmq", "redis", "migrate", "api", "worker", "worker-long"),
+    *("prometheus", "alertmanager", "flower", "postgres-exporter", "redis-exporter"),
+)
+MONITORING_IMAGES = ("prometheus", "alertmanager", "postgres-exporter", "redis-exporter")
+PUBLISHED = ("API_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "GRAFANA_PORT", "FLOWER_PORT")
+BOOT_TIMEOUT = 900
+JOBS = {
+    *("api", "celery", "rabbitmq", "rabbitmq-queues", "redis", "postgres"),
+    *("alertmanager", "prometheus"),
+}
+WAITING_TASKS = 10
+# Seconds after the load: several scrapes (every 2 s) and rule evaluations.
+SETTLE = 8
+# Dashboards whose every panel must show data once tasks have run.
+MUST_SHOW_DATA = ("api.json", "celery.json")
+
+
+class Prometheus:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def get(self, path: str, **params: str) -> dict:
+        url = f"{self.base}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            reply = json.load(response)
+        assert reply["status"] == "success", reply
+        return reply["data"]
+
+    def query(self, expression: str) -> list[dict]:
+        """The series an instant query returns (an error fails the test)."""
+        try:
+            return self.get("query", query=expression)["result"]
+        except urllib.error.HTTPError as error:
+            pytest.fail(f"{expression}: {error.read().decode()}")
+
+    def targets(self) -> dict[str, str]:
+        """Each active target's job and instance, with its health."""
+        return {
+            f"{target['labels']['job']} {target['labels']['instance']}": target["health"]
+            for target in self.get("targets", state="active")["activeTargets"]
+        }
+
+    def rules(self) -> list[dict]:
+        return [rule for group in self.get("rules")["groups"] for rule in group["rules"]]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    compose = compose_or_skip("v2", engine=True)
+    images = {
+        "PYTHON_IMAGE": base_image(),
+        **stand_in_images(),
+        **stand_in_images(*MONITORING_IMAGES),
+    }
+    project = render(tmp_path_factory.mktemp("monitoring-boot"))
+    env_file = project / ".env"
+    settings = env_file.read_text()
+    # Scrape and evaluate every 2 s, so a short run has data; a task that runs
+    # for 3 s fails at its soft time limit of 1 s: the failing task of the load.
+    settings = settings.replace("PROMETHEUS_SCRAPE_INTERVAL=15s", "PROMETHEUS_SCRAPE_INTERVAL=2s")
+    settings = settings.replace("TASK_SOFT_TIME_LIMIT=60", "TASK_SOFT_TIME_LIMIT=1")
+    settings = settings.replace("TASK_TIME_LIMIT=90", "TASK_TIME_LIMIT=5")
+    # Two API processes in the container: Prometheus must see their sum.
+    settings = settings.replace("API_WORKERS=1", "API_WORKERS=2")
+    env_file.write_text(settings)
+    ports = {name: str(free_port()) for name in PUBLISHED}
+    env = {**os.environ, **images, **ports}
+    booted = Stack(compose, project, "cfcmonitoring", env, f"http://127.0.0.1:{ports['API_PORT']}")
+    booted.run("down", "--volumes", "--remove-orphans")
+    try:
+        booted.check("up", "--build", "--detach", *SERVICES, timeout=BOOT_TIMEOUT)
+        wait_for(
+            lambda: answers(f"{booted.api_url}/api/v1/health/ready"),
+            240,
+            "the API was not ready",
+            booted.logs,
+        )
+        yield booted, Prometheus(f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}")
+    finally:
+        booted.run("down", "--volumes", "--remove-orphans", timeout=300)
+
+
+def all_up(prometheus: Prometheus) -> bool:
+    targets = prometheus.targets()
+    return {target.split()[0] for target in targets} == JOBS and set(targets.values()) == {"up"}
+
+
+@pytest.fixture(scope="module")
+def loaded(stack):
+    """Once every target is up, a short load: waiting tasks, and one that
+    fails; then time for a few scrapes and evaluations after its end."""
+    booted, prometheus = stack
+    wait_for(
+        lambda: all_up(prometheus),
+        120,
+        f"every job of {sorted(JOBS)} was not up",
+        lambda: json.dumps(prometheus.targets(), indent=1) + booted.logs("prometheus"),
+    )
+    token = log_in(
+        booted.api_url,
+        booted.read_env("FIRST_SUPERUSER_EMAIL"),
+        booted.read_env("FIRST_SUPERUSER_PASSWORD"),
+    )
+    tasks = f"{booted.api_url}/api/v1/tasks"
+    for integer in range(WAITING_TASKS):
+        status, reply, _ = request(
+            "POST", f"{tasks}/integer-multiplication", body={"integer": integer}, token=token
+        )
+        assert status == 200 and reply["result"] == 2 * integer, reply
+    status, failing, _ = request(
+        "POST", f"{tasks}/long-running/async", body={"seconds": 3, "steps": 3}, token=token
+    )
+    assert status == 202, failing
+    ended = {}
+
+    def failed() -> bool:
+        _, reply, _ = request("GET", f"{tasks}/{failing['task_id']}", token=token)
+        ended.update(reply)
+        return reply["status"] == "FAILURE"
+
+    wait_for(failed, 60, f"the long task did not fail ({ended})", booted.logs)
+    time.sleep(SETTLE)
+    return booted, prometheus
+
+
+def test_every_scrape_target_is_up(loaded):
+    _, prometheus = loaded
+    targets = prometheus.targets()
+    print("\ntargets: " + ", ".join(f"{t}: {h}" for t, h in sorted(targets.items())))
+    assert {target.split()[0] for target in targets} == JOBS
+    assert set(targets.values()) == {"up"}
+
+
+def test_prometheus_counts_every_request_of_both_api_processes(loaded):
+    _, prometheus = loaded
+    answered = prometheus.query(
+        'sum(http_requests_total{job="api", method="POST",'
+        ' route="/api/v1/tasks/integer-multiplication", status="200"})'
+    )
+    assert [series["value"][1] for series in answered] == [str(WAITING_TASKS)]
+
+
+def test_every_alert_rule_evaluates_without_error(loaded):
+    _, prometheus = loaded
+    rules = prometheus.rules()
+    assert len(rules) >= 8
+    for rule in rules:
+        assert rule["health"] == "ok", rule
+        prometheus.query(rule["query"])  # fails the test on an error
+    print("\nrules: " + ", ".join(f"{r['name']}: {r['health']}/{r['state']}" for r in rules))
+
+
+def test_every_dashboard_query_answers_on_live_data(loaded):
+    booted, prometheus = loaded
+    empty, report = [], []
+    for name, board in dashboards(booted.project).items():
+        for query in dashboard_queries(board)[len(board["templating"]["list"]) :]:
+            series = prometheus.query(query)
+            report.append(f"{name}: {len(series)} series  {query}")
+            if name in MUST_SHOW_DATA and not series:
+                empty.append(f"{name}: {query}")
+    print("\n" + "\n".join(report))
+    assert empty == []
+
+
+def test_flower_pages_want_their_credentials(loaded):
+    booted, _ = loaded
+    base = f"http://127.0.0.1:{booted.env['FLOWER_PORT']}"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/workers", timeout=10)
+    assert refused.value.code == 401
+    password = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    password.add_password(
+        None, base, booted.read_env("FLOWER_USER"), booted.read_env("FLOWER_PASSWORD")
+    )
+    opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(password))
+    with opener.open(f"{base}/workers", timeout=10) as page:
+        assert page.status == 200
+
+
+def test_monitoring_pages_are_on_loopback_and_the_exporters_unpublished(loaded):
+    booted, _ = loaded
+    published = {}
+    for service in ("prometheus", "alertmanager", "flower", "postgres-exporter", "redis-exporter"):
+        (container,) = booted.containers(service)
+        ports = subprocess.run(["docker", "port", container], capture_output=True, text=True)
+        published[service] = ports.stdout.split()
+    env = booted.env
+    assert published == {
+        "prometheus": ["9090/tcp", "->", f"127.0.0.1:{env['PROMETHEUS_PORT']}"],
+        "alertmanager": ["9093/tcp", "->", f"127.0.0.1:{env['ALERTMANAGER_PORT']}"],
+        "flower": ["5555/tcp", "->", f"127.0.0.1:{env['FLOWER_PORT']}"],
+        "postgres-exporter": [],
+        "redis-exporter": [],
+    }
