@@ -12,16 +12,10 @@ from jinja2.ext import Extension
 
 
 def toml_string(value: object) -> str:
-    """A TOML basic string. JSON's string syntax is a subset of TOML's; unlike
-    Jinja's `tojson`, this keeps `&`, `<`, `>`, `'` and accents as they are."""
+    """A TOML basic string, which is also a YAML double-quoted scalar: JSON's
+    string syntax is a subset of both. Unlike Jinja's `tojson`, this keeps `&`,
+    `<`, `>`, `'` and accents as they are."""
     # DEL is the one character TOML wants escaped that JSON leaves alone.
-    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def yaml_string(value: object) -> str:
-    """A YAML double-quoted scalar: YAML reads JSON's string escapes, and a
-    plain scalar would break on `: `, `#` or a leading `*`. DEL is the one
-    character YAML wants escaped that JSON leaves alone."""
     return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
@@ -57,5 +51,6 @@ class QuotingExtension(Extension):
         super().__init__(environment)
         environment.filters["toml_string"] = toml_string
         environment.filters["python_string"] = python_string
-        environment.filters["yaml_string"] = yaml_string
+        # The same quoting, named for where it is used.
+        environment.filters["yaml_string"] = toml_string
         environment.filters["enabled"] = enabled

@@ -48,6 +48,7 @@ REMOVED_BY_ANSWER = {
         "compose.monitoring.yaml",
         "monitoring/alertmanager/alertmanager.yml",
         "monitoring/flower/Dockerfile",
+        "monitoring/flower/celeryconfig.py",
         "monitoring/grafana/dashboards/api.json",
         "monitoring/grafana/dashboards/celery.json",
         "monitoring/grafana/dashboards/postgres.json",
@@ -56,13 +57,14 @@ REMOVED_BY_ANSWER = {
         "monitoring/grafana/provisioning/dashboards/dashboards.yml",
         "monitoring/grafana/provisioning/datasources/prometheus.yml",
         "monitoring/prometheus/alerts.yml",
+        "monitoring/prometheus/alerts_test.yml",
         "monitoring/prometheus/prometheus.yml",
     },
 }
 # What only a project with the monitoring stack mentions. (The API's own
 # /metrics is there either way.)
 MONITORING_WORDS = re.compile(
-    r"(?i:grafana|alertmanager|flower|exporter|compose\.monitoring)|PROMETHEUS_(?!MULTIPROC)"
+    r"(?i:grafana|alertmanager|flower|exporter|monitoring)|PROMETHEUS_(?!MULTIPROC)"
 )
 # What only a project with WebSockets mentions, in any of its text files.
 WEBSOCKET_WORDS = re.compile(r"(?i:websocket|selenium|chromium)|\bWS_[A-Z]|/live\b")

@@ -71,6 +71,7 @@ def test_prometheus_configuration_and_rules_pass_promtool(bake, combination, tmp
     project = bake(**combination)
     prometheus = project / "monitoring/prometheus"
     promtool("check", "rules", "alerts.yml", cwd=prometheus)
+    promtool("test", "rules", "alerts_test.yml", cwd=prometheus)
     # The full check loads the rule files: from here, not from the container's path.
     config = yaml.safe_load((prometheus / "prometheus.yml").read_text())
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
@@ -110,6 +111,33 @@ def test_every_alert_rule_says_why_it_fires(bake):
         # The reason: a comment right under the rule's name.
         reason = re.search(rf"- alert: {rule['alert']}\n\s+# \S", text)
         assert reason, f"{rule['alert']} has no comment that says why it fires"
+
+
+def test_every_alert_rule_is_made_to_fire_by_its_test(bake):
+    prometheus = bake() / "monitoring/prometheus"
+    rules = yaml.safe_load((prometheus / "alerts.yml").read_text())["groups"]
+    names = {rule["alert"] for group in rules for rule in group["rules"]}
+    tests = yaml.safe_load((prometheus / "alerts_test.yml").read_text())["tests"]
+    fired = {
+        check["alertname"]
+        for test in tests
+        for check in test["alert_rule_test"]
+        if check["exp_alerts"]
+    }
+    assert fired == names
+
+
+@pytest.mark.parametrize(
+    ("serializer", "accepted"), [("json", ["json"]), ("pickle", ["json", "pickle"])]
+)
+def test_flower_reads_the_workers_answers_in_their_serializer(bake, serializer, accepted):
+    """Workers answer remote control in the task serializer; Flower accepts it."""
+    project = bake(task_serializer=serializer)
+    settings: dict = {}
+    exec((project / "monitoring/flower/celeryconfig.py").read_text(), settings)
+    assert settings["accept_content"] == accepted
+    dockerfile = (project / "monitoring/flower/Dockerfile").read_text()
+    assert 'CMD ["celery", "--config", "celeryconfig", "flower"' in dockerfile
 
 
 def test_every_dashboard_query_is_valid_promql(bake, tmp_path):

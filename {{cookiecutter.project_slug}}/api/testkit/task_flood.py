@@ -1,5 +1,5 @@
-"""A flood of /async tasks, each polled to its end, for the load test and
-`make bench-faults`: how many came back right, and what the API's memory did.
+"""A flood of /async tasks, each polled to its end, for the load runs
+(`make bench-load`): how many came back right, and what the API's memory did.
 
 `concurrency` clients each send a task, poll it every `poll_every` seconds
 until it is final, then send the next, until `total` tasks were sent. Every

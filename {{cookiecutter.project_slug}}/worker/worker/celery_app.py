@@ -53,6 +53,6 @@ celery_app.conf.update(
     # Find dead Redis connections before a task tries to store its result.
     redis_backend_health_check_interval=30,
     redis_socket_keepalive=True,
-    # Task events for monitoring (WORKER_SEND_TASK_EVENTS).
+    # Task events for a Celery monitor (WORKER_SEND_TASK_EVENTS).
     worker_send_task_events=settings.WORKER_SEND_TASK_EVENTS,
 )
