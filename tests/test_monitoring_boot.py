@@ -10,6 +10,7 @@ and its provisioning files are checked in test_monitoring.py. The Flower image
 is built from the rendered Dockerfile, Flower coming from PyPI.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -31,6 +32,8 @@ SERVICES = (
     *("postgres", "rabbitmq", "redis", "migrate", "api", "worker", "worker-long"),
     *("prometheus", "alertmanager", "flower", "postgres-exporter", "redis-exporter"),
 )
+# The default answers' worker name.
+WORKER_NAME = "my-service-worker"
 MONITORING_IMAGES = ("prometheus", "alertmanager", "postgres-exporter", "redis-exporter")
 PUBLISHED = ("API_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "GRAFANA_PORT", "FLOWER_PORT")
 BOOT_TIMEOUT = 900
@@ -74,15 +77,18 @@ class Prometheus:
         return [rule for group in self.get("rules")["groups"] for rule in group["rules"]]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+@pytest.fixture(scope="module", params=["json", "pickle"])
+def stack(request, tmp_path_factory):
     compose = compose_or_skip("v2", engine=True)
     images = {
         "PYTHON_IMAGE": base_image(),
         **stand_in_images(),
         **stand_in_images(*MONITORING_IMAGES),
     }
-    project = render(tmp_path_factory.mktemp("monitoring-boot"))
+    serializer = request.param
+    project = render(
+        tmp_path_factory.mktemp(f"monitoring-{serializer}"), task_serializer=serializer
+    )
     env_file = project / ".env"
     settings = env_file.read_text()
     # Scrape and evaluate every 2 s, so a short run has data; a task that runs
@@ -95,7 +101,8 @@ def stack(tmp_path_factory):
     env_file.write_text(settings)
     ports = {name: str(free_port()) for name in PUBLISHED}
     env = {**os.environ, **images, **ports}
-    booted = Stack(compose, project, "cfcmonitoring", env, f"http://127.0.0.1:{ports['API_PORT']}")
+    api_url = f"http://127.0.0.1:{ports['API_PORT']}"
+    booted = Stack(compose, project, f"cfcmonitoring{serializer}", env, api_url)
     booted.run("down", "--volumes", "--remove-orphans")
     try:
         booted.check("up", "--build", "--detach", *SERVICES, timeout=BOOT_TIMEOUT)
@@ -193,19 +200,35 @@ def test_every_dashboard_query_answers_on_live_data(loaded):
     assert empty == []
 
 
-def test_flower_pages_want_their_credentials(loaded):
+def flower(booted: Stack, path: str, authenticated: bool = True) -> dict:
+    """A JSON page of Flower's, with its credentials or without."""
+    page = urllib.request.Request(f"http://127.0.0.1:{booted.env['FLOWER_PORT']}{path}")
+    if authenticated:
+        account = f"{booted.read_env('FLOWER_USER')}:{booted.read_env('FLOWER_PASSWORD')}"
+        page.add_header("Authorization", f"Basic {base64.b64encode(account.encode()).decode()}")
+    with urllib.request.urlopen(page, timeout=30) as answer:
+        return json.load(answer)
+
+
+def test_flower_wants_its_credentials(loaded):
     booted, _ = loaded
-    base = f"http://127.0.0.1:{booted.env['FLOWER_PORT']}"
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"{base}/workers", timeout=10)
+        flower(booted, "/api/workers", authenticated=False)
     assert refused.value.code == 401
-    password = urllib.request.HTTPPasswordMgrWithDefaultRealm()
-    password.add_password(
-        None, base, booted.read_env("FLOWER_USER"), booted.read_env("FLOWER_PASSWORD")
-    )
-    opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(password))
-    with opener.open(f"{base}/workers", timeout=10) as page:
-        assert page.status == 200
+
+
+def test_flower_reads_the_workers_answers(loaded):
+    """Flower asks the workers by remote control, and they answer in the
+    project's serializer (pickle in a pickle render): both workers tell it
+    their tasks."""
+    booted, _ = loaded
+    workers = flower(booted, "/api/workers?refresh=1")
+    registered = {name.split("@")[0]: info.get("registered") for name, info in workers.items()}
+    expected = [
+        f"{WORKER_NAME}.{task}"
+        for task in ("integer_multiplication", "integers_sum", "long_running")
+    ]
+    assert registered == {WORKER_NAME: expected, f"{WORKER_NAME}-long": expected}, workers
 
 
 def test_monitoring_pages_are_on_loopback_and_the_exporters_unpublished(loaded):
