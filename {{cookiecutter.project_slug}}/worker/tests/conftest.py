@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,11 +58,12 @@ def services() -> None:
         pytest.exit("Cannot test the worker: " + "; ".join(missing), returncode=3)
 
 
-@pytest.fixture(scope="session")
-def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`celery worker` running as a process on the test queue; yields its node name."""
-    node = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
+@contextmanager
+def worker_process(queue: str, node: str, log: Path, **settings: str) -> Iterator[str]:
+    """`celery worker` as a process consuming `queue` as `node`, with these
+    settings on top of the environment; yields the node once it answers.
+    Stops it (warm shutdown: a running task may finish), then deletes the queue."""
+    environment = {**worker_environment(), "CELERY_TASK_QUEUE": queue, **settings}
     with log.open("w") as output:
         process = subprocess.Popen(
             [
@@ -71,7 +73,7 @@ def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 *("--without-gossip", "--without-mingle"),
             ],
             cwd=WORKER_ROOT,
-            env=worker_environment(),
+            env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -79,7 +81,7 @@ def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         wait_until_answering(process, node, log)
         yield node
     finally:
-        process.terminate()  # warm shutdown: the running task may finish
+        process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -87,8 +89,17 @@ def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
             process.wait()
         with app.connection_for_write() as connection:
             # Celery declared an exchange of the same name along with the queue.
-            connection.default_channel.queue_delete(TEST_QUEUE)
-            connection.default_channel.exchange_delete(TEST_QUEUE)
+            connection.default_channel.queue_delete(queue)
+            connection.default_channel.exchange_delete(queue)
+
+
+@pytest.fixture(scope="session")
+def worker_node(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`celery worker` running as a process on the test queue; yields its node name."""
+    node = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with worker_process(TEST_QUEUE, node, log):
+        yield node
 
 
 def worker_environment() -> dict[str, str]:

@@ -1,8 +1,6 @@
 """WORKER_SEND_TASK_EVENTS: a worker told to send events at each step of a
 task, as a Celery monitor reads them from the broker; the default sends none."""
 
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -13,46 +11,12 @@ from typing import Any
 
 from celery import Celery
 
-from tests.conftest import WORKER_ROOT, wait_until_answering, worker_environment
+from tests.conftest import worker_process
 from worker.config import WORKER_NAME
 
 RESULT_TIMEOUT = 10
-# Events of one task, in the order the worker goes through its steps.
+# The events a task sends on its way: received, started, and how it ended.
 TASK_STEPS = {"task-received", "task-started", "task-succeeded"}
-
-
-@contextmanager
-def worker_with_events(app: Celery, log: Path) -> Iterator[tuple[str, str]]:
-    """A second worker, on a queue of its own, with task events on; yields its
-    node and its queue."""
-    queue = f"test.events.{uuid.uuid4().hex[:12]}"
-    node = f"events-{uuid.uuid4().hex[:8]}@localhost"
-    environment = {
-        **worker_environment(),
-        "CELERY_TASK_QUEUE": queue,
-        "WORKER_SEND_TASK_EVENTS": "true",
-    }
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
-                *("--concurrency=1", f"--hostname={node}", "--loglevel=INFO"),
-                *("--without-gossip", "--without-mingle"),
-            ],
-            cwd=WORKER_ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_answering(process, node, log)
-        yield node, queue
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        with app.connection_for_write() as connection:
-            connection.default_channel.queue_delete(queue)
-            connection.default_channel.exchange_delete(queue)
 
 
 @contextmanager
@@ -79,8 +43,11 @@ def steps_of(events: list[dict[str, Any]], task_id: str) -> set[str]:
 
 def test_only_a_worker_told_to_sends_task_events(celery_app: Celery, tmp_path: Path) -> None:
     name = f"{WORKER_NAME}.integer_multiplication"
+    # A second worker, on a queue of its own, told to send events.
+    queue = f"test.events.{uuid.uuid4().hex[:12]}"
+    node = f"events-{uuid.uuid4().hex[:8]}@localhost"
     with (
-        worker_with_events(celery_app, tmp_path / "worker.log") as (node, queue),
+        worker_process(queue, node, tmp_path / "worker.log", WORKER_SEND_TASK_EVENTS="true"),
         task_events(celery_app) as events,
     ):
         told = celery_app.send_task(name, args=[2], queue=queue)
