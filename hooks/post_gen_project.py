@@ -4,8 +4,7 @@ Runs inside the new project directory, offline, with the standard library only.
 """
 
 import json
-import os
-import secrets
+import runpy
 import shutil
 import sys
 import urllib.parse
@@ -30,19 +29,8 @@ PRUNED_PATHS = {
         "compose.monitoring.yaml",
         "monitoring",
     ],
+    ("use_github_actions", False): [".github"],
 }
-
-# Placeholders in .env.example, each replaced by its own fresh secret in .env.
-# They are URL-safe, so a secret can sit inside a connection URL as it is.
-SECRET_PLACEHOLDERS = (
-    "changethis-secret-key",
-    "changethis-postgres-password",
-    "changethis-rabbitmq-password",
-    "changethis-redis-password",
-    "changethis-superuser-password",
-    "changethis-grafana-password",
-    "changethis-flower-password",
-)
 
 # Keys that describe the machine that rendered, not the project. The template's
 # other private keys (_extensions, _copy_without_render) stay: a replay needs them.
@@ -74,17 +62,10 @@ def prune(project: Path, answers: dict) -> None:
 
 
 def write_env(project: Path) -> None:
-    """Write .env with fresh secrets, unless a re-render finds one to keep."""
-    env = project / ".env"
-    if env.exists():
-        return
-    text = (project / ".env.example").read_text()
-    for placeholder in SECRET_PLACEHOLDERS:
-        text = text.replace(placeholder, secrets.token_urlsafe(32))
-    # Readable by its owner only from the moment it exists, not after a chmod.
-    descriptor = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
+    """Write .env with fresh secrets, unless a re-render finds one to keep: the
+    project's own script does it, the one `make env` runs after a fresh clone."""
+    script = runpy.run_path(str(project / "scripts" / "write_env.py"))
+    script["write_env"](project)
 
 
 def without_credentials(location: str) -> str:

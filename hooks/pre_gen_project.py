@@ -129,6 +129,7 @@ CHECKS = (
     ("version", version_problem, "0.1.0"),
     ("use_websockets", switch_problem, "no"),
     ("use_monitoring", switch_problem, "no"),
+    ("use_github_actions", switch_problem, "no"),
 )
 
 

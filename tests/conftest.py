@@ -33,9 +33,10 @@ def choice_variables() -> dict[str, list]:
     return choices
 
 
-def all_combinations() -> list[dict]:
-    """The full product of the choices and switches, as extra contexts."""
-    choices = choice_variables()
+def all_combinations(**fixed) -> list[dict]:
+    """The full product of the choices and switches, as extra contexts; those
+    given in `fixed` keep that one value."""
+    choices = {**choice_variables(), **{name: [value] for name, value in fixed.items()}}
     names = sorted(choices)
     return [
         dict(zip(names, values, strict=True))

@@ -35,6 +35,8 @@ BASE_ENV = {
     "LANG": "C.UTF-8",
 }
 IMAGE_PREFIX = "cookiecutter-fastapi-celery-test"
+# The base image that the rendered Dockerfiles name in their FROM lines.
+PYTHON_BASE = "python:3.13-slim-trixie"
 
 
 def run(*command: str, **options) -> subprocess.CompletedProcess:
@@ -104,6 +106,15 @@ def digest(*parts: bytes) -> str:
     for part in parts:
         hasher.update(part)
     return hasher.hexdigest()[:12]
+
+
+def provide_python_base() -> None:
+    """Make PYTHON_BASE, which the rendered Dockerfiles build from, available to
+    the engine: the official image when a registry answers, else the debootstrap
+    stand-in under its name. (Offline, that name is moved to the stand-in even
+    if an official image had it: it was unusable for pulls anyway.)"""
+    if subprocess.run(["docker", "pull", "--quiet", PYTHON_BASE], capture_output=True).returncode:
+        run("docker", "tag", base_image(), PYTHON_BASE)
 
 
 def base_image() -> str:

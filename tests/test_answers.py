@@ -60,12 +60,15 @@ REMOVED_BY_ANSWER = {
         "monitoring/prometheus/alerts_test.yml",
         "monitoring/prometheus/prometheus.yml",
     },
+    ("use_github_actions", False): {".github/dependabot.yml", ".github/workflows/ci.yml"},
 }
 # What only a project with the monitoring stack mentions. (The API's own
 # /metrics is there either way.)
 MONITORING_WORDS = re.compile(
     r"(?i:grafana|alertmanager|flower|exporter|monitoring)|PROMETHEUS_(?!MULTIPROC)"
 )
+# What only a project with the GitHub Actions workflow mentions.
+GITHUB_ACTIONS_WORDS = re.compile(r"(?i:github|dependabot)")
 # What only a project with WebSockets mentions, in any of its text files.
 WEBSOCKET_WORDS = re.compile(r"(?i:websocket|selenium|chromium)|\bWS_[A-Z]|/live\b")
 
@@ -146,6 +149,10 @@ def test_without_websockets_nothing_mentions_them(bake):
 
 def test_without_monitoring_nothing_mentions_it(bake):
     assert mentions(bake(use_monitoring=False), MONITORING_WORDS) == []
+
+
+def test_without_github_actions_nothing_mentions_them(bake):
+    assert mentions(bake(use_github_actions=False), GITHUB_ACTIONS_WORDS) == []
 
 
 def test_with_websockets_the_route_the_page_and_their_settings_are_there(bake):
@@ -236,6 +243,26 @@ def test_env_has_fresh_secrets_and_is_ignored_by_git(bake):
         ["git", "check-ignore", ".env", ".env.example"], cwd=first, capture_output=True, text=True
     )
     assert ignored.stdout.split() == [".env"]
+
+
+def test_make_env_writes_a_fresh_env_once(bake):
+    """A fresh clone has no .env (it is git-ignored): `make env` writes one, as the
+    template did, and leaves an existing one alone."""
+    project = bake()
+    rendered = env_values(project / ".env")
+    (project / ".env").unlink()
+    written = subprocess.run(["make", "env"], cwd=project, capture_output=True, text=True)
+    assert written.returncode == 0, written.stderr
+    values = env_values(project / ".env")
+    assert (project / ".env").stat().st_mode & 0o077 == 0
+    assert "changethis" not in (project / ".env").read_text()
+    assert [name for name in SECRET_NAMES if values[name] == rendered[name]] == []
+    assert values["POSTGRES_PASSWORD"] in values["POSTGRES_DATABASE_URL"]
+    text = (project / ".env").read_text()
+    kept = subprocess.run(["make", "env"], cwd=project, capture_output=True, text=True)
+    assert kept.returncode == 0, kept.stderr
+    assert "kept the existing" in kept.stdout
+    assert (project / ".env").read_text() == text
 
 
 def test_answers_file_replays_the_same_project(bake, tmp_path):

@@ -22,12 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import render
-from docker_stack import Stack, base_image, compose_or_skip, stand_in_images
+from docker_stack import Stack, compose_or_skip, provide_python_base, stand_in_images
 from service_client import answers, free_port, log_in, read_text, request, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-pytestmark = pytest.mark.xdist_group("compose-boot")
+pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("compose-boot")]
 
 WORKER_NAME = "boot-jobs"
 LONG_SERVICES = ("postgres", "rabbitmq", "redis", "api", "worker", "worker-long")
@@ -49,7 +49,8 @@ def project_resources(name: str) -> list[str]:
 @pytest.fixture(scope="module", params=["v2", "v1"])
 def stack(request, tmp_path_factory):
     compose = compose_or_skip(request.param, engine=True)
-    images = {"PYTHON_IMAGE": base_image(), **stand_in_images()}
+    provide_python_base()
+    images = stand_in_images()
     # The service's own stack: the monitoring services' images are not built
     # here yet (their files are checked without an engine, test_monitoring.py).
     project = render(
@@ -190,6 +191,12 @@ def test_ready_and_logged_in_as_the_env_superuser(stack, token):
         stack.read_env("FIRST_SUPERUSER_EMAIL"),
         True,
     )
+
+
+def test_make_smoke_passes_against_the_stack(stack):
+    """The rendered CI's check of a booted stack: ready, login, one task."""
+    output = stack.make("smoke")
+    assert "a task ran through a worker and came back: 21 x 2 = 42" in output
 
 
 def test_a_waiting_task_and_a_chord(stack, token):

@@ -21,11 +21,11 @@ import urllib.request
 
 import pytest
 from conftest import render
-from docker_stack import Stack, base_image, compose_or_skip, stand_in_images
+from docker_stack import Stack, compose_or_skip, provide_python_base, stand_in_images
 from service_client import answers, free_port, log_in, request, wait_for
 from test_monitoring import dashboard_queries, dashboards
 
-pytestmark = pytest.mark.xdist_group("compose-boot")
+pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("compose-boot")]
 
 # Everything but Grafana.
 SERVICES = (
@@ -80,11 +80,8 @@ class Prometheus:
 @pytest.fixture(scope="module", params=["json", "pickle"])
 def stack(request, tmp_path_factory):
     compose = compose_or_skip("v2", engine=True)
-    images = {
-        "PYTHON_IMAGE": base_image(),
-        **stand_in_images(),
-        **stand_in_images(*MONITORING_IMAGES),
-    }
+    provide_python_base()
+    images = {**stand_in_images(), **stand_in_images(*MONITORING_IMAGES)}
     serializer = request.param
     project = render(
         tmp_path_factory.mktemp(f"monitoring-{serializer}"), task_serializer=serializer

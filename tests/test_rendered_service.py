@@ -6,6 +6,7 @@ template checkout), so only the first `make install` downloads anything.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,8 +64,10 @@ from testkit import delete_queue
 
 delete_queue(create_celery_client(get_settings()), sys.argv[1])
 """
+# What a copy of a render leaves behind: the caches its tools made.
+CACHES = (".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__", "test-artifacts")
 # Every test here uses the shared environment: keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("rendered-service")
+pytestmark = [pytest.mark.service, pytest.mark.xdist_group("rendered-service")]
 
 
 def make(project: Path, *targets: str, **env: str) -> subprocess.CompletedProcess:
@@ -184,14 +187,46 @@ def test_make_lint_is_clean_even_with_a_new_migration(project):
         revision.unlink()
 
 
-def test_make_migrate_then_make_api_serves_both_parts(project, tmp_path):
+def test_pre_commit_runs_the_checks_of_make_lint(project, serializer, tmp_path):
+    """The render's git hooks pass on the fresh code and stop a bad commit, with
+    the ruff and mypy of the project's environment (no hook repository cloned)."""
+    if serializer != "json":
+        pytest.skip("the hooks do not depend on the serializer")
+    repository = tmp_path / "repository"
+    shutil.copytree(project, repository, ignore=shutil.ignore_patterns(*CACHES))
+    env = {**os.environ, "VENV": str(SHARED_VENV), "PRE_COMMIT_HOME": str(tmp_path / "cache")}
+    pre_commit = [str(SHARED_VENV / "bin" / "pre-commit"), "run", "--all-files"]
+
+    def hooks() -> subprocess.CompletedProcess:
+        subprocess.run(["git", "add", "--all"], cwd=repository, check=True)
+        return subprocess.run(pre_commit, cwd=repository, env=env, capture_output=True, text=True)
+
+    subprocess.run(["git", "init", "--quiet"], cwd=repository, check=True)
+    clean = hooks()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert re.search(r"ruff \(make ruff\)\.+Passed", clean.stdout), clean.stdout
+    assert re.search(r"mypy \(make mypy\)\.+Passed", clean.stdout), clean.stdout
+
+    (repository / "api" / "app" / "careless.py").write_text("import os\ncount: int = 'one'\n")
+    careless = hooks()
+    assert careless.returncode == 1, careless.stdout
+    assert re.search(r"ruff \(make ruff\)\.+Failed", careless.stdout), careless.stdout
+    assert re.search(r"mypy \(make mypy\)\.+Failed", careless.stdout), careless.stdout
+    assert "careless.py" in careless.stdout
+
+
+def test_make_migrate_then_make_api_serves_both_parts(project, serializer, tmp_path):
     database = f"migrate_check_{uuid.uuid4().hex[:10]}"
+    queue = f"test.render.{uuid.uuid4().hex[:10]}"
     env = {
         "POSTGRES_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
         "FIRST_SUPERUSER_EMAIL": "boss@example.com",
         "FIRST_SUPERUSER_PASSWORD": "a long enough password",
         "API_PORT": str(free_port()),
+        "CELERY_TASK_QUEUE": queue,
     }
+    if serializer == "pickle" and os.geteuid() == 0:
+        env["C_FORCE_ROOT"] = "1"  # Celery refuses pickle as root otherwise
     base = f"http://127.0.0.1:{env['API_PORT']}"
     log = tmp_path / "api.log"
     try:
@@ -216,8 +251,14 @@ def test_make_migrate_then_make_api_serves_both_parts(project, tmp_path):
             status, me, _ = request("GET", f"{base}/api/v1/users/me", token=token)
             assert (status, me["email"], me["is_superuser"]) == (200, "boss@example.com", True)
             assert 'route="/api/v1/users/me"' in read_text(f"{base}/metrics")
+
+            # CI's check of a running stack works against `make api` and `make worker` too.
+            with running(project, "worker", tmp_path / "worker.log", **env):
+                smoke = make(project, "smoke", **env)
+            assert "a task ran through a worker and came back" in smoke.stdout
     finally:
         venv_python(project, DATABASE_COUNT, database, "drop")
+        venv_python(project / "api", DELETE_QUEUE, queue)
 
 
 def test_make_worker_consumes_the_worker_queue(project, serializer, tmp_path):

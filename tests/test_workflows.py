@@ -1,0 +1,276 @@
+"""CI at both levels: the template's workflows and every rendered one.
+
+actionlint (with shellcheck where it is installed) checks the workflow files;
+the tests below check what actionlint cannot know: that the rendered workflow
+calls make targets that exist, and that its service containers are the ones
+the tests' settings point at.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from conftest import TEMPLATE, all_combinations, combination_id
+
+ACTIONLINT = Path(sys.prefix) / "bin" / "actionlint"
+WITH_ACTIONS = all_combinations(use_github_actions=True)
+TEMPLATE_WORKFLOWS = sorted((TEMPLATE / ".github" / "workflows").glob("*.yml"))
+# `make` and the targets it is given, in a step's shell script.
+MAKE_CALL = re.compile(r"(?:^|[;&|]\s*|\bsudo\s+(?:\w+=\S+\s+)*)make\s+([^;&|\n]*)", re.MULTILINE)
+# A GitHub Actions expression, which may hold spaces: ${{ matrix.python-version }}.
+EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+MAKEFILE_RULE = re.compile(r"^([A-Za-z0-9_./-]+):(?!=)", re.MULTILINE)
+# What a step must leave to a make target rather than spell out again.
+TOOL_COMMANDS = re.compile(r"\b(pytest|ruff|mypy|pip|alembic|celery|uvicorn|compose)\b")
+# The compose service whose default image each service container must use.
+COMPOSE_IMAGE = re.compile(r"image: \$\{\w+:-([^}]+)\}")
+
+
+def actionlint(*paths: Path) -> subprocess.CompletedProcess:
+    shellcheck = shutil.which("shellcheck") or ""  # empty turns the shell checks off
+    return subprocess.run(
+        [str(ACTIONLINT), f"-shellcheck={shellcheck}", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def workflow(path: Path) -> dict:
+    # YAML 1.1 reads the key `on` as True; GitHub reads it as "on".
+    return {
+        ("on" if key is True else key): value
+        for key, value in yaml.safe_load(path.read_text()).items()
+    }
+
+
+def make_targets(makefile: Path) -> set[str]:
+    return set(MAKEFILE_RULE.findall(makefile.read_text()))
+
+
+def run_steps(document: dict) -> list[str]:
+    return [
+        step["run"] for job in document["jobs"].values() for step in job["steps"] if "run" in step
+    ]
+
+
+def called_targets(script: str) -> list[str]:
+    """The make targets a step's script calls (variable assignments left out)."""
+    script = EXPRESSION.sub("expression", script)
+    return [
+        word
+        for arguments in MAKE_CALL.findall(script)
+        for word in arguments.split()
+        if "=" not in word and not word.startswith("-")
+    ]
+
+
+def test_template_workflows_pass_actionlint():
+    assert TEMPLATE_WORKFLOWS, "the template has no workflow"
+    result = actionlint(*TEMPLATE_WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_reports_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  test:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: actions/checkout@v7\n        with:\n          fetch-deep: 0\n"
+        "      - run: echo ${{ github.event.head_commit.message }}\n"
+        "      - run: cd $HOME\n"
+    )
+    result = actionlint(broken)
+    assert result.returncode == 1
+    assert 'input "fetch-deep" is not defined' in result.stdout
+    assert "potentially untrusted" in result.stdout
+    if shutil.which("shellcheck"):
+        assert "SC2086" in result.stdout  # $HOME unquoted
+
+
+@pytest.mark.parametrize("combination", WITH_ACTIONS, ids=combination_id)
+def test_rendered_workflow_passes_actionlint_and_calls_existing_targets(bake, combination):
+    project = bake(**combination)
+    (path,) = (project / ".github" / "workflows").glob("*.yml")
+    result = actionlint(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    targets = make_targets(project / "Makefile")
+    scripts = run_steps(workflow(path))
+    called = [target for script in scripts for target in called_targets(script)]
+    assert {"install", "lint", "test", "env", "up", "smoke", "logs"} <= set(called)
+    assert [target for target in called if target not in targets] == []
+    # The steps that are not make calls only prepare the runner.
+    spelled_out = [s for s in scripts if not called_targets(s) and TOOL_COMMANDS.search(s)]
+    assert spelled_out == []
+
+
+def test_make_calls_are_found_in_a_script():
+    script = (
+        "make install\nsudo REQUIRE_DOCKER=1 make test-boot\nmake logs LOGS_FOLLOW=\necho make\n"
+        "make test-render V=${{ matrix.version }}"
+    )
+    assert called_targets(script) == ["install", "test-boot", "logs", "test-render"]
+
+
+def test_template_workflows_call_existing_targets():
+    targets = make_targets(TEMPLATE / "Makefile")
+    called = [
+        target
+        for path in TEMPLATE_WORKFLOWS
+        for script in run_steps(workflow(path))
+        for target in called_targets(script)
+    ]
+    assert {"lint", "test-render", "test-service", "test-boot"} <= set(called)
+    assert [target for target in called if target not in targets] == []
+
+
+def test_the_suites_parts_cover_it_whole():
+    """`test-render`, `test-service` and `test-boot` together run every test once."""
+
+    def collected(*mark: str) -> set[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", *mark],
+            cwd=TEMPLATE,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {line for line in result.stdout.splitlines() if "::" in line}
+
+    parts = [collected("-m", m) for m in ("not service and not boot", "service", "boot")]
+    assert all(parts)
+    assert set.union(*parts) == collected()
+    assert sum(map(len, parts)) == len(collected())
+
+
+def services_and_settings(document: dict) -> tuple[dict, dict]:
+    (job,) = [job for job in document["jobs"].values() if "services" in job]
+    return job["services"], job["env"]
+
+
+def compose_images(project: Path) -> dict[str, str]:
+    text = (project / "compose.yaml").read_text()
+    services = yaml.safe_load(text)["services"]
+    return {
+        name: COMPOSE_IMAGE.match(f"image: {service['image']}").group(1)
+        for name, service in services.items()
+        if "image" in service
+    }
+
+
+def published(service: dict, port: int) -> bool:
+    return f"{port}:{port}" in service["ports"]
+
+
+def health_checked(service: dict) -> bool:
+    return "--health-cmd" in service["options"]
+
+
+def container_problems(project: Path) -> list[str]:
+    """Where the rendered workflow's service containers and the settings that
+    point the tests at them disagree, or differ from compose.yaml's images."""
+    services, settings = services_and_settings(workflow(project / ".github/workflows/ci.yml"))
+    problems = []
+    if set(services) != {"postgres", "rabbitmq", "redis"}:
+        problems.append(f"service containers {sorted(services)}")
+    images = compose_images(project)
+    problems += [
+        f"{name} runs {service['image']}, compose.yaml {images.get(name)}"
+        for name, service in services.items()
+        if service["image"] != images.get(name)
+    ]
+    problems += [
+        f"{name} has no health check" for name, s in services.items() if not health_checked(s)
+    ]
+    documented = (project / ".env.example").read_text()
+    problems += [
+        f"{name} is no setting"
+        for name in settings
+        if name.endswith("_URL") and f"\n{name}=" not in documented
+    ]
+
+    postgres_env = services["postgres"].get("env", {})
+    postgres = urlsplit(settings["POSTGRES_DATABASE_URL"].replace("+asyncpg", ""))
+    if postgres.hostname != "127.0.0.1" or not published(services["postgres"], postgres.port):
+        problems.append(f"PostgreSQL is not published where the URL points: {postgres.netloc}")
+    if postgres.username != postgres_env.get("POSTGRES_USER", "postgres"):
+        problems.append("the PostgreSQL user differs from the URL's")
+    if postgres.password != postgres_env.get("POSTGRES_PASSWORD"):
+        problems.append("the PostgreSQL password differs from the URL's")
+
+    rabbitmq_env = services["rabbitmq"].get("env", {})
+    broker = urlsplit(settings["CELERY_BROKER_URL"])
+    if broker.hostname != "127.0.0.1" or not published(services["rabbitmq"], broker.port):
+        problems.append(f"RabbitMQ is not published where the URL points: {broker.netloc}")
+    account = (rabbitmq_env.get("RABBITMQ_DEFAULT_USER"), rabbitmq_env.get("RABBITMQ_DEFAULT_PASS"))
+    if (broker.username, broker.password) != account:
+        problems.append("the RabbitMQ account differs from the URL's")
+
+    results = urlsplit(settings["CELERY_RESULT_BACKEND_URL"])
+    if results.hostname != "127.0.0.1" or not published(services["redis"], results.port):
+        problems.append(f"Redis is not published where the URL points: {results.netloc}")
+    if results.password is not None:
+        problems.append("the Redis URL has a password the container does not ask for")
+    return problems
+
+
+def test_rendered_service_containers_are_what_the_tests_expect(bake):
+    project = bake(worker_name="billing-jobs", project_slug="billing")
+    assert container_problems(project) == []
+    settings = services_and_settings(workflow(project / ".github/workflows/ci.yml"))[1]
+    assert urlsplit(settings["POSTGRES_DATABASE_URL"]).path == "/billing"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (("POSTGRES_PASSWORD: ci-postgres", "POSTGRES_PASSWORD: other"), "PostgreSQL password"),
+        (("RABBITMQ_DEFAULT_USER: ci", "RABBITMQ_DEFAULT_USER: admin"), "RabbitMQ account"),
+        (("- 6379:6379", "- 6380:6379"), "Redis is not published"),
+        (("image: postgres:17-bookworm", "image: postgres:16"), "postgres runs postgres:16"),
+        (('--health-cmd "redis-cli ping"', ""), "redis has no health check"),
+    ],
+)
+def test_a_drifted_service_container_is_caught(bake, change, problem):
+    project = bake()
+    path = project / ".github/workflows/ci.yml"
+    text = path.read_text()
+    assert change[0] in text
+    path.write_text(text.replace(*change))
+    assert [found for found in container_problems(project) if problem in found] != []
+
+
+def test_the_template_suites_service_containers_are_what_it_expects(bake):
+    """The template suite assumes a developer's services: trust, guest, default ports."""
+    (path,) = [path for path in TEMPLATE_WORKFLOWS if "services" in path.read_text()]
+    services, _ = services_and_settings(workflow(path))
+    images = compose_images(bake())
+    assert {name: service["image"] for name, service in services.items()} == {
+        name: images[name] for name in ("postgres", "rabbitmq", "redis")
+    }
+    assert all(health_checked(service) for service in services.values())
+    assert services["postgres"]["env"] == {"POSTGRES_HOST_AUTH_METHOD": "trust"}
+    assert "RABBITMQ_DEFAULT_USER" not in services["rabbitmq"]["env"]  # guest/guest
+    assert "loopback_users []" in services["rabbitmq"]["env"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    for name, port in (("postgres", 5432), ("rabbitmq", 5672), ("redis", 6379)):
+        assert published(services[name], port), name
+
+
+def test_make_smoke_says_why_it_fails(bake):
+    """CI's check of the running stack fails, with its reason, when no API answers;
+    it passes against a real stack in the compose boot and against `make api`."""
+    project = bake()
+    result = subprocess.run(
+        ["make", "smoke"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "API_PORT": "9", "SMOKE_TIMEOUT": "2"},
+    )
+    assert result.returncode != 0
+    assert "http://127.0.0.1:9 was not ready within 2 s" in result.stderr
