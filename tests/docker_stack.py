@@ -1,8 +1,9 @@
 """Docker for the template's tests: the engine, the compose command, local images.
 
-No image registry is reachable on the test machines, so every image a boot needs
-is built here: a Python base image from debootstrap (with the host's CA bundle,
-since package traffic may pass a TLS proxy), and stand-ins for the postgres,
+No image registry is reachable on .ci/run's machines, so the images a boot needs
+are built here: a Python base image from debootstrap (with the host's CA bundle,
+since package traffic may pass a TLS proxy), given the official name that the
+Dockerfiles use unless that one can be pulled, and stand-ins for the postgres,
 rabbitmq and redis images from Debian's packages (`stand_ins/`). Each image is
 tagged with a hash of what it is made from, so it is built once per machine and
 rebuilt only when its recipe changes.
@@ -110,9 +111,21 @@ def digest(*parts: bytes) -> str:
 
 def provide_python_base() -> None:
     """Make PYTHON_BASE, which the rendered Dockerfiles build from, available to
-    the engine: the official image when a registry answers, else the debootstrap
-    stand-in under its name. (Offline, that name is moved to the stand-in even
-    if an official image had it: it was unusable for pulls anyway.)"""
+    the engine: an official image already there is used as it is; else it is
+    pulled where a registry answers, and otherwise the debootstrap stand-in is
+    tagged with its name."""
+    present = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", PYTHON_BASE],
+        capture_output=True,
+        text=True,
+    )
+    stand_ins = subprocess.run(
+        ["docker", "images", "--no-trunc", "--format", "{{.ID}}", f"{IMAGE_PREFIX}/python"],
+        capture_output=True,
+        text=True,
+    )
+    if present.returncode == 0 and present.stdout.strip() not in stand_ins.stdout.split():
+        return
     if subprocess.run(["docker", "pull", "--quiet", PYTHON_BASE], capture_output=True).returncode:
         run("docker", "tag", base_image(), PYTHON_BASE)
 

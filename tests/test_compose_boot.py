@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("compose-boot")]
 WORKER_NAME = "boot-jobs"
 LONG_SERVICES = ("postgres", "rabbitmq", "redis", "api", "worker", "worker-long")
 BOOT_TIMEOUT = 900  # a cold build installs every dependency in two images
+# The Compose versions that boot the stack: both unless BOOT_COMPOSE names fewer
+# (GitHub's runners have an engine that Compose v1.29 cannot drive).
+BOOT_COMPOSE = os.environ.get("BOOT_COMPOSE", "v2 v1").split()
 
 
 def project_resources(name: str) -> list[str]:
@@ -48,6 +51,8 @@ def project_resources(name: str) -> list[str]:
 
 @pytest.fixture(scope="module", params=["v2", "v1"])
 def stack(request, tmp_path_factory):
+    if request.param not in BOOT_COMPOSE:
+        pytest.skip(f"BOOT_COMPOSE={' '.join(BOOT_COMPOSE)} leaves Compose {request.param} out")
     compose = compose_or_skip(request.param, engine=True)
     provide_python_base()
     images = stand_in_images()

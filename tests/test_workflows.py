@@ -6,11 +6,14 @@ calls make targets that exist, and that its service containers are the ones
 the tests' settings point at.
 """
 
+import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.parse
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,8 +29,10 @@ MAKE_CALL = re.compile(r"(?:^|[;&|]\s*|\bsudo\s+(?:\w+=\S+\s+)*)make\s+([^;&|\n]
 # A GitHub Actions expression, which may hold spaces: ${{ matrix.python-version }}.
 EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 MAKEFILE_RULE = re.compile(r"^([A-Za-z0-9_./-]+):(?!=)", re.MULTILINE)
-# What a step must leave to a make target rather than spell out again.
-TOOL_COMMANDS = re.compile(r"\b(pytest|ruff|mypy|pip|alembic|celery|uvicorn|compose)\b")
+# What a step must leave to a make target rather than spell out again; and the
+# commands that only prepare the runner (system packages, an environment file).
+TOOL_COMMANDS = re.compile(r"\b(pytest|ruff|mypy|pip|alembic|celery|uvicorn|compose|docker)\b")
+PREPARATION = re.compile(r"^(sudo\s+)?(apt-get|chmod|printf|echo)\b")
 # The compose service whose default image each service container must use.
 COMPOSE_IMAGE = re.compile(r"image: \$\{\w+:-([^}]+)\}")
 
@@ -105,8 +110,77 @@ def test_rendered_workflow_passes_actionlint_and_calls_existing_targets(bake, co
     assert {"install", "lint", "test", "env", "up", "smoke", "logs"} <= set(called)
     assert [target for target in called if target not in targets] == []
     # The steps that are not make calls only prepare the runner.
-    spelled_out = [s for s in scripts if not called_targets(s) and TOOL_COMMANDS.search(s)]
-    assert spelled_out == []
+    assert spelled_out(scripts) == []
+
+
+def spelled_out(scripts: list[str]) -> list[str]:
+    """The commands of these scripts that run a tool themselves instead of
+    through a make target."""
+    commands = [
+        command.strip()
+        for script in scripts
+        for command in re.split(r"\n|&&|\|\||;", script)
+        if command.strip()
+    ]
+    return [
+        command
+        for command in commands
+        if not called_targets(command)
+        and not PREPARATION.match(command)
+        and TOOL_COMMANDS.search(command)
+    ]
+
+
+def test_a_command_spelled_out_beside_make_is_caught():
+    scripts = ["make install && .venv/bin/pytest -x", "sudo apt-get install docker-compose"]
+    assert spelled_out(scripts) == [".venv/bin/pytest -x"]
+
+
+# What Dependabot reads in a directory, by ecosystem.
+MANIFESTS = {"pip": "pyproject.toml", "docker": "Dockerfile", "github-actions": ".github/workflows"}
+
+
+def dependabot_problems(root: Path) -> list[str]:
+    """Where .github/dependabot.yml watches a directory without what its
+    ecosystem reads, or leaves a manifest of the project unwatched."""
+    updates = yaml.safe_load((root / ".github" / "dependabot.yml").read_text())["updates"]
+    watched = {
+        (update["package-ecosystem"], directory.strip("/"))
+        for update in updates
+        for directory in update.get("directories", [update.get("directory")])
+    }
+    problems = [
+        f"{ecosystem} watches /{directory}, which has no {MANIFESTS[ecosystem]}"
+        for ecosystem, directory in sorted(watched)
+        if not (root / directory / MANIFESTS[ecosystem]).exists()
+    ]
+    for ecosystem in ("pip", "docker"):
+        for path in root.rglob(MANIFESTS[ecosystem]):
+            directory = path.parent.relative_to(root).as_posix().removeprefix(".")
+            if ".venv" not in path.parts and (ecosystem, directory) not in watched:
+                problems.append(f"no {ecosystem} update watches {path.relative_to(root)}")
+    if ("github-actions", "") not in watched:
+        problems.append("no github-actions update watches .github/workflows")
+    return problems
+
+
+@pytest.mark.parametrize("combination", WITH_ACTIONS, ids=combination_id)
+def test_dependabot_watches_every_manifest_of_the_render(bake, combination):
+    assert dependabot_problems(bake(**combination)) == []
+
+
+def test_dependabot_watches_the_templates_own_manifests():
+    assert {"github-actions", "pip"} == {
+        update["package-ecosystem"]
+        for update in yaml.safe_load((TEMPLATE / ".github/dependabot.yml").read_text())["updates"]
+    }
+
+
+def test_an_unwatched_dockerfile_is_caught(bake):
+    project = bake()
+    (project / "tools").mkdir()
+    (project / "tools" / "Dockerfile").write_text("FROM debian:trixie\n")
+    assert dependabot_problems(project) == ["no docker update watches tools/Dockerfile"]
 
 
 def test_make_calls_are_found_in_a_script():
@@ -127,6 +201,8 @@ def test_template_workflows_call_existing_targets():
     ]
     assert {"lint", "test-render", "test-service", "test-boot"} <= set(called)
     assert [target for target in called if target not in targets] == []
+    scripts = [script for path in TEMPLATE_WORKFLOWS for script in run_steps(workflow(path))]
+    assert spelled_out(scripts) == []
 
 
 def test_the_suites_parts_cover_it_whole():
@@ -255,8 +331,7 @@ def test_the_template_suites_service_containers_are_what_it_expects(bake):
     }
     assert all(health_checked(service) for service in services.values())
     assert services["postgres"]["env"] == {"POSTGRES_HOST_AUTH_METHOD": "trust"}
-    assert "RABBITMQ_DEFAULT_USER" not in services["rabbitmq"]["env"]  # guest/guest
-    assert "loopback_users []" in services["rabbitmq"]["env"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    assert "env" not in services["rabbitmq"]  # guest/guest, which the image lets in
     for name, port in (("postgres", 5432), ("rabbitmq", 5672), ("redis", 6379)):
         assert published(services[name], port), name
 
@@ -274,3 +349,83 @@ def test_make_smoke_says_why_it_fails(bake):
     )
     assert result.returncode != 0
     assert "http://127.0.0.1:9 was not ready within 2 s" in result.stderr
+
+
+class StandInApi(http.server.BaseHTTPRequestHandler):
+    """The routes `make smoke` calls: ready, a login that wants .env's password,
+    and a task that gets 504 (no worker yet) before it succeeds."""
+
+    password = ""
+    tasks_without_worker = 2
+    login_answer: tuple[int, bytes] | None = None
+
+    def do_GET(self):
+        self.answer(200, b'{"status": "ready"}')
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        if self.path == "/api/v1/auth/token":
+            if self.login_answer:
+                self.answer(*self.login_answer)
+            elif urllib.parse.parse_qs(body)["password"] == [self.password]:
+                self.answer(200, b'{"access_token": "t", "token_type": "bearer"}')
+            else:
+                self.answer(401, b'{"detail": "Incorrect e-mail or password"}')
+        elif StandInApi.tasks_without_worker:
+            StandInApi.tasks_without_worker -= 1
+            self.answer(504, b'{"detail": "no worker"}')
+        else:
+            self.answer(200, b'{"task_id": "x", "status": "SUCCESS", "result": 42}')
+
+    def answer(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stand_in_api(monkeypatch):
+    monkeypatch.setattr(StandInApi, "tasks_without_worker", 2)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandInApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def smoke(project, port, **env):
+    return subprocess.run(
+        ["make", "smoke"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "API_PORT": str(port), "SMOKE_TIMEOUT": "20", **env},
+    )
+
+
+def test_make_smoke_reads_env_as_compose_does_and_waits_for_a_worker(
+    bake, stand_in_api, monkeypatch
+):
+    project = bake()
+    monkeypatch.setattr(StandInApi, "password", "with spaces # and a hash")
+    (project / ".env").write_text(
+        "FIRST_SUPERUSER_PASSWORD=first\n"
+        "FIRST_SUPERUSER_EMAIL=boss@example.com  # the login\n"
+        f"export FIRST_SUPERUSER_PASSWORD='{StandInApi.password}'\n"
+    )
+    result = smoke(project, stand_in_api)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "came back: 21 x 2 = 42" in result.stdout
+    assert StandInApi.tasks_without_worker == 0
+
+
+def test_make_smoke_reports_an_answer_that_is_not_json(bake, stand_in_api, monkeypatch):
+    monkeypatch.setattr(StandInApi, "login_answer", (500, b"Internal Server Error"))
+    result = smoke(bake(), stand_in_api)
+    assert result.returncode != 0
+    assert "login as the first superuser got 500: Internal Server Error" in result.stderr
+    assert "Traceback" not in result.stderr

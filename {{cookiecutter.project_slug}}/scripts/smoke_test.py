@@ -1,10 +1,11 @@
 """Check a running stack from the outside, as a client would: `make smoke`.
 
 Waits for the API to be ready (PostgreSQL, RabbitMQ and Redis reachable), logs
-in as the first superuser of .env, and runs one waiting task through a worker.
-CI runs it after `make up`; it works against `make api` and `make worker` too.
-Standard library only, so that it runs without the project's virtual
-environment. Settings come from the environment, else from .env.
+in as the first superuser of .env, and runs one waiting task through a worker,
+again until SMOKE_TIMEOUT while no worker has started yet. It suits a CI job
+after `make up`, and works against `make api` and `make worker` too. Standard
+library only, so that it runs without the project's virtual environment.
+Settings come from the environment, else from .env.
 """
 
 import json
@@ -18,35 +19,61 @@ from pathlib import Path
 from typing import Any
 
 ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
+# Answers that a stack still starting gives: no worker yet (504), or a
+# dependency not reachable yet (503).
+NOT_YET = (503, 504)
+
+
+class SmokeFailure(Exception):
+    """What went wrong, in one line for the user."""
+
+
+def env_file() -> dict[str, str]:
+    """.env's values as Compose reads them: `export` allowed, quotes removed,
+    a comment after an unquoted value dropped, the last of two lines wins."""
+    values: dict[str, str] = {}
+    if not ENV_FILE.exists():
+        return values
+    for line in ENV_FILE.read_text().splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        name, sign, value = line.partition("=")
+        if not sign or line.startswith("#"):
+            continue
+        value = value.strip()
+        quote = value[:1]
+        if quote in ("'", '"') and value.find(quote, 1) > 0:
+            value = value[1 : value.find(quote, 1)]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[name.strip()] = value
+    return values
 
 
 def setting(name: str, default: str | None = None) -> str:
-    if name in os.environ:
-        return os.environ[name]
-    if ENV_FILE.exists():
-        for line in ENV_FILE.read_text().splitlines():
-            key, sign, value = line.partition("=")
-            if sign and key.strip() == name:
-                return value.strip()
-    if default is None:
-        raise SystemExit(f"smoke test: {name} is set neither in the environment nor in .env")
-    return default
+    value = os.environ.get(name, env_file().get(name, default))
+    if value is None:
+        raise SmokeFailure(f"{name} is set neither in the environment nor in .env")
+    return value
 
 
 def call(
     method: str, url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, Any]:
-    """(status, decoded JSON body) of one request; a connection failure raises OSError."""
+    """(status, body) of one request: the body decoded from JSON, else its text.
+    A connection that fails raises OSError."""
     request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
+            status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")[:200]
 
 
-def wait_until_ready(base: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+def wait_until_ready(base: str, deadline: float) -> None:
     last = "no answer yet"
     while time.monotonic() < deadline:
         try:
@@ -54,43 +81,52 @@ def wait_until_ready(base: str, timeout: float) -> None:
             if status == 200:
                 return
             last = f"{status} {body}"
-        except (OSError, ValueError) as error:  # not listening yet, or not JSON yet
+        except OSError as error:  # not listening yet
             last = str(error)
         time.sleep(1)
-    raise SystemExit(f"smoke test: {base} was not ready within {timeout:.0f} s: {last}")
+    raise SmokeFailure(f"{base} was not ready within {setting('SMOKE_TIMEOUT', '180')} s: {last}")
 
 
 def log_in(base: str) -> str:
-    form = urllib.parse.urlencode(
-        {
-            "username": setting("FIRST_SUPERUSER_EMAIL"),
-            "password": setting("FIRST_SUPERUSER_PASSWORD"),
-        }
-    ).encode()
-    status, body = call("POST", f"{base}/api/v1/auth/token", data=form)
-    if status != 200:
-        raise SystemExit(f"smoke test: login as the first superuser got {status}: {body}")
+    form = {
+        "username": setting("FIRST_SUPERUSER_EMAIL"),
+        "password": setting("FIRST_SUPERUSER_PASSWORD"),
+    }
+    status, body = call(
+        "POST", f"{base}/api/v1/auth/token", data=urllib.parse.urlencode(form).encode()
+    )
+    if status != 200 or not isinstance(body, dict) or "access_token" not in body:
+        raise SmokeFailure(f"login as the first superuser got {status}: {body}")
     token: str = body["access_token"]
     return token
 
 
-def run_task(base: str, token: str) -> None:
+def run_task(base: str, token: str, deadline: float) -> None:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    data = json.dumps({"integer": 21}).encode()
     url = f"{base}/api/v1/tasks/integer-multiplication"
-    status, body = call("POST", url, data=data, headers=headers)
-    if (status, body.get("status"), body.get("result")) != (200, "SUCCESS", 42):
-        raise SystemExit(f"smoke test: a waiting task got {status}: {body}")
+    while True:
+        status, body = call("POST", url, data=json.dumps({"integer": 21}).encode(), headers=headers)
+        if status not in NOT_YET or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    answer = (body.get("status"), body.get("result")) if isinstance(body, dict) else None
+    if (status, answer) != (200, ("SUCCESS", 42)):
+        raise SmokeFailure(f"a waiting task got {status}: {body}")
 
 
 def main() -> int:
-    base = f"http://127.0.0.1:{setting('API_PORT', '8000')}"
-    wait_until_ready(base, float(setting("SMOKE_TIMEOUT", "180")))
-    print(f"smoke test: {base} is ready")
-    token = log_in(base)
-    print("smoke test: logged in as the first superuser")
-    run_task(base, token)
-    print("smoke test: a task ran through a worker and came back: 21 x 2 = 42")
+    try:
+        base = f"http://127.0.0.1:{setting('API_PORT', '8000')}"
+        deadline = time.monotonic() + float(setting("SMOKE_TIMEOUT", "180"))
+        wait_until_ready(base, deadline)
+        print(f"smoke test: {base} is ready")
+        token = log_in(base)
+        print("smoke test: logged in as the first superuser")
+        run_task(base, token, deadline)
+        print("smoke test: a task ran through a worker and came back: 21 x 2 = 42")
+    except (SmokeFailure, OSError) as failure:
+        print(f"smoke test: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
