@@ -82,6 +82,23 @@ def bake(cookies):
     return render
 
 
+# The two long parts of the suite, in the order the processes should take them.
+LONG_PARTS = ("boot", "service")
+
+
+def pytest_collection_modifyitems(items):
+    """The long parts first: xdist hands its first work unit to each process, so
+    each process starts on one of them and the short render tests fill in after
+    (two long parts on one process would take about twice as long)."""
+
+    def rank(item) -> int:
+        marks = {mark.name for mark in item.iter_markers()}
+        ranks = [rank for rank, part in enumerate(LONG_PARTS) if part in marks]
+        return ranks[0] if ranks else len(LONG_PARTS)
+
+    items.sort(key=rank)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Name what the rendered services' tests left to look at (screenshots)."""
     artifacts = sorted((TEMPLATE / ".cache" / "artifacts").rglob("*.png"))
