@@ -482,8 +482,9 @@ async def test_dead_result_backend_is_503_without_blocking(
     assert response.status_code == 503
     assert response.json() == {"detail": "The result backend is unavailable; try again later"}
     # Within the longer of a command's and a subscription's timeouts (2 s,
-    # 1.5 s), give or take a busy test machine.
-    assert elapsed < max(settings.REDIS_COMMAND_TIMEOUT, settings.RESULT_SUBSCRIBE_TIMEOUT) + 1.0
+    # 1.5 s), give or take a busy test machine (3.07 s seen on two cores shared
+    # with a compose boot); blocking would take the socket's default, minutes.
+    assert elapsed < max(settings.REDIS_COMMAND_TIMEOUT, settings.RESULT_SUBSCRIBE_TIMEOUT) + 2.0
 
 
 async def test_a_waited_task_revoked_meanwhile_is_409(
