@@ -339,14 +339,7 @@ def test_the_template_suites_service_containers_are_what_it_expects(bake):
 def test_make_smoke_says_why_it_fails(bake):
     """CI's check of the running stack fails, with its reason, when no API answers;
     it passes against a real stack in the compose boot and against `make api`."""
-    project = bake()
-    result = subprocess.run(
-        ["make", "smoke"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "API_PORT": "9", "SMOKE_TIMEOUT": "2"},
-    )
+    result = smoke(bake(), 9, SMOKE_TIMEOUT="2")
     assert result.returncode != 0
     assert "http://127.0.0.1:9 was not ready within 2 s" in result.stderr
 
