@@ -431,8 +431,14 @@ def test_task_benchmark_runs_and_checks_its_targets(project, serializer):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for line in ("(a) plain Celery client", "(b) API waiting endpoint", "(c) original design"):
+    for line in (
+        "(a) plain Celery client",
+        "(b) API waiting endpoint",
+        "(c) original design",
+        "(d) original design behind FastAPI",
+        "GET /api/v1/users/me, 64 connections",
+    ):
         assert line in result.stdout
-    # Each of the five targets ends its line with its verdict.
+    # Each of the eight targets ends its line with its verdict.
     verdicts = re.findall(r"^  .+ \d+\.\d\d  (met|NOT met)$", result.stdout, re.MULTILINE)
-    assert len(verdicts) == 5, result.stdout
+    assert len(verdicts) == 8, result.stdout

@@ -8,7 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import make_url
 
 from app.api import API_V1_PREFIX
-from app.api.v1 import API_DESCRIPTION, api_router
+from app.api.v1 import API_DESCRIPTION, include_api_routes
 from app.api.v1.private.task_errors import add_task_error_handlers
 from app.core import metrics
 from app.core.attempts import AttemptLimiter
@@ -18,11 +18,14 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import add_error_handlers
 from app.core.producer.catalog import Catalog
 from app.core.producer.client import create_celery_client
+from app.core.producer.messages import MessageTemplates
 from app.core.producer.publisher import Publisher
 from app.core.producer.results import ResultListener
 from app.core.producer.revoker import Revoker
 from app.core.redis_client import create_redis
+from app.services.account_cache import AccountCache
 from app.services.in_flight import InFlightLimit
+from app.services.record_writer import RecordWriter
 from app.services.tasks import TaskRunner
 
 OPENAPI_TAGS = [
@@ -42,6 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     redis = create_redis(settings)
     celery = create_celery_client(settings)
     publisher = Publisher(
+        MessageTemplates(celery),
         redis,
         settings.CELERY_BROKER_URL,
         settings.CELERY_PUBLISH_POOL_SIZE,
@@ -60,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.account_cache = AccountCache(app.state.sessionmaker, settings.ACCOUNT_CACHE_SECONDS)
     app.state.redis = redis
     app.state.task_runner = TaskRunner(
         Catalog(celery, settings.CELERY_TASK_QUEUE, settings.CELERY_LONG_TASK_QUEUE),
@@ -68,6 +73,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         Revoker(redis),
         InFlightLimit(redis, f"tasks-in-flight:{database}", settings.TASKS_IN_FLIGHT_PER_USER),
         app.state.sessionmaker,
+        RecordWriter(
+            settings.POSTGRES_DATABASE_URL,
+            settings.POSTGRES_CONNECT_TIMEOUT,
+            settings.POSTGRES_COMMAND_TIMEOUT,
+        ),
         wait_timeout=settings.TASK_WAIT_TIMEOUT,
         expires=settings.TASK_EXPIRES,
         lost_after=settings.TASK_LOST_AFTER,
@@ -94,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.include_router(api_router)
+    include_api_routes(app)
     add_error_handlers(app)
     add_task_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_SIZE)

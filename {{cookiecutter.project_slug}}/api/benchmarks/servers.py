@@ -1,16 +1,20 @@
-"""Start the API as uvicorn processes for a benchmark, and stop them after."""
+"""Start uvicorn processes for a benchmark (the API unless told otherwise), read
+the CPU time they use, and stop them after."""
 
+import os
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from testkit import background_process, free_port
 
 API_ROOT = Path(__file__).resolve().parents[1]
+API_APP_PATH = "app.main:app"
+API_HEALTH_PATH = "/api/v1/health"
 
 
 @contextmanager
@@ -23,25 +27,66 @@ def api_server(**environment: str) -> Iterator[str]:
 @contextmanager
 def api_process(**environment: str) -> Iterator[tuple[str, int]]:
     """The same; yields its base URL and its process id (to read its memory)."""
+    with uvicorn_process(environment) as served:
+        yield served
+
+
+@contextmanager
+def uvicorn_process(
+    environment: Mapping[str, str],
+    *,
+    app_path: str = API_APP_PATH,
+    ready_path: str = API_HEALTH_PATH,
+    workers: int = 1,
+) -> Iterator[tuple[str, int]]:
+    """uvicorn serving the ASGI app at `app_path` (no access log, as in
+    production) with `workers` processes, once `ready_path` answers; yields its
+    base URL and the id of uvicorn's own process (with more than one worker,
+    the one that started them)."""
     port = free_port()
     command = [
-        *(sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)),
-        *("--no-access-log", "--log-level", "warning"),
+        *(sys.executable, "-m", "uvicorn", app_path, "--port", str(port)),
+        *("--workers", str(workers), "--no-access-log", "--log-level", "warning"),
     ]
-    with background_process(command, API_ROOT, environment) as process:
+    with background_process(command, API_ROOT, dict(environment)) as process:
         base = f"http://127.0.0.1:{port}"
-        wait_for_health(base, process)
+        wait_until_ready(base + ready_path, process)
         yield base, process.pid
 
 
-def wait_for_health(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the API exited with {process.returncode}")
+            raise RuntimeError(f"uvicorn exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(f"{base}/api/v1/health", timeout=1):
+            with urllib.request.urlopen(url, timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"the API did not answer within {timeout}s")
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants, from /proc (Linux): with --workers, uvicorn's
+    own process only supervises, and the workers it starts serve."""
+    tree = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            tree.extend(process_tree(int(child)))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time used so far by `pid` and all its descendants."""
+    return sum(own_cpu_seconds(member) for member in process_tree(pid))
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """utime + stime (fields 14 and 15 of /proc/<pid>/stat) of one process."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Field 2, the command name, is in parentheses and may hold spaces: split
+    # what follows its closing parenthesis, which starts at field 3.
+    fields = stat.rpartition(")")[2].split()
+    user_ticks, system_ticks = int(fields[14 - 3]), int(fields[15 - 3])
+    return (user_ticks + system_ticks) / os.sysconf("SC_CLK_TCK")

@@ -1,5 +1,8 @@
+import asyncio
 import base64
 import json
+import secrets
+import time
 import uuid
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -7,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 from httpx import AsyncClient
+from pydantic import SecretStr
 
 from app.core import security
 from app.core.config import Settings, get_settings
@@ -168,6 +172,30 @@ async def test_missing_token_is_401_with_bearer_challenge(
     response = await client.get(ME_URL, headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    client: AsyncClient, user: User, settings: Settings
+) -> None:
+    """Tokens are verified once, then only their expiry (security.verified_claims)."""
+    # `exp` is in whole seconds: valid for one second at least.
+    expires = int((datetime.now(UTC) + timedelta(seconds=2)).timestamp())
+    headers = {"Authorization": f"Bearer {signed(claims_for(user.id, exp=expires), settings)}"}
+    assert (await client.get(ME_URL, headers=headers)).status_code == 200
+    await asyncio.sleep(expires - time.time() + 0.05)
+    response = await client.get(ME_URL, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Could not validate credentials"}
+
+
+def test_a_token_verified_under_one_key_is_refused_under_another(
+    user: User, settings: Settings
+) -> None:
+    token = security.create_access_token(user.id, settings)
+    assert security.decode_access_token(token, settings) == user.id
+    other_key = settings.model_copy(update={"SECRET_KEY": SecretStr(secrets.token_urlsafe(32))})
+    with pytest.raises(security.InvalidTokenError):
+        security.decode_access_token(token, other_key)
 
 
 async def test_token_of_a_deactivated_user_is_refused_with_403(

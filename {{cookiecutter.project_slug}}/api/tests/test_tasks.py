@@ -13,7 +13,7 @@ from celery.canvas import Signature
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
+from app.api.deps import CurrentUser, TaskRunnerDep
 from app.api.v1.private.task_endpoints import TASK_ENDPOINTS
 from app.core.config import Settings
 from app.core.producer.catalog import INTEGERS_SUM
@@ -283,11 +283,11 @@ async def test_tasks_need_a_token(client: AsyncClient, method: str, path: str) -
 
 # A route that only the tests add, to reach a path no public endpoint can: the
 # API validates its bodies, so its tasks do not fail.
-async def failing_sum(session: SessionDep, user: CurrentUser, runner: TaskRunnerDep) -> TaskReply:
+async def failing_sum(user: CurrentUser, runner: TaskRunnerDep) -> TaskReply:
     def build(expires: datetime) -> Signature:
         return runner.catalog.task(INTEGERS_SUM, [1, "x"], expires=expires)
 
-    return await runner.wait(session, user, "failing-sum", build)
+    return await runner.wait(user, "failing-sum", build)
 
 
 def with_failing_route(settings: Settings) -> FastAPI:

@@ -12,9 +12,9 @@ from app.api import API_V1_PREFIX
 from app.core.config import Settings
 from app.core.db import DatabaseUnavailableError, is_unavailable
 from app.core.security import InvalidTokenError
-from app.models import User
+from app.services.account_cache import Account, AccountCache
 from app.services.tasks import TaskRunner
-from app.services.users import InactiveUserError, user_for_token
+from app.services.users import InactiveUserError, account_for_token
 
 TOKEN_URL = f"{API_V1_PREFIX}/auth/token"
 
@@ -22,10 +22,12 @@ TOKEN_URL = f"{API_V1_PREFIX}/auth/token"
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-# These take an HTTPConnection, so that routes of every protocol share them.
+# These take an HTTPConnection, so that routes of every protocol share them;
+# and they are async even when they await nothing: FastAPI runs a plain
+# function in its thread pool, a thread switch on every request.
 
 
-def app_settings(connection: HTTPConnection) -> Settings:
+async def app_settings(connection: HTTPConnection) -> Settings:
     """The settings the app was created with (tests create apps with their own)."""
     settings: Settings = connection.app.state.settings
     return settings
@@ -59,15 +61,24 @@ def unauthorized(detail: str) -> HTTPException:
     )
 
 
+async def account_cache(connection: HTTPConnection) -> AccountCache:
+    accounts: AccountCache = connection.app.state.account_cache
+    return accounts
+
+
+AccountCacheDep = Annotated[AccountCache, Depends(account_cache)]
+
+
 async def get_current_user(
-    session: SessionDep,
-    settings: SettingsDep,
-    token: Annotated[str | None, Depends(bearer_token)],
-) -> User:
+    connection: HTTPConnection, token: Annotated[str | None, Depends(bearer_token)]
+) -> Account:
+    # The app's state read here rather than through two more dependencies:
+    # every private request solves this one.
+    state = connection.app.state
     if token is None:
         raise unauthorized("Not authenticated")
     try:
-        return await user_for_token(session, token, settings)
+        return await account_for_token(state.account_cache, token, state.settings)
     except InvalidTokenError:
         # One answer for every kind of bad token: the reason helps only an attacker.
         raise unauthorized("Could not validate credentials") from None
@@ -75,10 +86,10 @@ async def get_current_user(
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Inactive user") from None
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[Account, Depends(get_current_user)]
 
 
-async def get_current_superuser(user: CurrentUser) -> User:
+async def get_current_superuser(user: CurrentUser) -> Account:
     if not user.is_superuser:
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN, detail="Superuser privileges required"
@@ -86,10 +97,10 @@ async def get_current_superuser(user: CurrentUser) -> User:
     return user
 
 
-SuperUser = Annotated[User, Depends(get_current_superuser)]
+SuperUser = Annotated[Account, Depends(get_current_superuser)]
 
 
-def get_task_runner(connection: HTTPConnection) -> TaskRunner:
+async def get_task_runner(connection: HTTPConnection) -> TaskRunner:
     runner: TaskRunner = connection.app.state.task_runner
     return runner
 

@@ -9,20 +9,21 @@ from fastapi import HTTPException, status
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Note, TaskRecord, User
+from app.models import Note, TaskRecord
+from app.services.account_cache import Account
 
 Owned = TypeVar("Owned", Note, TaskRecord)
 
 
 async def find_owned(
-    session: AsyncSession, model: type[Owned], row_id: uuid.UUID, owner: User
+    session: AsyncSession, model: type[Owned], row_id: uuid.UUID, owner: Account
 ) -> Owned | None:
     """The owner's row, or None: one query whether the row is missing or another's."""
     return await session.scalar(select(model).where(model.id == row_id, model.owner_id == owner.id))
 
 
 async def get_owned(
-    session: AsyncSession, model: type[Owned], row_id: uuid.UUID, owner: User, what: str
+    session: AsyncSession, model: type[Owned], row_id: uuid.UUID, owner: Account, what: str
 ) -> Owned:
     row = await find_owned(session, model, row_id, owner)
     if row is None:
@@ -31,7 +32,7 @@ async def get_owned(
 
 
 async def owned_page(
-    session: AsyncSession, model: type[Owned], owner: User, offset: int, limit: int
+    session: AsyncSession, model: type[Owned], owner: Account, offset: int, limit: int
 ) -> tuple[int, Sequence[Owned]]:
     """How many rows the owner has, and one page of them, newest first."""
     own = model.owner_id == owner.id

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # Written into every token and required back: `iss` and `aud`.
     JWT_ISSUER: str = Field(default="{{ cookiecutter.project_slug }}", min_length=1)
     JWT_AUDIENCE: str = Field(default="{{ cookiecutter.project_slug }}-api", min_length=1)
+    # Seconds an API process keeps an account it read (whether it is active, a
+    # superuser): the longest a change of those takes to reach every process.
+    # 0 reads the account on every request.
+    ACCOUNT_CACHE_SECONDS: float = Field(default=1.0, ge=0, le=60)
     # Whether anyone may create an account through POST /auth/register.
     OPEN_REGISTRATION: bool = False
     # Logins and sign-ups one client address may try, and logins one account

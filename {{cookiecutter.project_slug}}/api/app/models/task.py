@@ -14,6 +14,17 @@ ERROR_TYPE_LENGTH = 200
 ERROR_MESSAGE_LENGTH = 2000
 
 
+def kept_columns(reply: TaskReply) -> dict[str, Any]:
+    """A reply's state, result and error, as a record keeps them. A task's
+    error can say anything: cut to what the columns hold."""
+    return {
+        "status": reply.status,
+        "result": reply.result,
+        "error_type": reply.error.type[:ERROR_TYPE_LENGTH] if reply.error else None,
+        "error_message": reply.error.message[:ERROR_MESSAGE_LENGTH] if reply.error else None,
+    }
+
+
 class TaskRecord(Timestamps, Base):
     __tablename__ = "task_records"
 
@@ -45,12 +56,9 @@ class TaskRecord(Timestamps, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     def keep(self, reply: TaskReply) -> None:
-        """Store the reply's state, result and error as this task's last seen.
-        A task's error can say anything: cut to what the columns hold."""
-        self.status = reply.status
-        self.result = reply.result
-        self.error_type = reply.error.type[:ERROR_TYPE_LENGTH] if reply.error else None
-        self.error_message = reply.error.message[:ERROR_MESSAGE_LENGTH] if reply.error else None
+        """Store the reply's state, result and error as this task's last seen."""
+        for column, value in kept_columns(reply).items():
+            setattr(self, column, value)
 
     def reply(self) -> TaskReply:
         """The stored state as the API answers it."""

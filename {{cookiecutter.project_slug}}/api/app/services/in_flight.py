@@ -8,13 +8,13 @@ limit, the ends stored in Redis are looked up once, and the tasks that
 ended leave (in_flight_release in tasks.py).
 """
 
-import asyncio
 import uuid
 from datetime import datetime
 from typing import cast
 
 from redis.asyncio import Redis
 
+from app.core.batches import Batches
 from app.core.producer.errors import ResultBackendUnavailableError
 
 
@@ -47,7 +47,9 @@ class InFlightLimit:
         self._key_prefix = key_prefix
         self.limit = limit
         self._enter = redis.register_script(ENTER)
-        self._leaving: set[asyncio.Task[None]] = set()
+        # Tasks counted out in the background: under load, many requests'
+        # worth in one round trip.
+        self._leaving = Batches(self._leave_batch)
 
     def _key(self, owner_id: uuid.UUID) -> str:
         return f"{self._key_prefix}:{owner_id}"
@@ -71,16 +73,22 @@ class InFlightLimit:
             raise ResultBackendUnavailableError from error
         return [uuid.UUID(task_id.decode()) for task_id in ids]
 
-    def leave_soon(self, owner_id: uuid.UUID, task_id: uuid.UUID) -> None:
-        """leave() in the background; a failure only keeps the task counted
-        until its deadline."""
-        leaving = asyncio.create_task(self.leave(owner_id, [task_id]))
-        self._leaving.add(leaving)
-        leaving.add_done_callback(self._leaving.discard)
-        leaving.add_done_callback(lambda done: done.cancelled() or done.exception())
+    def leave_soon(self, owner_id: uuid.UUID, task_ids: list[uuid.UUID]) -> None:
+        """leave() in the background; a failure only keeps the tasks counted
+        until their deadline."""
+        self._leaving.add_in_background((owner_id, task_ids))
+
+    async def _leave_batch(self, batch: list[tuple[uuid.UUID, list[uuid.UUID]]]) -> None:
+        by_owner: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for owner_id, task_ids in batch:
+            by_owner.setdefault(owner_id, []).extend(task_ids)
+        pipeline = self._redis.pipeline(transaction=False)
+        for owner_id, task_ids in by_owner.items():
+            pipeline.zrem(self._key(owner_id), *(str(task_id) for task_id in task_ids))
+        await pipeline.execute()
 
     async def close(self) -> None:
-        await asyncio.gather(*self._leaving, return_exceptions=True)
+        await self._leaving.close()
 
     async def leave(self, owner_id: uuid.UUID, task_ids: list[uuid.UUID]) -> None:
         """Count the tasks out; a member left behind leaves at its deadline."""

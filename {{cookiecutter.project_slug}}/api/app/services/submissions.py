@@ -7,8 +7,9 @@ from datetime import datetime
 from celery.canvas import Signature
 from celery.result import AsyncResult, GroupResult, ResultBase
 
-from app.models import TaskRecord, User
+from app.models import TaskRecord
 from app.schemas.task import TaskReply
+from app.services.account_cache import Account
 
 
 @dataclass
@@ -22,7 +23,9 @@ class Submission:
     # Every task the signature creates: the answer's, group members', parents'.
     all_ids: list[str]
 
-    def record(self, owner: User, name: str, reply: TaskReply, expires_at: datetime) -> TaskRecord:
+    def record(
+        self, owner: Account, name: str, reply: TaskReply, expires_at: datetime
+    ) -> TaskRecord:
         """The task record of this submission, in the state of the reply."""
         task = TaskRecord(
             id=self.task_id,

@@ -11,17 +11,20 @@ from celery import states
 from celery.canvas import Signature
 from sqlalchemy import inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import make_transient_to_detached
 
-from app.core.db import commit_without_waiting_for_flush, is_unavailable
+from app.core.db import DatabaseUnavailableError, commit_without_waiting_for_flush, is_unavailable
 from app.core.producer.catalog import Catalog
 from app.core.producer.errors import BrokerUnavailableError, ResultBackendUnavailableError
 from app.core.producer.publisher import Publisher
 from app.core.producer.results import Meta, ResultListener
 from app.core.producer.revoker import Revoker
-from app.models import TaskRecord, User
+from app.models import TaskRecord
 from app.schemas.task import TaskReply
+from app.services.account_cache import Account
 from app.services.in_flight import InFlightLimit, TooManyTasksError
 from app.services.racing import first_result, settle
+from app.services.record_writer import RecordWriter
 from app.services.submissions import Submission, freeze
 from app.services.task_states import FINAL, combine, ended_early, verdict
 
@@ -61,6 +64,7 @@ class TaskRunner:
         revoker: Revoker,
         in_flight: InFlightLimit,
         sessionmaker: async_sessionmaker[AsyncSession],
+        records: RecordWriter,
         wait_timeout: float,
         expires: float,
         lost_after: float,
@@ -71,6 +75,7 @@ class TaskRunner:
         self.revoker = revoker
         self.in_flight = in_flight
         self.sessionmaker = sessionmaker
+        self.records = records
         # Records being marked as never sent, in the background.
         self._background: set[asyncio.Task[None]] = set()
         self.wait_timeout = wait_timeout
@@ -88,82 +93,89 @@ class TaskRunner:
         expires_at = task.expires_at or datetime.now(UTC) + timedelta(seconds=self.expires)
         return expires_at + self.lost_after
 
-    async def wait(
-        self, session: AsyncSession, owner: User, name: str, build: SignatureBuilder
-    ) -> TaskReply:
+    async def wait(self, owner: Account, name: str, build: SignatureBuilder) -> TaskReply:
         """Publish build(expires), wait for the answer and record it; raise
         TaskFailedError or TaskTimeoutError when there is no result to give."""
         submission, task = self._prepare(owner, name, build, waiting=True)
-        await self._admit(session, task)
+        await self._admit(task)
         async with (
             self._counted_out_unless_recorded(task),
             self.listener.watching(submission.answer_ids) as watch,
         ):
             # Recorded before it is sent: no task runs without its owner's
             # record (and no record stays behind a request that could not
-            # even subscribe). The commit also ends the read transaction of
-            # authentication: no database connection stays checked out while
-            # the task runs.
-            await self._record(session, task, durable=False)
+            # even subscribe).
+            await self._record(task, durable=False)
+            try:
+                # Sent once Redis confirmed the subscription (it did so
+                # while the record was written): its result cannot be missed.
+                await watch.confirmed()
+            except ResultBackendUnavailableError:
+                self._withdraw_later(task.id)  # never sent
+                raise
             publishing = asyncio.ensure_future(self.publisher.publish(submission.signature))
             results = asyncio.ensure_future(watch.results())
             try:
                 async with asyncio.timeout(self.wait_timeout):
                     metas = await first_result(publishing, results)
             except TimeoutError:
-                reply = await self.give_up(session, task)
+                async with self._session_with(task) as session:
+                    reply = await self.give_up(session, task)
                 if reply.status not in FINAL or reply.status == states.REVOKED:
                     raise TaskTimeoutError(submission.task_id, self.wait_timeout) from None
                 metas = None  # it ended just in time: its own reply
             except BrokerUnavailableError:
-                await self.withdraw(session, task)
+                async with self._session_with(task) as session:
+                    await self.withdraw(session, task)
                 raise
             except ResultBackendUnavailableError:
                 # The record stays PENDING, to be read later, if the task went out.
                 if not await published(publishing):
-                    await self.withdraw(session, task)
+                    async with self._session_with(task) as session:
+                        await self.withdraw(session, task)
                 raise
             finally:
                 settle(results)
                 self.publisher.finish_in_background(publishing)
         if metas is not None:
             reply = combine(submission.task_id, metas, submission.is_group)
-            await self._keep_final(session, task, reply)
+            if await self.records.keep_end(task, reply):
+                self._ends_kept([task])
         if reply.status != states.SUCCESS:
             raise TaskFailedError(reply)
         return reply
 
-    async def submit(
-        self, session: AsyncSession, owner: User, name: str, build: SignatureBuilder
-    ) -> uuid.UUID:
+    async def submit(self, owner: Account, name: str, build: SignatureBuilder) -> uuid.UUID:
         """Record build(expires), then publish it; the caller comes back for the result."""
         submission, task = self._prepare(owner, name, build, waiting=False)
-        await self._admit(session, task)
+        await self._admit(task)
         async with self._counted_out_unless_recorded(task):
             # The record exists before the task can finish.
-            await self._record(session, task, durable=True)
+            await self._record(task, durable=True)
         try:
             await self.publisher.publish(submission.signature)
         except BrokerUnavailableError:
-            await self.withdraw(session, task)
+            async with self._session_with(task) as session:
+                await self.withdraw(session, task)
             raise
         return submission.task_id
 
     def _prepare(
-        self, owner: User, name: str, build: SignatureBuilder, *, waiting: bool
+        self, owner: Account, name: str, build: SignatureBuilder, *, waiting: bool
     ) -> tuple[Submission, TaskRecord]:
         expires_at = self.expiry(waiting=waiting)
         submission = freeze(build(expires_at))
         pending = TaskReply(task_id=submission.task_id, status=states.PENDING)
         return submission, submission.record(owner, name, pending, expires_at)
 
-    async def _admit(self, session: AsyncSession, task: TaskRecord) -> None:
+    async def _admit(self, task: TaskRecord) -> None:
         """Count the task among its owner's tasks in flight, or raise
         TooManyTasksError: once the tasks that ended unread are counted out."""
         deadline = self.deadline(task)
         if await self.in_flight.enter(task.owner_id, task.id, deadline):
             return
-        await self._count_out_ended(session, task.owner_id)
+        async with self._session_with() as session:
+            await self._count_out_ended(session, task.owner_id)
         if not await self.in_flight.enter(task.owner_id, task.id, deadline):
             raise TooManyTasksError(self.in_flight.limit)
 
@@ -193,24 +205,35 @@ class TaskRunner:
         try:
             yield
         except BaseException:
-            if not inspect(task).persistent:
-                self.in_flight.leave_soon(task.owner_id, task.id)
+            if inspect(task).transient:
+                self.in_flight.leave_soon(task.owner_id, [task.id])
             raise
 
-    async def _record(self, session: AsyncSession, task: TaskRecord, *, durable: bool) -> None:
-        """Commit a new record, before its tasks are sent."""
-        session.add(task)
+    async def _record(self, task: TaskRecord, *, durable: bool) -> None:
+        """Commit a new record, before its tasks are sent; then it is known
+        as a row, which a revocation or a failed publish updates."""
         try:
-            if durable:
-                await session.commit()
-            else:
-                await commit_without_waiting_for_flush(session)
+            await self.records.add(task, durable=durable)
         except BaseException:
             # The commit may have landed all the same (the connection was lost
             # after COMMIT went out). Its tasks will never be sent: once the
             # database answers, the record, if there is one, says so.
             self._withdraw_later(task.id)
             raise
+        make_transient_to_detached(task)
+
+    @contextlib.asynccontextmanager
+    async def _session_with(self, *tasks: TaskRecord) -> AsyncIterator[AsyncSession]:
+        """A session, holding these recorded tasks, for the few paths that
+        read or update records: the usual round trip needs none."""
+        async with self.sessionmaker() as session:
+            session.add_all(tasks)
+            try:
+                yield session
+            except Exception as error:
+                if is_unavailable(error):
+                    raise DatabaseUnavailableError from error
+                raise
 
     def _withdraw_later(self, task_id: uuid.UUID) -> None:
         withdrawal = asyncio.create_task(self._mark_withdrawn(task_id))
@@ -238,7 +261,9 @@ class TaskRunner:
         logger.error("Task %s may be recorded though never sent: LOST at its deadline", task_id)
 
     async def close(self) -> None:
-        """Stop what still waits for the database: the process is ending."""
+        """Write what is queued; stop what still waits for the database: the
+        process is ending."""
+        await self.records.close()
         for withdrawal in list(self._background):
             withdrawal.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -322,17 +347,18 @@ class TaskRunner:
         if task.status in FINAL:
             await session.commit()
             return task.reply()
-        await self._keep_final(session, task, reply)
+        task.keep(reply)
+        # The answer is already known: the commit need not wait for the disk.
+        await commit_without_waiting_for_flush(session)
+        self._ends_kept([task])
         return reply
 
-    async def _keep_final(self, session: AsyncSession, task: TaskRecord, reply: TaskReply) -> None:
-        """Once the record holds the final reply, Redis need not keep the
-        results. The answer is already known, so the commit need not wait
-        for the disk."""
-        task.keep(reply)
-        await commit_without_waiting_for_flush(session)
-        self.listener.forget_soon(task.all_ids)
-        self.in_flight.leave_soon(task.owner_id, task.id)
+    def _ends_kept(self, tasks: list[TaskRecord]) -> None:
+        """Once records hold their ends, Redis need not keep the results, and
+        the tasks no longer count as in flight."""
+        for task in tasks:
+            self.listener.forget_soon(task.all_ids)
+            self.in_flight.leave_soon(task.owner_id, [task.id])
 
 
 async def published(publishing: "asyncio.Future[None]") -> bool:

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.core.security import InvalidTokenError, decode_access_token, hash_password, verify_password
 from app.models import User
+from app.services.account_cache import Account, AccountCache
 
 
 class EmailTakenError(Exception):
@@ -57,16 +58,16 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     return user
 
 
-async def user_for_token(session: AsyncSession, token: str, settings: Settings) -> User:
+async def account_for_token(accounts: AccountCache, token: str, settings: Settings) -> Account:
     """The active account the access token was issued to. InvalidTokenError
     for a bad token or an account that no longer exists, InactiveUserError
     for a deactivated one."""
-    user = await session.get(User, decode_access_token(token, settings))
-    if user is None:
+    account = await accounts.get(decode_access_token(token, settings))
+    if account is None:
         raise InvalidTokenError("no such account")
-    if not user.is_active:
-        raise InactiveUserError(user.id)
-    return user
+    if not account.is_active:
+        raise InactiveUserError(account.id)
+    return account
 
 
 async def update_account(session: AsyncSession, user: User, changes: dict[str, bool]) -> User:

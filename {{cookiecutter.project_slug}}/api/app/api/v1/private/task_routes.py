@@ -15,14 +15,13 @@ from celery.canvas import Signature
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import API_V1_PREFIX
-from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
+from app.api.deps import CurrentUser, TaskRunnerDep
 from app.api.responses import Responses, error
 from app.core.producer.catalog import Catalog
-from app.models import User
 from app.schemas.task import TakesTime, TaskAccepted, TaskReply
+from app.services.account_cache import Account
 from app.services.tasks import SignatureBuilder, TaskRunner
 
 TASKS_PATH = f"{API_V1_PREFIX}/tasks"
@@ -66,8 +65,7 @@ class TaskRequest:
 
     name: str
     build: SignatureBuilder
-    session: AsyncSession
-    user: User
+    user: Account
     runner: TaskRunner
     # The task cannot end sooner (TakesTime bodies; 0 for the others).
     least_seconds: float = 0
@@ -91,13 +89,12 @@ def parse_request(endpoint: TaskEndpoint) -> Callable[..., Awaitable[TaskRequest
     # which mypy cannot see as a type.
     async def task_request(
         body: endpoint.body,  # type: ignore[name-defined]
-        session: SessionDep,
         user: CurrentUser,
         runner: TaskRunnerDep,
     ) -> TaskRequest:
         build = endpoint.builder(runner.catalog, body)
         least_seconds = body.least_seconds() if isinstance(body, TakesTime) else 0
-        return TaskRequest(endpoint.name, build, session, user, runner, least_seconds)
+        return TaskRequest(endpoint.name, build, user, runner, least_seconds)
 
     return task_request
 
@@ -128,14 +125,14 @@ def add_task_routes(router: APIRouter, endpoints: Sequence[TaskEndpoint]) -> Non
 def waiting_route(parsed: Any) -> Callable[..., Awaitable[TaskReply]]:
     async def wait(task: Annotated[TaskRequest, parsed]) -> TaskReply:
         task.refuse_unless_it_can_end_within(task.runner.wait_timeout)
-        return await task.runner.wait(task.session, task.user, task.name, task.build)
+        return await task.runner.wait(task.user, task.name, task.build)
 
     return wait
 
 
 def async_route(parsed: Any) -> Callable[..., Awaitable[TaskAccepted]]:
     async def start(task: Annotated[TaskRequest, parsed], response: Response) -> TaskAccepted:
-        task_id = await task.runner.submit(task.session, task.user, task.name, task.build)
+        task_id = await task.runner.submit(task.user, task.name, task.build)
         return accepted(response, task_id)
 
     return start

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from app.api import API_V1_PREFIX
 from app.api.accounts import create_account
-from app.api.deps import CurrentUser, SessionDep, SuperUser
+from app.api.deps import AccountCacheDep, CurrentUser, SessionDep, SuperUser
 from app.api.responses import error
 from app.models import User
 from app.schemas.page import Limit, Offset, Page
@@ -59,7 +59,11 @@ async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> Us
     },
 )
 async def update_user(
-    session: SessionDep, _: SuperUser, user_id: uuid.UUID, body: UserUpdate
+    session: SessionDep,
+    accounts: AccountCacheDep,
+    _: SuperUser,
+    user_id: uuid.UUID,
+    body: UserUpdate,
 ) -> UserPublic:
     user = await session.get(User, user_id)
     if user is None:
@@ -72,4 +76,7 @@ async def update_user(
             status_code=status.HTTP_409_CONFLICT,
             detail="The last active superuser cannot be demoted or deactivated",
         ) from None
+    # At once on this process; the others see the change when their copy
+    # expires (app/services/account_cache.py).
+    accounts.forget(user.id)
     return UserPublic.model_validate(user)

@@ -25,7 +25,7 @@ from fastapi.requests import HTTPConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import API_V1_PREFIX
-from app.api.deps import SessionDep, SettingsDep, TaskRunnerDep
+from app.api.deps import AccountCacheDep, SessionDep, SettingsDep, TaskRunnerDep
 from app.api.ownership import find_owned
 from app.api.v1.sockets.config import SocketSettings, get_socket_settings
 from app.api.v1.sockets.outbox import Outbox
@@ -34,12 +34,13 @@ from app.core.config import Settings
 from app.core.producer.errors import ResultBackendUnavailableError
 from app.core.producer.results import Meta
 from app.core.security import InvalidTokenError
-from app.models import TaskRecord, User
+from app.models import TaskRecord
 from app.schemas.task import TaskReply
+from app.services.account_cache import Account, AccountCache
 from app.services.task_progress import TaskProgress
 from app.services.task_states import FINAL
 from app.services.tasks import TaskRunner
-from app.services.users import InactiveUserError, user_for_token
+from app.services.users import InactiveUserError, account_for_token
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ async def socket_slots_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.socket_slots.close()
 
 
-def socket_slots(connection: HTTPConnection) -> SocketSlots:
+async def socket_slots(connection: HTTPConnection) -> SocketSlots:
     slots: SocketSlots = connection.app.state.socket_slots
     return slots
 
@@ -101,6 +102,7 @@ async def follow_task(
     # Any text: a malformed id is refused like an unknown one, after authentication.
     task_id: str,
     session: SessionDep,
+    accounts: AccountCacheDep,
     settings: SettingsDep,
     socket_settings: SocketSettingsDep,
     runner: TaskRunnerDep,
@@ -108,7 +110,7 @@ async def follow_task(
 ) -> None:
     await websocket.accept()
     try:
-        user = await authenticate(websocket, session, settings, socket_settings.WS_AUTH_TIMEOUT)
+        user = await authenticate(websocket, accounts, settings, socket_settings.WS_AUTH_TIMEOUT)
         async with slots.hold(user.id, socket_settings.WS_SOCKETS_PER_USER):
             task = await owned_task(session, task_id, user)
             final = await send_states(
@@ -136,8 +138,8 @@ async def close(websocket: WebSocket, code: CloseCode, reason: str) -> None:
 
 
 async def authenticate(
-    websocket: WebSocket, session: AsyncSession, settings: Settings, token_wait: float
-) -> User:
+    websocket: WebSocket, accounts: AccountCache, settings: Settings, token_wait: float
+) -> Account:
     try:
         async with asyncio.timeout(token_wait):
             message = await websocket.receive()
@@ -149,7 +151,7 @@ async def authenticate(
     if token is None:
         raise RefusedError(CloseCode.UNAUTHENTICATED, 'Send {"token": "..."} first')
     try:
-        return await user_for_token(session, token, settings)
+        return await account_for_token(accounts, token, settings)
     except InvalidTokenError:
         raise RefusedError(CloseCode.UNAUTHENTICATED, "Could not validate credentials") from None
     except InactiveUserError:
@@ -166,7 +168,7 @@ def token_in(text: str | None) -> str | None:
     return token if isinstance(token, str) else None
 
 
-async def owned_task(session: AsyncSession, task_id: str, user: User) -> TaskRecord:
+async def owned_task(session: AsyncSession, task_id: str, user: Account) -> TaskRecord:
     try:
         record_id = uuid.UUID(task_id)
     except ValueError:
