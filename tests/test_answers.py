@@ -157,7 +157,7 @@ def test_without_github_actions_nothing_mentions_them(bake):
 
 def test_with_websockets_the_route_the_page_and_their_settings_are_there(bake):
     project = bake()
-    assert "include_router(sockets_router)" in (project / "api/app/api/v1/__init__.py").read_text()
+    assert "include_router(sockets_router," in (project / "api/app/api/v1/__init__.py").read_text()
     dependencies = (project / "api/pyproject.toml").read_text()
     assert '"websockets>=' in dependencies and '"selenium>=' in dependencies
     assert "WS_SOCKETS_PER_USER=" in (project / ".env.example").read_text()

@@ -294,8 +294,8 @@ def measure(
 
     print(
         f"Python {sys.version.split()[0]}, {TASK_SERIALIZER} serializer, worker: "
-        f"{WORKER_CONCURRENCY} threads, API processes: {len(process_tree(api_pid))}"
-        f" (uvicorn --workers {args.workers}, CPU summed over them);"
+        f"{WORKER_CONCURRENCY} threads, API and (d): uvicorn --workers {args.workers}"
+        f" ({len(process_tree(api_pid))} processes each, CPU summed over them);"
         " all numbers from this one run\n"
     )
     print("Latency, one request at a time (integer multiplication):")
