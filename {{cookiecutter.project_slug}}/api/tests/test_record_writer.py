@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.core.config import Settings
 from app.core.db import DatabaseUnavailableError
 from app.models import TaskRecord, User
 from app.schemas.task import TaskError, TaskReply
-from app.services.record_writer import RecordWriter
+from app.services.record_writer import APPLICATION_NAME, RecordWriter
 
 
 @pytest.fixture
@@ -94,13 +94,14 @@ async def test_rows_queued_together_share_a_statement_and_a_bad_one_fails_alone(
     app: FastAPI, writer: RecordWriter, user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     statements: list[int] = []
-    execute = writer._execute
+    records = writer._records
+    execute = records.execute
 
     async def counted(statement: str, arguments: list[object]) -> None:
         statements.append(len(arguments[0]))  # rows in this statement
         await execute(statement, arguments)
 
-    monkeypatch.setattr(writer, "_execute", counted)
+    monkeypatch.setattr(records, "execute", counted)
     good = [new_record(user.id) for _ in range(9)]
     orphan = new_record(uuid.uuid4())  # no such owner: the foreign key refuses it
     outcomes = await asyncio.gather(
@@ -119,10 +120,16 @@ async def test_a_connection_the_server_closed_is_replaced(
     app: FastAPI, writer: RecordWriter, user: User
 ) -> None:
     await writer.add(new_record(user.id), durable=False)
-    assert writer._connection is not None
+    records = writer._records._connection
+    assert records is not None
     async with app.state.engine.connect() as connection:
-        await connection.exec_driver_sql(
-            f"SELECT pg_terminate_backend({writer._connection.get_server_pid()})"
+        named = await connection.scalar(
+            text("SELECT application_name FROM pg_stat_activity WHERE pid = :pid"),
+            {"pid": records.get_server_pid()},
+        )
+        assert named == APPLICATION_NAME
+        await connection.scalar(
+            text("SELECT pg_terminate_backend(:pid)"), {"pid": records.get_server_pid()}
         )
     task = new_record(user.id)
     try:

@@ -8,7 +8,7 @@ CPU than anything else a task request does. Here:
   (app/core/batches.py): at one request at a time a batch is one row, under
   load dozens;
 - a batch is one prepared statement over arrays (`unnest`), sent with
-  asyncpg itself: SQLAlchemy's Core took about 300 us of CPU per statement
+  asyncpg itself, on two connections of its own (records, ends): SQLAlchemy's Core took about 300 us of CPU per statement
   where asyncpg takes about 50 (`make bench`'s profile, this module's README
   section);
 - a write that need not wait for PostgreSQL's log flush says so inside the
@@ -66,6 +66,7 @@ FROM unnest($1::uuid[], $2::text[], $3::json[], $4::text[], $5::text[])
 WHERE task.id = ended.id AND task.status <> ALL($6::text[])
 """
 FINAL_STATES = sorted(FINAL)
+APPLICATION_NAME = "task-record-writer"
 
 
 class RecordWriter:
@@ -77,13 +78,11 @@ class RecordWriter:
         connect_timeout: float,
         command_timeout: float,
     ) -> None:
-        # SQLAlchemy's URL names its driver: asyncpg wants plain postgresql://.
-        self.dsn = make_url(database_url).set(drivername="postgresql")
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
-        self._connection: asyncpg.Connection | None = None
-        # One statement at a time on the connection: the batches wait their turn.
-        self._turn = asyncio.Lock()
+        # Two connections: new records do not queue behind ends, nor ends
+        # behind new records (under load, a statement waits for the one
+        # before it on its connection).
+        self._records = OwnConnection(database_url, connect_timeout, command_timeout)
+        self._ends_line = OwnConnection(database_url, connect_timeout, command_timeout)
         # A record whose owner was deleted meanwhile fails alone.
         self._relaxed = Batches(self._insert_relaxed, one_by_one_after=is_about_a_row)
         self._durable = Batches(self._insert_durable, one_by_one_after=is_about_a_row)
@@ -121,45 +120,66 @@ class RecordWriter:
             logger.warning("A task's end was not kept: %r", keeping.exception())
 
     async def close(self) -> None:
-        """Write what is queued, then close the connection."""
+        """Write what is queued, then close the connections."""
         for batches in (self._relaxed, self._durable, self._ends):
             await batches.close()
-        if self._connection is not None:
-            await self._connection.close(timeout=self.command_timeout)
-            self._connection = None
+        await self._records.close()
+        await self._ends_line.close()
 
     async def _insert_relaxed(self, tasks: list[TaskRecord]) -> None:
-        await self._execute(INSERT_RELAXED, columns(record_row(task) for task in tasks))
+        rows = columns(record_row(task) for task in tasks)
+        await self._records.execute(INSERT_RELAXED, rows)
 
     async def _insert_durable(self, tasks: list[TaskRecord]) -> None:
-        await self._execute(INSERT, columns(record_row(task) for task in tasks))
+        await self._records.execute(INSERT, columns(record_row(task) for task in tasks))
 
     async def _keep_ends(self, ends: list[tuple[TaskRecord, TaskReply]]) -> None:
         rows = columns(end_row(task, reply) for task, reply in ends)
-        await self._execute(KEEP_ENDS, [*rows, FINAL_STATES])
+        await self._ends_line.execute(KEEP_ENDS, [*rows, FINAL_STATES])
 
-    async def _execute(self, statement: str, arguments: Sequence[object]) -> None:
+
+class OwnConnection:
+    """One asyncpg connection, one statement at a time: opened on first use,
+    and again after it was lost."""
+
+    def __init__(self, database_url: str, connect_timeout: float, command_timeout: float) -> None:
+        # SQLAlchemy's URL names its driver: asyncpg wants plain postgresql://.
+        self.dsn = make_url(database_url).set(drivername="postgresql")
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._connection: asyncpg.Connection | None = None
+        self._turn = asyncio.Lock()
+
+    async def execute(self, statement: str, arguments: Sequence[object]) -> None:
+        """DatabaseUnavailableError when PostgreSQL is out of reach (the next
+        statement tries a new connection); the statement's own error otherwise."""
         try:
             async with self._turn:
                 connection = await self._connect()
                 await connection.execute(statement, *arguments)
         except Exception as error:
             if is_unavailable(error):
-                await self._drop_connection()
+                self._drop()
                 raise DatabaseUnavailableError from error
             raise
 
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close(timeout=self.command_timeout)
+            self._connection = None
+
     async def _connect(self) -> asyncpg.Connection:
-        """The connection: opened on first use, and again after one was lost."""
         if self._connection is None or self._connection.is_closed():
             self._connection = await asyncpg.connect(
                 self.dsn.render_as_string(hide_password=False),
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
+                # Who this is, in pg_stat_activity.
+                server_settings={"application_name": APPLICATION_NAME},
             )
         return self._connection
 
-    async def _drop_connection(self) -> None:
+    def _drop(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.terminate()
