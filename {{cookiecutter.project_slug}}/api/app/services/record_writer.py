@@ -151,17 +151,20 @@ class OwnConnection:
         self._turn = asyncio.Lock()
 
     async def execute(self, statement: str, arguments: Sequence[object]) -> None:
-        """DatabaseUnavailableError when PostgreSQL is out of reach (the next
-        statement tries a new connection); the statement's own error otherwise."""
+        """The server's error when it refused the statement itself (a row that
+        breaks a constraint); otherwise DatabaseUnavailableError, and the next
+        statement gets a new connection: whatever else went wrong (PostgreSQL
+        out of reach, a timeout, a connection the server ended, which asyncpg
+        may find in an unexpected state) leaves this one unfit to use."""
         try:
             async with self._turn:
                 connection = await self._connect()
                 await connection.execute(statement, *arguments)
         except Exception as error:
-            if is_unavailable(error):
-                self._drop()
-                raise DatabaseUnavailableError from error
-            raise
+            if isinstance(error, asyncpg.PostgresError) and not is_unavailable(error):
+                raise
+            self._drop()
+            raise DatabaseUnavailableError from error
 
     async def close(self) -> None:
         if self._connection is not None:
