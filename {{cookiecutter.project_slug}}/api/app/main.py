@@ -85,8 +85,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await listener.close()
+        # The runner first: the writes it still flushes tell the listener
+        # which results Redis may forget.
         await app.state.task_runner.close()
+        await listener.close()
         await publisher.close()
         celery.close()
         await redis.aclose()

@@ -8,14 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from celery.canvas import Signature
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
+from sqlalchemy.orm import make_transient_to_detached
 
 from app.core.config import Settings
 from app.core.db import DatabaseUnavailableError
 from app.models import TaskRecord, User
 from app.schemas.task import TaskError, TaskReply
 from app.services.record_writer import APPLICATION_NAME, RecordWriter
+from app.services.submissions import Submission
 
 
 @pytest.fixture
@@ -70,6 +73,19 @@ async def test_every_column_of_a_new_record_is_written(
         column: getattr(task, column) for column in COLUMNS
     }
     assert stored.created_at is not None
+
+
+async def test_a_recorded_task_is_read_without_the_database(
+    writer: RecordWriter, user: User
+) -> None:
+    """After its write, a record is a detached row: what the task runner reads
+    of it on a revocation or a failed publish must not need a lazy load."""
+    submission = Submission(Signature("x"), uuid.uuid4(), False, ["a"], ["a"])
+    pending = TaskReply(task_id=submission.task_id, status="PENDING")
+    task = submission.record(user, "x", pending, datetime.now(UTC))
+    await writer.add(task, durable=False)
+    make_transient_to_detached(task)
+    assert inspect(task).unloaded == {"created_at", "updated_at"}
 
 
 async def test_an_end_is_kept_once_the_first_end_wins(

@@ -47,6 +47,11 @@ class Batches(Generic[Item]):
             while self._queued:
                 batch, self._queued = self._queued, []
                 await self._write_batch(batch)
+        except BaseException:  # cancelled: the process is stopping
+            for _, done in pending(self._queued):
+                done.cancel()
+            self._queued = []
+            raise
         finally:
             self._writing = None
 
@@ -55,18 +60,32 @@ class Batches(Generic[Item]):
             await self._write([item for item, _ in batch])
         except Exception as error:
             if len(batch) > 1 and self._one_by_one_after(error):
-                for one in batch:
-                    await self._write_batch([one])
+                await self._write_one_by_one(batch)
             else:
-                for _, done in pending(batch):
-                    done.set_exception(error)
-        except BaseException:  # cancelled: the process is stopping
-            for _, done in pending(batch):
-                done.cancel()
+                fail(batch, error)
+        except BaseException:
+            cancel(batch)
             raise
         else:
             for _, done in pending(batch):
                 done.set_result(None)
+
+    async def _write_one_by_one(self, batch: list[tuple[Item, "asyncio.Future[None]"]]) -> None:
+        for index, (item, done) in enumerate(batch):
+            try:
+                await self._write([item])
+            except Exception as error:
+                if not self._one_by_one_after(error):
+                    # Out of reach: the others would only wait for it in turn.
+                    fail(batch[index:], error)
+                    return
+                fail([(item, done)], error)
+            except BaseException:
+                cancel(batch[index:])
+                raise
+            else:
+                if not done.done():
+                    done.set_result(None)
 
     async def close(self) -> None:
         """Wait for what is queued to be written."""
@@ -83,3 +102,13 @@ def pending(
 ) -> list[tuple[Item, "asyncio.Future[None]"]]:
     """The items of the batch whose callers were not told yet."""
     return [(item, done) for item, done in batch if not done.done()]
+
+
+def fail(batch: list[tuple[Item, "asyncio.Future[None]"]], error: Exception) -> None:
+    for _, done in pending(batch):
+        done.set_exception(error)
+
+
+def cancel(batch: list[tuple[Item, "asyncio.Future[None]"]]) -> None:
+    for _, done in pending(batch):
+        done.cancel()

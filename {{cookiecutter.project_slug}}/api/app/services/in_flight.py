@@ -5,7 +5,7 @@ with its deadline (when it is declared LOST at the latest).
 A task enters before it is published and leaves once its record holds its
 end. An /async task that ended unread still counts: when a user reaches the
 limit, the ends stored in Redis are looked up once, and the tasks that
-ended leave (in_flight_release in tasks.py).
+ended leave (TaskRunner._count_out_ended in tasks.py).
 """
 
 import uuid

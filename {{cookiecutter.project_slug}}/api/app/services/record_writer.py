@@ -1,16 +1,18 @@
-"""Task records written in batches, over a PostgreSQL connection of their own.
+"""Task records written in batches, over PostgreSQL connections of their own.
 
 Every task costs two writes: its record, before it is sent, and its end, once
 known. Through the ORM, with a transaction each, they took more of the API's
-CPU than anything else a task request does. Here:
+CPU than anything else a task request does: about 1.2 ms each, 0.5 through
+SQLAlchemy's Core, 0.07 through asyncpg with the setting below (measured one
+write at a time, CPU of the process). Here:
 
 - a request queues its row, and rows queued meanwhile are written together
   (app/core/batches.py): at one request at a time a batch is one row, under
   load dozens;
 - a batch is one prepared statement over arrays (`unnest`), sent with
-  asyncpg itself, on two connections of its own (records, ends): SQLAlchemy's Core took about 300 us of CPU per statement
-  where asyncpg takes about 50 (`make bench`'s profile, this module's README
-  section);
+  asyncpg itself, on two connections of its own, named task-record-writer in
+  pg_stat_activity: one for new records, one for ends, so that neither
+  queues behind the other;
 - a write that need not wait for PostgreSQL's log flush says so inside the
   statement (`set_config('synchronous_commit', 'off', true)`): one round trip
   instead of four for BEGIN, SET LOCAL, the statement and COMMIT.
@@ -90,15 +92,14 @@ class RecordWriter:
         # Ends being written: referenced so that they are not collected early.
         self._keeping: set[asyncio.Future[None]] = set()
 
-    async def add(self, task: TaskRecord, *, durable: bool) -> None:
-        """Commit a new record. Durable: the commit waits for PostgreSQL's log
-        flush (a client comes back for it later). Otherwise not: a database
-        crash in that instant could lose the record of a task whose answer
-        the client got anyway, never corrupt anything."""
+    def add(self, task: TaskRecord, *, durable: bool) -> "asyncio.Future[None]":
+        """Queue a new record; the future ends once it is committed. Durable:
+        the commit waits for PostgreSQL's log flush (a client comes back for
+        it later). Otherwise not: a database crash in that instant could lose
+        the record of a task whose answer the client got anyway, never
+        corrupt anything."""
         batches = self._durable if durable else self._relaxed
-        # Shielded: a request that goes away leaves its row in the batch (its
-        # caller then marks the record as never sent).
-        await asyncio.shield(batches.add(task))
+        return batches.add(task)
 
     async def keep_end(self, task: TaskRecord, reply: TaskReply) -> bool:
         """Keep a task's end in its record, so that the list of tasks shows it
@@ -167,9 +168,12 @@ class OwnConnection:
             raise DatabaseUnavailableError from error
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close(timeout=self.command_timeout)
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.close(timeout=self.command_timeout)
+            except Exception:  # PostgreSQL out of reach: nothing to say goodbye to
+                connection.terminate()
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():

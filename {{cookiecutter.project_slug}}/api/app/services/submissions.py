@@ -35,6 +35,10 @@ class Submission:
             answer_ids=self.answer_ids,
             all_ids=self.all_ids,
             expires_at=expires_at,
+            # Set, not left to the column's default: once written, the record
+            # is a detached row, whose unset attributes would be read from the
+            # database (which an async session cannot do lazily).
+            revoked_at=None,
         )
         task.keep(reply)
         return task

@@ -102,16 +102,16 @@ class TaskRunner:
             self._counted_out_unless_recorded(task),
             self.listener.watching(submission.answer_ids) as watch,
         ):
-            # Recorded before it is sent: no task runs without its owner's
-            # record (and no record stays behind a request that could not
-            # even subscribe).
+            # Recorded before it is sent: no task runs without its owner's record.
             await self._record(task, durable=False)
             try:
                 # Sent once Redis confirmed the subscription (it did so
                 # while the record was written): its result cannot be missed.
                 await watch.confirmed()
-            except ResultBackendUnavailableError:
-                self._withdraw_later(task.id)  # never sent
+            except BaseException:  # no confirmation, or the request went away
+                # Never sent: the record says so, and the task leaves the count.
+                self._withdraw_later(task.id)
+                self.in_flight.leave_soon(task.owner_id, [task.id])
                 raise
             publishing = asyncio.ensure_future(self.publisher.publish(submission.signature))
             results = asyncio.ensure_future(watch.results())
@@ -212,15 +212,25 @@ class TaskRunner:
     async def _record(self, task: TaskRecord, *, durable: bool) -> None:
         """Commit a new record, before its tasks are sent; then it is known
         as a row, which a revocation or a failed publish updates."""
+        writing = self.records.add(task, durable=durable)
         try:
-            await self.records.add(task, durable=durable)
+            # Shielded: a request that goes away leaves its row in the batch.
+            await asyncio.shield(writing)
         except BaseException:
-            # The commit may have landed all the same (the connection was lost
-            # after COMMIT went out). Its tasks will never be sent: once the
-            # database answers, the record, if there is one, says so.
-            self._withdraw_later(task.id)
+            # The row may be written all the same (the batch goes on, or the
+            # connection was lost after the commit went out). Its tasks will
+            # never be sent: once the write has ended and the database
+            # answers, the record, if there is one, says so.
+            writing.add_done_callback(lambda ended: self._withdraw_after(ended, task.id))
             raise
         make_transient_to_detached(task)
+
+    def _withdraw_after(self, writing: "asyncio.Future[None]", task_id: uuid.UUID) -> None:
+        """Once the write of a record whose tasks will not be sent has ended,
+        however it ended, mark the record (if there is one) as never sent."""
+        if not writing.cancelled():
+            writing.exception()  # this request no longer waits for it
+        self._withdraw_later(task_id)
 
     @contextlib.asynccontextmanager
     async def _session_with(self, *tasks: TaskRecord) -> AsyncIterator[AsyncSession]:

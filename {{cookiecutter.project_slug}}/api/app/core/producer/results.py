@@ -2,9 +2,11 @@
 
 The worker's Redis backend stores each state of a task under
 `celery-task-meta-<id>` and publishes it on a channel of the same name. A
-waiter subscribes to its tasks' channels, then reads their keys (a result
-stored before the subscription took effect is not missed), then awaits futures
-that the single reader task resolves. No thread, no polling.
+waiter subscribes to its tasks' channels and sends them once Redis confirmed
+the subscription, so every state they publish reaches it; a follower of tasks
+sent earlier reads their keys once subscribed (a state stored before is not
+missed). Both await futures that the single reader task resolves. No thread,
+no polling.
 
 A request that waits is told the final state only (watching); a follower, one
 that shows progress as it happens, is told every state on the way (following).
@@ -306,8 +308,8 @@ class ResultListener:
         futures that Redis' confirmations resolve.
 
         The SUBSCRIBE is sent at once and confirmed in the background, so the
-        block can publish tasks meanwhile; Subscription.stored() waits for the
-        confirmations before it reads the keys.
+        block can do other work meanwhile (a waiter writes its record);
+        Subscription.confirmed() waits for the confirmations.
         """
         pubsub = await self._start()
         loop = asyncio.get_running_loop()
@@ -327,16 +329,15 @@ class ResultListener:
             yield confirmations
         finally:
             self._unregister(subscribers)
-            self._unsubscribing.add_in_background((pubsub, list(subscribers)))
+            self._unsubscribing.add_in_background(list(subscribers))
 
-    async def _unsubscribe_batch(self, batch: list[tuple[PubSub, list[bytes]]]) -> None:
+    async def _unsubscribe_batch(self, batch: list[list[bytes]]) -> None:
         """Unsubscribe from the channels that nobody has subscribed to again
-        meanwhile, on the connection that subscribed to them: after it was
-        replaced, the old one has nothing to undo."""
+        meanwhile, on the connection of now (one that replaced a lost one
+        subscribed again to every channel still listened to then)."""
         unwanted = [
             channel
-            for pubsub, channels in batch
-            if pubsub is self._pubsub
+            for channels in batch
             for channel in channels
             if channel not in self._subscribers
         ]
