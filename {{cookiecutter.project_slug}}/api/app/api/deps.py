@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import API_V1_PREFIX
 from app.core.config import Settings
-from app.core.db import DatabaseUnavailableError, is_unavailable
+from app.core.db import open_session
 from app.core.security import InvalidTokenError
 from app.services.account_cache import Account, AccountCache
 from app.services.tasks import TaskRunner
@@ -39,15 +39,8 @@ SettingsDep = Annotated[Settings, Depends(app_settings)]
 async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """A session per request. Routes commit what they mean to keep; anything
     else, and everything after an error, is rolled back when the session closes."""
-    async with connection.app.state.sessionmaker() as session:
-        try:
-            yield session
-        except Exception as error:
-            if is_unavailable(error):
-                # Nothing to roll back on a connection that is gone.
-                raise DatabaseUnavailableError from error
-            await session.rollback()
-            raise
+    async with open_session(connection.app.state.sessionmaker) as session:
+        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,5 +1,8 @@
 """The async engine and its sessions (SQLAlchemy 2 over asyncpg)."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import asyncpg
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import (
@@ -64,6 +67,24 @@ def is_unavailable(error: BaseException) -> bool:
         # SQLAlchemy's adapter wraps asyncpg's error: look at asyncpg's.
         error = error.orig.__cause__ or error.orig if error.orig is not None else error
     return isinstance(error, UNREACHABLE)
+
+
+@asynccontextmanager
+async def open_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A session whose errors say whether the database is out of reach
+    (DatabaseUnavailableError, a 503). What was not committed, and everything
+    after an error, is rolled back when it closes."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except Exception as error:
+            if is_unavailable(error):
+                # Nothing to roll back on a connection that is gone.
+                raise DatabaseUnavailableError from error
+            await session.rollback()
+            raise
 
 
 async def commit_without_waiting_for_flush(session: AsyncSession) -> None:

@@ -21,7 +21,7 @@ from datetime import datetime
 from cachetools import TLRUCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.db import DatabaseUnavailableError, is_unavailable
+from app.core.db import open_session
 from app.models import User
 
 # Accounts kept per process at most; the least recently used goes first.
@@ -95,13 +95,8 @@ class AccountCache:
             read.exception()  # raised to the requests that waited, if any
 
     async def _read(self, account_id: uuid.UUID, began: float) -> Kept | None:
-        try:
-            async with self.sessionmaker() as session:
-                user = await session.get(User, account_id)
-        except Exception as error:
-            if is_unavailable(error):
-                raise DatabaseUnavailableError from error
-            raise
+        async with open_session(self.sessionmaker) as session:
+            user = await session.get(User, account_id)
         if user is None:
             return None
         kept = Kept(

@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -86,11 +87,11 @@ class RecordWriter:
         self._records = OwnConnection(database_url, connect_timeout, command_timeout)
         self._ends_line = OwnConnection(database_url, connect_timeout, command_timeout)
         # A record whose owner was deleted meanwhile fails alone.
-        self._relaxed = Batches(self._insert_relaxed, one_by_one_after=is_about_a_row)
-        self._durable = Batches(self._insert_durable, one_by_one_after=is_about_a_row)
+        self._relaxed = Batches(
+            partial(self._insert, INSERT_RELAXED), one_by_one_after=is_about_a_row
+        )
+        self._durable = Batches(partial(self._insert, INSERT), one_by_one_after=is_about_a_row)
         self._ends = Batches(self._keep_ends, one_by_one_after=is_about_a_row)
-        # Ends being written: referenced so that they are not collected early.
-        self._keeping: set[asyncio.Future[None]] = set()
 
     def add(self, task: TaskRecord, *, durable: bool) -> "asyncio.Future[None]":
         """Queue a new record; the future ends once it is committed. Durable:
@@ -107,18 +108,11 @@ class RecordWriter:
         the answer is known already, and until its end is kept, readers find
         it in Redis."""
         keeping = self._ends.add((task, reply))
-        self._keeping.add(keeping)
-        keeping.add_done_callback(self._end_kept)
+        keeping.add_done_callback(log_unkept_end)
         # asyncio.wait neither raises the write's error (logged by _end_kept)
         # nor cancels the write when the request goes away.
         await asyncio.wait([keeping])
         return not keeping.cancelled() and keeping.exception() is None
-
-    def _end_kept(self, keeping: "asyncio.Future[None]") -> None:
-        self._keeping.discard(keeping)
-        if not keeping.cancelled() and keeping.exception() is not None:
-            # The record stays PENDING; whoever reads it next keeps the end.
-            logger.warning("A task's end was not kept: %r", keeping.exception())
 
     async def close(self) -> None:
         """Write what is queued, then close the connections."""
@@ -127,12 +121,8 @@ class RecordWriter:
         await self._records.close()
         await self._ends_line.close()
 
-    async def _insert_relaxed(self, tasks: list[TaskRecord]) -> None:
-        rows = columns(record_row(task) for task in tasks)
-        await self._records.execute(INSERT_RELAXED, rows)
-
-    async def _insert_durable(self, tasks: list[TaskRecord]) -> None:
-        await self._records.execute(INSERT, columns(record_row(task) for task in tasks))
+    async def _insert(self, statement: str, tasks: list[TaskRecord]) -> None:
+        await self._records.execute(statement, columns(record_row(task) for task in tasks))
 
     async def _keep_ends(self, ends: list[tuple[TaskRecord, TaskReply]]) -> None:
         rows = columns(end_row(task, reply) for task, reply in ends)
@@ -190,6 +180,12 @@ class OwnConnection:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.terminate()
+
+
+def log_unkept_end(keeping: "asyncio.Future[None]") -> None:
+    if not keeping.cancelled() and keeping.exception() is not None:
+        # The record stays PENDING; whoever reads it next keeps the end.
+        logger.warning("A task's end was not kept: %r", keeping.exception())
 
 
 def is_about_a_row(error: Exception) -> bool:

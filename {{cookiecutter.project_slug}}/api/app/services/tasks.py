@@ -13,7 +13,7 @@ from sqlalchemy import inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
 
-from app.core.db import DatabaseUnavailableError, commit_without_waiting_for_flush, is_unavailable
+from app.core.db import commit_without_waiting_for_flush, is_unavailable, open_session
 from app.core.producer.catalog import Catalog
 from app.core.producer.errors import BrokerUnavailableError, ResultBackendUnavailableError
 from app.core.producer.publisher import Publisher
@@ -140,7 +140,7 @@ class TaskRunner:
         if metas is not None:
             reply = combine(submission.task_id, metas, submission.is_group)
             if await self.records.keep_end(task, reply):
-                self._ends_kept([task])
+                self._end_kept(task)
         if reply.status != states.SUCCESS:
             raise TaskFailedError(reply)
         return reply
@@ -236,14 +236,9 @@ class TaskRunner:
     async def _session_with(self, *tasks: TaskRecord) -> AsyncIterator[AsyncSession]:
         """A session, holding these recorded tasks, for the few paths that
         read or update records: the usual round trip needs none."""
-        async with self.sessionmaker() as session:
+        async with open_session(self.sessionmaker) as session:
             session.add_all(tasks)
-            try:
-                yield session
-            except Exception as error:
-                if is_unavailable(error):
-                    raise DatabaseUnavailableError from error
-                raise
+            yield session
 
     def _withdraw_later(self, task_id: uuid.UUID) -> None:
         withdrawal = asyncio.create_task(self._mark_withdrawn(task_id))
@@ -360,15 +355,14 @@ class TaskRunner:
         task.keep(reply)
         # The answer is already known: the commit need not wait for the disk.
         await commit_without_waiting_for_flush(session)
-        self._ends_kept([task])
+        self._end_kept(task)
         return reply
 
-    def _ends_kept(self, tasks: list[TaskRecord]) -> None:
-        """Once records hold their ends, Redis need not keep the results, and
-        the tasks no longer count as in flight."""
-        for task in tasks:
-            self.listener.forget_soon(task.all_ids)
-            self.in_flight.leave_soon(task.owner_id, [task.id])
+    def _end_kept(self, task: TaskRecord) -> None:
+        """Once the record holds its end, Redis need not keep the results, and
+        the task no longer counts as in flight."""
+        self.listener.forget_soon(task.all_ids)
+        self.in_flight.leave_soon(task.owner_id, [task.id])
 
 
 async def published(publishing: "asyncio.Future[None]") -> bool:
