@@ -70,7 +70,7 @@ MONITORING_WORDS = re.compile(
 # What only a project with the GitHub Actions workflow mentions.
 GITHUB_ACTIONS_WORDS = re.compile(r"(?i:github|dependabot)")
 # What only a project with WebSockets mentions, in any of its text files.
-WEBSOCKET_WORDS = re.compile(r"(?i:websocket|selenium|chromium)|\bWS_[A-Z]|/live\b")
+WEBSOCKET_WORDS = re.compile(r"(?i:websocket)|\bWS_[A-Z]|/live\b")
 
 
 def env_values(path):
@@ -159,7 +159,7 @@ def test_with_websockets_the_route_the_page_and_their_settings_are_there(bake):
     project = bake()
     assert "include_router(sockets_router," in (project / "api/app/api/v1/__init__.py").read_text()
     dependencies = (project / "api/pyproject.toml").read_text()
-    assert '"websockets>=' in dependencies and '"selenium>=' in dependencies
+    assert '"websockets>=' in dependencies
     assert "WS_SOCKETS_PER_USER=" in (project / ".env.example").read_text()
     readme = (project / "README.md").read_text()
     assert "/api/v1/ws/tasks/{task_id}" in readme and "/live" in readme

@@ -143,15 +143,21 @@ def project(serializer, tmp_path_factory):
     return path
 
 
+# The pages the rendered suite drives in chromium, as it saves them.
+SCREENSHOTS = ("live-page.png", "docs.png", "docs-users-me.png", "redoc.png")
+
+
 def test_make_test_passes_against_the_real_services(project, serializer):
-    # The live page's screenshot lands where the template's run reports it.
-    screenshot = ARTIFACTS / serializer / "live-page.png"
-    screenshot.unlink(missing_ok=True)
-    result = make(project, "test", TEST_ARTIFACTS=str(screenshot.parent))
+    # The pages' screenshots land where the template's run reports them.
+    screenshots = [ARTIFACTS / serializer / name for name in SCREENSHOTS]
+    for screenshot in screenshots:
+        screenshot.unlink(missing_ok=True)
+    result = make(project, "test", TEST_ARTIFACTS=str(screenshots[0].parent))
     # One pytest summary for the worker, one for the API.
     assert result.stdout.count(" passed") == 2, result.stdout
     if os.environ.get("REQUIRE_BROWSER") == "1":
-        assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot of the live page"
+        for screenshot in screenshots:
+            assert screenshot.read_bytes().startswith(b"\x89PNG"), f"no {screenshot.name}"
 
 
 def test_make_bench_load_brings_every_task_back(project, serializer):

@@ -8,6 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import make_url
 
 from app.api import API_V1_PREFIX
+from app.api.docs_pages import add_docs_pages
 from app.api.v1 import API_DESCRIPTION, include_api_routes
 from app.api.v1.private.task_errors import add_task_error_handlers
 from app.core import metrics
@@ -103,10 +104,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="{{ cookiecutter.version }}",
         openapi_url=f"{API_V1_PREFIX}/openapi.json",
         openapi_tags=OPENAPI_TAGS,
+        # Served by add_docs_pages instead, with nothing loaded from elsewhere.
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.settings = settings
     include_api_routes(app)
+    add_docs_pages(app)
     add_error_handlers(app)
     add_task_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_SIZE)

@@ -49,6 +49,7 @@ from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base, User  # noqa: E402
 from testkit import celery_worker, delete_queue, free_port, migrated_database  # noqa: E402
+from tests.browser import browser_missing  # noqa: E402
 
 # Hashing is slow on purpose; the users of the tests share one hash.
 PASSWORD = "correct horse battery staple"
@@ -207,6 +208,23 @@ async def listening(app: FastAPI, **config: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await serving_task
+
+
+@pytest.fixture(scope="module")
+async def server(app: FastAPI) -> AsyncIterator[str]:
+    """The run's app on a real port, for a module's browser or socket tests."""
+    async with listening(app) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def browser() -> None:
+    """Skip (or with REQUIRE_BROWSER=1, fail) when there is no browser to drive."""
+    problem = browser_missing()
+    if problem and os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail(problem)
+    if problem:
+        pytest.skip(problem)
 
 
 @pytest.fixture

@@ -1,75 +1,23 @@
-"""The live page in a real headless browser: Debian's chromium, driven through
-chromedriver, against the API served by uvicorn and a real worker.
-
-Skipped when chromium or chromedriver is missing (`apt install chromium
-chromium-driver`), unless REQUIRE_BROWSER=1 says that it must run.
-"""
+"""The live page in a real headless browser (tests/browser.py), against the
+API served by uvicorn and a real worker."""
 
 import asyncio
-import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from httpx import AsyncClient
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app.models import User
-from tests.conftest import PASSWORD, listening
+from tests.browser import ARTIFACTS, console_problems, report, start_chromium
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
-# Where the screenshot goes; the template's own tests point this elsewhere.
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
-# No first-run work, no background connections: the test network reaches nothing public.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=900,1100",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> None:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if not missing:
-        return
-    reason = (
-        f"no browser to drive: {', '.join(missing)} missing (apt install chromium chromium-driver)"
-    )
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-async def server(app: FastAPI) -> AsyncIterator[str]:
-    async with listening(app) as address:
-        yield address
-
-
-def start_chromium(profile: str) -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
 
 
 def card_text(card: WebElement, part: str) -> str:
@@ -104,7 +52,7 @@ def progress_screenshot(screenshot: Path) -> Path:
 def use_the_page(base: str, email: str, screenshot: Path) -> dict[str, object]:
     """Log in, start a long-running task and a chord, watch both; what it saw."""
     with tempfile.TemporaryDirectory() as profile:
-        driver = start_chromium(profile)
+        driver = start_chromium(profile, size=(900, 1100))
         try:
             driver.get(f"http://{base}/live")
             driver.find_element(By.ID, "email").send_keys(email)
@@ -135,7 +83,7 @@ def use_the_page(base: str, email: str, screenshot: Path) -> dict[str, object]:
                 "outcome": card_text(long_running, "outcome"),
                 "chord_shown": chord_shown,
                 "chord_outcome": card_text(chord, "outcome"),
-                "console": [entry["message"] for entry in driver.get_log("browser")],
+                "console": console_problems(driver),
             }
         finally:
             driver.quit()
@@ -175,6 +123,4 @@ async def test_the_live_page_shows_progress_then_the_result(
     assert seen["console"] == []
     during = progress_screenshot(screenshot)
     assert screenshot.stat().st_size > 10_000 and during.stat().st_size > 10_000
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"live page screenshots: {during} (progress), {screenshot} (done)")
+    report(request, f"live page screenshots: {during} (progress), {screenshot} (done)")

@@ -5,7 +5,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,12 +45,6 @@ def socket_settings(app: FastAPI) -> Iterator[SocketSettings]:
     app.dependency_overrides[get_socket_settings] = lambda: SOCKET_SETTINGS
     yield SOCKET_SETTINGS
     del app.dependency_overrides[get_socket_settings]
-
-
-@pytest.fixture(scope="module")
-async def server(app: FastAPI) -> AsyncIterator[str]:
-    async with listening(app) as address:
-        yield address
 
 
 def socket_url(server: str, task_id: object) -> str:

@@ -1,0 +1,85 @@
+"""Pages in a real headless browser: Debian's chromium, driven through
+chromedriver. Tests that use it take the `browser` fixture, which skips them
+when chromium or chromedriver is missing (`apt install chromium
+chromium-driver`), unless REQUIRE_BROWSER=1 says that they must run.
+"""
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+# Where screenshots go; the template's own tests point this elsewhere.
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
+# No first-run work, no background connections: the test network reaches nothing public.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_missing() -> str | None:
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if not missing:
+        return None
+    return (
+        f"no browser to drive: {', '.join(missing)} missing (apt install chromium chromium-driver)"
+    )
+
+
+def start_chromium(profile: str, *flags: str, size: tuple[int, int]) -> webdriver.Chrome:
+    """A browser with its own profile, logging its console and its network."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    width, height = size
+    for flag in [*CHROMIUM_FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    for flag in flags:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+
+
+def console_problems(driver: webdriver.Chrome) -> list[str]:
+    """The errors and warnings in the console since the last call: script
+    errors, and anything the Content-Security-Policy refused. (Not Chrome's
+    hints, such as a password field outside a form in Swagger UI's dialog.)"""
+    return [
+        f"{entry['level']}: {entry['message']}"
+        for entry in driver.get_log("browser")
+        if entry["level"] in ("SEVERE", "WARNING")
+    ]
+
+
+def origins_asked(driver: webdriver.Chrome) -> set[str]:
+    """The origins of every network request the browser started since the
+    last call, whether it went out or was refused. Only http(s) and ws(s):
+    data: and blob: URLs are made on the page."""
+    origins = set()
+    for entry in driver.get_log("performance"):
+        event = json.loads(entry["message"])["message"]
+        if event["method"] != "Network.requestWillBeSent":
+            continue
+        url = urlsplit(event["params"]["request"]["url"])
+        if url.scheme in ("http", "https", "ws", "wss"):
+            origins.add(f"{url.scheme}://{url.netloc}")
+    return origins
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """A line in pytest's output, even with output captured: where screenshots are."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
