@@ -14,10 +14,12 @@ REQUIRE_DOCKER=1 (CI sets it), which turns the skip into a failure.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -196,6 +198,17 @@ def test_ready_and_logged_in_as_the_env_superuser(stack, token):
         stack.read_env("FIRST_SUPERUSER_EMAIL"),
         True,
     )
+
+
+def test_the_image_serves_the_docs_pages_with_their_assets(stack):
+    """The pages' scripts come from a package inside the image, not from a CDN."""
+    for page in ("/docs", "/redoc"):
+        text = read_text(f"{stack.api_url}{page}")
+        assets = re.findall(r'(?:src|href)="(/docs/assets/[^"]+)"', text)
+        assert len(assets) >= 2, text
+        for asset in assets:
+            with urllib.request.urlopen(f"{stack.api_url}{asset}", timeout=5) as response:
+                assert len(response.read()) > 1000, asset
 
 
 def test_make_smoke_passes_against_the_stack(stack):

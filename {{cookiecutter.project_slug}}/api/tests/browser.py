@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
@@ -17,6 +16,8 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 # Where screenshots go; the template's own tests point this elsewhere.
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
+# What the run saved, for its summary.
+SAVED_SCREENSHOTS: list[Path] = []
 # No first-run work, no background connections: the test network reaches nothing public.
 CHROMIUM_FLAGS = [
     "--headless",
@@ -78,8 +79,7 @@ def origins_asked(driver: webdriver.Chrome) -> set[str]:
     return origins
 
 
-def report(request: pytest.FixtureRequest, line: str) -> None:
-    """A line in pytest's output, even with output captured: where screenshots are."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line)
+def list_at_the_end(*screenshots: Path) -> None:
+    """Name the screenshots in the run's summary (conftest.py), where they
+    are seen even when output is captured."""
+    SAVED_SCREENSHOTS.extend(screenshots)

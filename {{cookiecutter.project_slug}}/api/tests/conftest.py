@@ -49,7 +49,7 @@ from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base, User  # noqa: E402
 from testkit import celery_worker, delete_queue, free_port, migrated_database  # noqa: E402
-from tests.browser import browser_missing  # noqa: E402
+from tests.browser import SAVED_SCREENSHOTS, browser_missing  # noqa: E402
 
 # Hashing is slow on purpose; the users of the tests share one hash.
 PASSWORD = "correct horse battery staple"
@@ -225,6 +225,13 @@ def browser() -> None:
         pytest.fail(problem)
     if problem:
         pytest.skip(problem)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SAVED_SCREENSHOTS:
+        terminalreporter.section("screenshots")
+        for path in SAVED_SCREENSHOTS:
+            terminalreporter.write_line(str(path))
 
 
 @pytest.fixture

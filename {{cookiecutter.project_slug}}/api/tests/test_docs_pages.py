@@ -20,7 +20,13 @@ from app.api.docs_pages import ASSETS_PATH, MEDIA_TYPES
 from app.core.config import Settings
 from app.migrate import create_first_superuser
 from testkit import free_port
-from tests.browser import ARTIFACTS, console_problems, origins_asked, report, start_chromium
+from tests.browser import (
+    ARTIFACTS,
+    console_problems,
+    list_at_the_end,
+    origins_asked,
+    start_chromium,
+)
 from tests.conftest import listening
 
 PAGES = ("/docs", "/redoc")
@@ -180,7 +186,6 @@ async def test_swagger_ui_renders_offline_and_authorizes_with_the_first_superuse
     server: str,
     first_superuser: tuple[str, str],
     settings: Settings,
-    request: pytest.FixtureRequest,
 ) -> None:
     email, password = first_superuser
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -194,7 +199,7 @@ async def test_swagger_ui_renders_offline_and_authorizes_with_the_first_superuse
     assert seen["console"] == []  # nothing refused by the policy, no script error
     shots = [ARTIFACTS / name for name in ("docs.png", "docs-users-me.png")]
     assert all(shot.stat().st_size > 20_000 for shot in shots)
-    report(request, f"docs screenshots: {shots[0]} (rendered), {shots[1]} (GET {ME}: 200)")
+    list_at_the_end(*shots)
 
 
 async def test_redoc_renders_offline(
@@ -202,7 +207,6 @@ async def test_redoc_renders_offline(
     server: str,
     client: AsyncClient,
     settings: Settings,
-    request: pytest.FixtureRequest,
 ) -> None:
     schema = (await client.get("/api/v1/openapi.json")).json()
     summary = schema["paths"][ME]["get"]["summary"]
@@ -215,7 +219,7 @@ async def test_redoc_renders_offline(
     assert seen["console"] == []
     shot = ARTIFACTS / "redoc.png"
     assert shot.stat().st_size > 20_000
-    report(request, f"redoc screenshot: {shot}")
+    list_at_the_end(shot)
 
 
 async def test_the_browser_reaches_nothing_public(browser: None) -> None:

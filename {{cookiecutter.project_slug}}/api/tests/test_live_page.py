@@ -14,7 +14,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app.models import User
-from tests.browser import ARTIFACTS, console_problems, report, start_chromium
+from tests.browser import ARTIFACTS, console_problems, list_at_the_end, start_chromium
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -106,7 +106,7 @@ async def test_the_page_is_served_with_a_policy_that_allows_only_this_origin(
 
 
 async def test_the_live_page_shows_progress_then_the_result(
-    browser: None, server: str, user: User, request: pytest.FixtureRequest
+    browser: None, server: str, user: User
 ) -> None:
     screenshot = ARTIFACTS / "live-page.png"
     seen = await asyncio.to_thread(use_the_page, server, user.email, screenshot)
@@ -123,4 +123,4 @@ async def test_the_live_page_shows_progress_then_the_result(
     assert seen["console"] == []
     during = progress_screenshot(screenshot)
     assert screenshot.stat().st_size > 10_000 and during.stat().st_size > 10_000
-    report(request, f"live page screenshots: {during} (progress), {screenshot} (done)")
+    list_at_the_end(during, screenshot)
