@@ -111,6 +111,11 @@ def test_rendered_workflow_passes_actionlint_and_calls_existing_targets(bake, co
     assert [target for target in called if target not in targets] == []
     # The steps that are not make calls only prepare the runner.
     assert spelled_out(scripts) == []
+    # Every render has pages to test in a browser: the runner's Chrome must be
+    # driven by its own chromedriver (there is none at the default path).
+    jobs = workflow(path)["jobs"].values()
+    assert [job["env"]["CHROMIUM"] for job in jobs if "REQUIRE_BROWSER" in job.get("env", {})]
+    assert any("CHROMEDRIVER=$CHROMEWEBDRIVER/chromedriver" in script for script in scripts)
 
 
 def spelled_out(scripts: list[str]) -> list[str]:

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from testkit import free_port
+
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 # Where screenshots go; the template's own tests point this elsewhere.
@@ -40,14 +42,19 @@ def browser_missing() -> str | None:
     )
 
 
-def start_chromium(profile: str, *flags: str, size: tuple[int, int]) -> webdriver.Chrome:
-    """A browser with its own profile, logging its console and its network."""
+def start_chromium(profile: str, *, size: tuple[int, int]) -> webdriver.Chrome:
+    """A browser with its own profile, logging its console and its network.
+    Every request but those to this machine goes to a proxy that is not there:
+    it reaches nothing public, wherever the tests run."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     width, height = size
-    for flag in [*CHROMIUM_FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    for flag in flags:
+    for flag in [
+        *CHROMIUM_FLAGS,
+        f"--proxy-server=http://127.0.0.1:{free_port()}",
+        f"--window-size={width},{height}",
+        f"--user-data-dir={profile}",
+    ]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
@@ -65,16 +72,19 @@ def console_problems(driver: webdriver.Chrome) -> list[str]:
 
 
 def origins_asked(driver: webdriver.Chrome) -> set[str]:
-    """The origins of every network request the browser started since the
-    last call, whether it went out or was refused. Only http(s) and ws(s):
-    data: and blob: URLs are made on the page."""
+    """The origins of every request and WebSocket the browser started since
+    the last call, whether it went out or was refused. data: and blob: URLs
+    are made on the page itself, and not counted."""
     origins = set()
     for entry in driver.get_log("performance"):
         event = json.loads(entry["message"])["message"]
-        if event["method"] != "Network.requestWillBeSent":
+        if event["method"] == "Network.requestWillBeSent":
+            url = urlsplit(event["params"]["request"]["url"])
+        elif event["method"] == "Network.webSocketCreated":
+            url = urlsplit(event["params"]["url"])
+        else:
             continue
-        url = urlsplit(event["params"]["request"]["url"])
-        if url.scheme in ("http", "https", "ws", "wss"):
+        if url.scheme not in ("data", "blob", "chrome"):
             origins.add(f"{url.scheme}://{url.netloc}")
     return origins
 

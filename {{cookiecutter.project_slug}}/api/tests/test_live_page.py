@@ -14,7 +14,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app.models import User
-from tests.browser import ARTIFACTS, console_problems, list_at_the_end, start_chromium
+from tests.browser import (
+    ARTIFACTS,
+    console_problems,
+    list_at_the_end,
+    origins_asked,
+    start_chromium,
+)
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -84,6 +90,7 @@ def use_the_page(base: str, email: str, screenshot: Path) -> dict[str, object]:
                 "chord_shown": chord_shown,
                 "chord_outcome": card_text(chord, "outcome"),
                 "console": console_problems(driver),
+                "origins": origins_asked(driver),
             }
         finally:
             driver.quit()
@@ -119,8 +126,10 @@ async def test_the_live_page_shows_progress_then_the_result(
     assert seen["outcome"] == "result: 8"
     assert seen["chord_shown"][-1] == "SUCCESS"
     assert seen["chord_outcome"] == "result: 252"  # 21 doubled, 6 times, summed
-    # Nothing refused by the Content-Security-Policy, no script error.
+    # Nothing refused by the Content-Security-Policy, no script error, and
+    # nothing asked of another origin: the page, the API and the WebSocket.
     assert seen["console"] == []
+    assert seen["origins"] == {f"http://{server}", f"ws://{server}"}
     during = progress_screenshot(screenshot)
     assert screenshot.stat().st_size > 10_000 and during.stat().st_size > 10_000
     list_at_the_end(during, screenshot)

@@ -13,17 +13,12 @@ import gzip
 import hashlib
 import re
 from functools import cache
-from importlib.metadata import version
 from importlib.resources import files
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
-ASSETS_PACKAGE = "fastapi_offline"
-# The package's version is in the path, so a browser may keep the files for
-# good: an upgrade changes their URLs.
-ASSETS_PATH = f"/docs/assets/{version(ASSETS_PACKAGE)}"
 MEDIA_TYPES = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
@@ -38,49 +33,66 @@ INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
 @cache
-def asset(name: str) -> tuple[bytes, bytes | None]:
-    """One of the package's files, and gzipped if it is text (2.8 MB of
-    scripts and styles become 0.8 MB), read once per process."""
-    content = (files(ASSETS_PACKAGE) / "static" / name).read_bytes()
-    if name == "redoc.standalone.js":
-        content = content.replace(*REDOCLY_LOGO)
-    compressed = gzip.compress(content) if MEDIA_TYPES[name].startswith("text/") else None
-    return content, compressed
+def served_files() -> dict[str, bytes]:
+    """The package's files as the API serves them, read once per process."""
+    static = files("fastapi_offline") / "static"
+    served = {name: (static / name).read_bytes() for name in MEDIA_TYPES}
+    served["redoc.standalone.js"] = served["redoc.standalone.js"].replace(*REDOCLY_LOGO)
+    return served
 
 
-# A plain function: FastAPI runs it in its thread pool, so the first read and
-# compression (about 80 ms for Swagger UI's script) does not hold up the event loop.
+@cache
+def assets_path() -> str:
+    """Where the files are served: under a digest of their content, so that a
+    browser may keep them for good; another package version changes it."""
+    digest = hashlib.sha256()
+    for name, content in sorted(served_files().items()):
+        digest.update(name.encode() + hashlib.sha256(content).digest())
+    return f"/docs/assets/{digest.hexdigest()[:16]}"
+
+
+@cache
+def compressed(name: str) -> bytes:
+    return gzip.compress(served_files()[name])
+
+
+# A plain function: FastAPI runs it in its thread pool, so compressing a file on
+# its first request (about 80 ms for Swagger UI's script) does not hold up the
+# event loop. Text only: 2.8 MB of scripts and styles become 0.8 MB.
 def docs_asset(name: str, request: Request) -> Response:
     if name not in MEDIA_TYPES:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Not found")
-    content, compressed = asset(name)
+    content = served_files()[name]
     headers = {
         "Cache-Control": "public, max-age=31536000, immutable",
         "Vary": "Accept-Encoding",
         "X-Content-Type-Options": "nosniff",
     }
-    if compressed and "gzip" in request.headers.get("Accept-Encoding", ""):
-        content = compressed
+    if MEDIA_TYPES[name].startswith("text/") and "gzip" in request.headers.get(
+        "Accept-Encoding", ""
+    ):
+        content = compressed(name)
         headers["Content-Encoding"] = "gzip"
     return Response(content, media_type=MEDIA_TYPES[name], headers=headers)
 
 
-def inline_script_hashes(page: HTMLResponse) -> str:
+def inline_script_hashes(page: HTMLResponse) -> list[str]:
     """CSP sources that allow exactly the page's own inline scripts: Swagger
     UI's page starts it from one, written with the app's settings."""
-    return " ".join(
+    return [
         f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
         for script in INLINE_SCRIPT.findall(bytes(page.body).decode())
-    )
+    ]
 
 
 def with_policy(page: HTMLResponse, *, style_src: str, worker_src: str) -> HTMLResponse:
     """Scripts from this origin and the page's own inline ones, data: images
     (Swagger UI's stylesheet holds its icons so), requests to this origin."""
+    script_src = " ".join(["'self'", *inline_script_hashes(page)])
     page.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src 'self' {inline_script_hashes(page)}; "
-        f"style-src {style_src}; img-src 'self' data:; connect-src 'self'; "
-        f"worker-src {worker_src}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        f"default-src 'none'; script-src {script_src}; style-src {style_src}; "
+        f"img-src 'self' data:; connect-src 'self'; worker-src {worker_src}; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
     page.headers["X-Content-Type-Options"] = "nosniff"
     return page
@@ -91,7 +103,8 @@ def add_docs_pages(app: FastAPI) -> None:
     and `redoc_url=None`, so that FastAPI's own pages are not served."""
     assert app.openapi_url is not None, "the pages show the OpenAPI document"
     openapi_path = app.openapi_url
-    app.add_api_route(ASSETS_PATH + "/{name}", docs_asset, include_in_schema=False)
+    assets = assets_path()
+    app.add_api_route(assets + "/{name}", docs_asset, include_in_schema=False)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
@@ -99,11 +112,12 @@ def add_docs_pages(app: FastAPI) -> None:
         page = get_swagger_ui_html(
             openapi_url=f"{root}{openapi_path}",
             title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            swagger_js_url=f"{root}{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{assets}/favicon.png",
             # The password flow posts to the token route: no redirect page.
             oauth2_redirect_url=None,
+            init_oauth=app.swagger_ui_init_oauth,
             swagger_ui_parameters=app.swagger_ui_parameters,
         )
         return with_policy(page, style_src="'self'", worker_src="'none'")
@@ -114,8 +128,8 @@ def add_docs_pages(app: FastAPI) -> None:
         page = get_redoc_html(
             openapi_url=f"{root}{openapi_path}",
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            redoc_js_url=f"{root}{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{assets}/favicon.png",
             with_google_fonts=False,
         )
         # ReDoc writes its styles into <style> elements while it loads, before
