@@ -72,20 +72,19 @@ def console_problems(driver: webdriver.Chrome) -> list[str]:
 
 
 def origins_asked(driver: webdriver.Chrome) -> set[str]:
-    """The origins of every request and WebSocket the browser started since
-    the last call, whether it went out or was refused. data: and blob: URLs
-    are made on the page itself, and not counted."""
+    """The origins of every request the browser started since the last call
+    (pages, scripts, styles, images, fetches), whether it went out or was
+    refused. data: and blob: URLs are made on the page itself, and chrome:
+    ones by the browser. Socket connections are not in this log: the pages'
+    policies (`connect-src 'self'`) refuse any to another origin, and a
+    refusal shows in the console."""
     origins = set()
     for entry in driver.get_log("performance"):
         event = json.loads(entry["message"])["message"]
         if event["method"] == "Network.requestWillBeSent":
             url = urlsplit(event["params"]["request"]["url"])
-        elif event["method"] == "Network.webSocketCreated":
-            url = urlsplit(event["params"]["url"])
-        else:
-            continue
-        if url.scheme not in ("data", "blob", "chrome"):
-            origins.add(f"{url.scheme}://{url.netloc}")
+            if url.scheme not in ("data", "blob", "chrome"):
+                origins.add(f"{url.scheme}://{url.netloc}")
     return origins
 
 

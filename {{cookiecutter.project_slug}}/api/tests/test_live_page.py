@@ -127,9 +127,9 @@ async def test_the_live_page_shows_progress_then_the_result(
     assert seen["chord_shown"][-1] == "SUCCESS"
     assert seen["chord_outcome"] == "result: 252"  # 21 doubled, 6 times, summed
     # Nothing refused by the Content-Security-Policy, no script error, and
-    # nothing asked of another origin: the page, the API and the WebSocket.
+    # nothing asked of another origin.
     assert seen["console"] == []
-    assert seen["origins"] == {f"http://{server}", f"ws://{server}"}
+    assert seen["origins"] == {f"http://{server}"}
     during = progress_screenshot(screenshot)
     assert screenshot.stat().st_size > 10_000 and during.stat().st_size > 10_000
     list_at_the_end(during, screenshot)
