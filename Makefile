@@ -41,8 +41,8 @@ test-boot: $(VENV)/.installed ## The compose stacks booted in Docker
 	$(BIN)/pytest -m boot
 
 lint: $(VENV)/.installed ## Style of the template's own Python (hooks and tests)
-	$(BIN)/ruff check hooks tests local_extensions.py
-	$(BIN)/ruff format --check hooks tests local_extensions.py
+	$(BIN)/ruff check hooks tests fastapi_celery_filters.py
+	$(BIN)/ruff format --check hooks tests fastapi_celery_filters.py
 
 clean: ## Forget the environments and caches made by the commands above
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -7,7 +7,6 @@ import json
 import runpy
 import shutil
 import sys
-import urllib.parse
 from pathlib import Path
 
 # Cookiecutter renders this file first: the answers arrive as a JSON string.
@@ -32,9 +31,15 @@ PRUNED_PATHS = {
     ("use_github_actions", False): [".github"],
 }
 
-# Keys that describe the machine that rendered, not the project. The template's
-# other private keys (_extensions, _copy_without_render) stay: a replay needs them.
-MACHINE_KEYS = ("_output_dir", "_repo_dir", "_checkout")
+# Keys that describe how the project was rendered, not the project: where,
+# from which checkout or commit (`_commit` is cruft's), and the template's
+# location, which may carry credentials and is spelled as each command was
+# given it. The answers file must come out the same from every render of the
+# same answers and template commit: `cruft update` applies the difference
+# between two renders of its own to the project's copy, and a line that differs
+# there is a conflict. The template's other private keys (_extensions,
+# _copy_without_render) stay: a replay needs them.
+RENDER_KEYS = ("_output_dir", "_repo_dir", "_checkout", "_commit", "_template")
 
 
 # A switch answered on the command line arrives as text: the words of
@@ -68,24 +73,9 @@ def write_env(project: Path) -> None:
     script["write_env"](project)
 
 
-def without_credentials(location: str) -> str:
-    """A template's URL without the secret it may carry: the password, and for
-    http(s) the user too (a token often stands there). An ssh user such as
-    `git` is no secret, and the URL needs it."""
-    parts = urllib.parse.urlsplit(location)
-    if not parts.username and not parts.password:
-        return location
-    user, _, host = parts.netloc.rpartition("@")  # host keeps its [IPv6] brackets
-    keep_user = parts.scheme not in ("http", "https") and user.partition(":")[0]
-    netloc = f"{keep_user}@{host}" if keep_user else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def write_answers(project: Path, answers: dict) -> None:
     """Keep the answers, in cookiecutter's replay format, to re-render later."""
-    kept = {key: value for key, value in answers.items() if key not in MACHINE_KEYS}
-    if isinstance(kept.get("_template"), str):
-        kept["_template"] = without_credentials(kept["_template"])
+    kept = {key: value for key, value in answers.items() if key not in RENDER_KEYS}
     text = json.dumps({"cookiecutter": kept}, indent=2, sort_keys=True)
     (project / ".cookiecutter.json").write_text(text + "\n")
 

@@ -12,8 +12,14 @@ from cookiecutter.main import cookiecutter
 TEMPLATE = Path(__file__).resolve().parents[1]
 # pytest-cookies renders the answers before cookiecutter puts the template on
 # the import path, so the template's Jinja extension must be importable already.
+# The extension forgets its module once loaded (fastapi_celery_filters.py), so
+# each render imports it again, from here: this entry comes before the one that
+# cookiecutter appends for a render. A render of another copy of the template
+# in this process uses `import_path_without_this_checkout`.
 sys.path.append(str(TEMPLATE))
 CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+# The module of the template's Jinja extension, as cookiecutter.json names it.
+FILTERS_MODULE = CONTEXT["_extensions"][0].rpartition(".")[0]
 
 # Rendered files that are neither text nor ours to scan.
 BINARY_SUFFIXES = {".png", ".jpg", ".ico", ".gz", ".zip"}
@@ -80,6 +86,17 @@ def bake(cookies):
         return result.project_path
 
     return render
+
+
+@pytest.fixture
+def import_path_without_this_checkout(monkeypatch):
+    """sys.path without this checkout and sys.modules without the filters, as
+    in a process of cruft's: a render of another copy of the template imports
+    that copy's filters, from the directory cookiecutter appends for it."""
+    monkeypatch.setattr(
+        sys, "path", [entry for entry in sys.path if Path(entry or ".").resolve() != TEMPLATE]
+    )
+    monkeypatch.delitem(sys.modules, FILTERS_MODULE, raising=False)
 
 
 # The two long parts of the suite, in the order the processes should take them.

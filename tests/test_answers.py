@@ -270,7 +270,7 @@ def test_answers_file_replays_the_same_project(bake, tmp_path):
     answers = json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"]
     assert answers["project_name"] == "Replay Me"
     assert answers["task_serializer"] == "pickle"
-    assert not any(key in answers for key in ("_output_dir", "_repo_dir", "_checkout"))
+    assert not any(key in answers for key in ("_output_dir", "_repo_dir", "_checkout", "_template"))
 
     replay = subprocess.run(
         [

@@ -2,13 +2,17 @@
 switch means what its answer says, in the templates and the hooks alike."""
 
 import ast
+import os
+import shutil
+import sys
 import tomllib
 
 import pytest
 import yaml
-from conftest import CONTEXT, TEMPLATE
+from conftest import CONTEXT, FILTERS_MODULE, TEMPLATE
+from jinja2 import Environment
 
-from local_extensions import YES_WORDS, enabled, python_string, toml_string
+from fastapi_celery_filters import YES_WORDS, enabled, python_string, toml_string
 
 ANSWERS = [
     "My Service",
@@ -77,3 +81,26 @@ def test_the_hook_checks_exactly_the_choices_of_cookiecutter_json():
         if isinstance(value, list) and not name.startswith("_")
     }
     assert checked == offered
+
+
+def test_a_filters_module_rewritten_in_place_is_read_again(
+    tmp_path, monkeypatch, import_path_without_this_checkout
+):
+    """cruft checks the newer commit out over the module it imported for the
+    older one, in the same directory and process: even an edit of the same
+    length with the same modification time (Python's bytecode cache checks
+    only these) must give the newer filters."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    sys.path.append(str(tmp_path))
+    module = tmp_path / f"{FILTERS_MODULE}.py"
+    shutil.copy2(TEMPLATE / module.name, module)
+    assert "enabled" in Environment(extensions=CONTEXT["_extensions"]).filters
+
+    written = module.stat()
+    module.write_text(module.read_text().replace('filters["enabled"]', 'filters["ENABLED"]'))
+    os.utime(module, ns=(written.st_atime_ns, written.st_mtime_ns))
+    assert module.stat().st_size == written.st_size
+
+    filters = Environment(extensions=CONTEXT["_extensions"]).filters
+    assert "ENABLED" in filters
+    assert "enabled" not in filters

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import tomllib
 import urllib.parse
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -145,6 +146,12 @@ def test_a_command_spelled_out_beside_make_is_caught():
 MANIFESTS = {"pip": "pyproject.toml", "docker": "Dockerfile", "github-actions": ".github/workflows"}
 
 
+def declares_dependencies(manifest: Path) -> bool:
+    """Whether Dependabot has anything to read in the file: a pyproject.toml
+    that only configures tools (the render's root one) has no [project]."""
+    return manifest.name != "pyproject.toml" or "project" in tomllib.loads(manifest.read_text())
+
+
 def dependabot_problems(root: Path) -> list[str]:
     """Where .github/dependabot.yml watches a directory without what its
     ecosystem reads, or leaves a manifest of the project unwatched."""
@@ -162,7 +169,9 @@ def dependabot_problems(root: Path) -> list[str]:
     for ecosystem in ("pip", "docker"):
         for path in root.rglob(MANIFESTS[ecosystem]):
             directory = path.parent.relative_to(root).as_posix().removeprefix(".")
-            if ".venv" not in path.parts and (ecosystem, directory) not in watched:
+            if ".venv" in path.parts or not declares_dependencies(path):
+                continue
+            if (ecosystem, directory) not in watched:
                 problems.append(f"no {ecosystem} update watches {path.relative_to(root)}")
     if ("github-actions", "") not in watched:
         problems.append("no github-actions update watches .github/workflows")
@@ -186,6 +195,14 @@ def test_an_unwatched_dockerfile_is_caught(bake):
     (project / "tools").mkdir()
     (project / "tools" / "Dockerfile").write_text("FROM debian:trixie\n")
     assert dependabot_problems(project) == ["no docker update watches tools/Dockerfile"]
+
+
+def test_a_pyproject_with_a_project_is_a_manifest_and_one_of_tools_only_is_not(bake):
+    project = bake()
+    assert "project" not in tomllib.loads((project / "pyproject.toml").read_text())
+    (project / "tools").mkdir()
+    (project / "tools" / "pyproject.toml").write_text('[project]\nname = "tools"\n')
+    assert dependabot_problems(project) == ["no pip update watches tools/pyproject.toml"]
 
 
 def test_make_calls_are_found_in_a_script():

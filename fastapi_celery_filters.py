@@ -3,9 +3,24 @@
 Free-text answers (names, descriptions, e-mails) land inside string literals;
 these filters quote them so that any answer gives valid, formatted code. A
 switch is read through `enabled`, whatever form its answer took.
+
+`cruft update` renders the project's template commit and then the newest one in
+one Python process, and Jinja imports this module by name each time. So that the
+second render gets its own filters, the extension forgets this module once it
+has loaded (see QuotingExtension). Neither cookiecutter nor cruft imports the
+module from a path of its own choosing: they append the template's directory to
+sys.path around a render (cookiecutter's `main`, cruft's AltTemporaryDirectory),
+and cruft checks both commits out in that one directory. A re-import therefore
+finds the file of the commit being rendered. The module's name is used by no
+older commit of the template (they had `local_extensions`, which stays cached
+after an old render), and must stay unique on sys.path: an earlier entry with a
+module of this name would win.
 """
 
+import contextlib
 import json
+import sys
+from pathlib import Path
 
 from jinja2 import Environment
 from jinja2.ext import Extension
@@ -46,9 +61,27 @@ def enabled(answer: object) -> bool:
     return bool(answer)
 
 
+def forget_this_module() -> None:
+    """Let the next import read this module's file again, wherever it is then.
+
+    Not done at import time: the import machinery looks the module up in
+    sys.modules right after running it. Its cached bytecode goes too: cruft
+    rewrites this file in place between its two renders, and Python trusts a
+    cache whose recorded size and modification second match, as an edit of
+    the same length within the same second would.
+    """
+    sys.modules.pop(__name__, None)
+    cached = globals().get("__cached__")
+    if cached:
+        # cruft's checkout is a temporary directory of its own; elsewhere, best effort.
+        with contextlib.suppress(OSError):
+            Path(cached).unlink(missing_ok=True)
+
+
 class QuotingExtension(Extension):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
+        forget_this_module()
         environment.filters["toml_string"] = toml_string
         environment.filters["python_string"] = python_string
         # The same quoting, named for where it is used.
