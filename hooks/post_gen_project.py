@@ -16,12 +16,27 @@ ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})  # noqa: F821  # fmt
 # A new capability adds its switch here together with its files.
 PRUNED_PATHS = {
     ("open_source_license", "Not open source"): ["LICENSE"],
+    ("use_examples", False): [
+        "api/app/api/v1/private/example_tasks.py",
+        "api/app/api/v1/private/notes.py",
+        "api/app/api/v1/sockets/live_page.py",
+        "api/app/api/v1/sockets/page",
+        "api/app/models/note.py",
+        "api/app/schemas/example_task.py",
+        "api/app/schemas/note.py",
+        "api/migrations/versions/20260102_0002_notes.py",
+        "api/tests/test_example_task_socket.py",
+        "api/tests/test_example_tasks.py",
+        "api/tests/test_live_page.py",
+        "api/tests/test_notes.py",
+        "worker/tests/test_example_tasks.py",
+        "worker/worker/example_tasks.py",
+    ],
     ("use_websockets", False): [
         "api/app/api/v1/sockets",
-        "api/app/services/task_progress.py",
         "api/benchmarks/socket_events.py",
+        "api/tests/test_example_task_socket.py",
         "api/tests/test_live_page.py",
-        "api/tests/test_task_progress.py",
         "api/tests/test_task_socket.py",
     ],
     ("use_monitoring", False): [

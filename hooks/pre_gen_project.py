@@ -127,6 +127,7 @@ CHECKS = (
     ("worker_name", worker_name_problem, "my-service-worker"),
     ("author_email", email_problem, "team@example.com"),
     ("version", version_problem, "0.1.0"),
+    ("use_examples", switch_problem, "no"),
     ("use_websockets", switch_problem, "no"),
     ("use_monitoring", switch_problem, "no"),
     ("use_github_actions", switch_problem, "no"),

@@ -5,29 +5,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
 from sqlalchemy import make_url
+from taskengine import open_engine
 
 from app.api import API_V1_PREFIX
 from app.api.docs_pages import add_docs_pages
 from app.api.v1 import API_DESCRIPTION, include_api_routes
-from app.api.v1.private.task_errors import add_task_error_handlers
 from app.core import metrics
 from app.core.attempts import AttemptLimiter
 from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import add_error_handlers
-from app.core.producer.catalog import Catalog
-from app.core.producer.client import create_celery_client
-from app.core.producer.messages import MessageTemplates
-from app.core.producer.publisher import Publisher
-from app.core.producer.results import ResultListener
-from app.core.producer.revoker import Revoker
-from app.core.redis_client import create_redis
-from app.services.account_cache import AccountCache
-from app.services.in_flight import InFlightLimit
-from app.services.record_writer import RecordWriter
-from app.services.tasks import TaskRunner
+from app.services.accounts import AccountCache
 
 OPENAPI_TAGS = [
     {"name": "public", "description": "No credentials needed."},
@@ -42,58 +33,33 @@ OPENAPI_TAGS = [
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the clients once per process and close them when it stops."""
     settings: Settings = app.state.settings
-    engine = create_engine(settings)
-    redis = create_redis(settings)
-    celery = create_celery_client(settings)
-    publisher = Publisher(
-        MessageTemplates(celery),
-        redis,
-        settings.CELERY_BROKER_URL,
-        settings.CELERY_PUBLISH_POOL_SIZE,
-        settings.CELERY_PUBLISH_TIMEOUT,
+    db_engine = create_engine(settings)
+    # For the login limits and the readiness probe; the task engine has its own.
+    redis = Redis.from_url(
+        settings.CELERY_RESULT_BACKEND_URL,
+        max_connections=8,
+        socket_connect_timeout=settings.REDIS_TIMEOUT,
+        socket_timeout=settings.REDIS_TIMEOUT,
     )
-    listener = ResultListener(redis, celery.backend, settings.RESULT_SUBSCRIBE_TIMEOUT)
-    # Redis keys per deployment (its database): test runs and services
-    # sharing a Redis count apart.
-    database = make_url(settings.POSTGRES_DATABASE_URL).database
+    app.state.db_engine = db_engine
+    app.state.sessionmaker = create_sessionmaker(db_engine)
+    app.state.account_cache = AccountCache(app.state.sessionmaker, settings.ACCOUNT_CACHE_SECONDS)
+    app.state.redis = redis
     app.state.attempt_limiter = AttemptLimiter(
         redis,
         settings.CELERY_RESULT_BACKEND_URL,
-        key_prefix=f"login-attempts:{database}",
+        # Per deployment (its database): services sharing a Redis count apart.
+        key_prefix=f"login-attempts:{make_url(settings.POSTGRES_DATABASE_URL).database}",
         per_address=settings.LOGIN_ATTEMPTS_PER_ADDRESS,
         per_account=settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
     )
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.account_cache = AccountCache(app.state.sessionmaker, settings.ACCOUNT_CACHE_SECONDS)
-    app.state.redis = redis
-    app.state.task_runner = TaskRunner(
-        Catalog(celery, settings.CELERY_TASK_QUEUE, settings.CELERY_LONG_TASK_QUEUE),
-        publisher,
-        listener,
-        Revoker(redis),
-        InFlightLimit(redis, f"tasks-in-flight:{database}", settings.TASKS_IN_FLIGHT_PER_USER),
-        app.state.sessionmaker,
-        RecordWriter(
-            settings.POSTGRES_DATABASE_URL,
-            settings.POSTGRES_CONNECT_TIMEOUT,
-            settings.POSTGRES_COMMAND_TIMEOUT,
-        ),
-        wait_timeout=settings.TASK_WAIT_TIMEOUT,
-        expires=settings.TASK_EXPIRES,
-        lost_after=settings.TASK_LOST_AFTER,
-    )
     try:
-        yield
+        async with open_engine(settings.engine_config()) as task_engine:
+            app.state.task_engine = task_engine
+            yield
     finally:
-        # The runner first: the writes it still flushes tell the listener
-        # which results Redis may forget.
-        await app.state.task_runner.close()
-        await listener.close()
-        await publisher.close()
-        celery.close()
         await redis.aclose()
-        await engine.dispose()
+        await db_engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -113,7 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     include_api_routes(app)
     add_docs_pages(app)
     add_error_handlers(app)
-    add_task_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_SIZE)
     if settings.CORS_ORIGINS:
         app.add_middleware(

@@ -7,6 +7,7 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+from taskengine import task_records
 
 from app.core.config import get_settings
 from app.models import Base
@@ -15,9 +16,10 @@ config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = Base.metadata
+# The service's tables, and the task engine's, which its migrations create too.
+target_metadata = [Base.metadata, task_records.metadata]
 
-# A caller (app.migrate, the tests) may aim at another database through the
+# A caller (commands.migrate, the tests) may aim at another database through the
 # config attributes; otherwise the settings decide.
 DATABASE_URL: str = config.attributes.get("database_url") or (get_settings().POSTGRES_DATABASE_URL)
 

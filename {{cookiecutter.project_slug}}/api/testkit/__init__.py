@@ -1,11 +1,12 @@
-"""What the API's tests and benchmarks share to run the real thing: a database
-of their own, a free port, processes in the background, and a Celery worker
-process on a queue of its own, removed when it stops.
+"""What the tests (the engine's and the service's) and the benchmarks share to
+run the real thing: a database of their own, a free port, processes in the
+background, a plain Celery client, and a Celery worker process on a queue of
+its own, removed when it stops. Nothing here imports the service; the
+service's migrations are in testkit/migrations.py.
 
 Not part of the service: the image and the package leave it out.
 """
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -17,11 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import asyncpg
 from celery import Celery
 from sqlalchemy import make_url
-
-from app.core.producer.serialization import ACCEPT_CONTENT
-from app.migrate import create_database_if_missing, drop_database, upgrade_to_head
 
 # The worker service sits next to the API in the project; tests and benchmarks
 # run it as the real process it is. The API itself never imports its code.
@@ -36,15 +35,41 @@ def database_beside(configured_url: str, purpose: str) -> str:
     return configured.set(database=name).render_as_string(hide_password=False)
 
 
-@contextmanager
-def migrated_database(url: str) -> Iterator[str]:
-    """Create the URL's database and migrate it; drop it when the block ends."""
-    asyncio.run(create_database_if_missing(url))
+async def create_database(database_url: str) -> None:
+    await _on_server(database_url, "CREATE DATABASE {}")
+
+
+async def drop_database(database_url: str) -> None:
+    """Drop the URL's database, closing its connections."""
+    await _on_server(database_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
+
+
+async def _on_server(database_url: str, statement: str) -> None:
+    """Run a statement about the URL's database, connected to the server's `postgres`."""
+    target = make_url(database_url)
+    server = target.set(drivername="postgresql", database="postgres")
+    connection = await asyncpg.connect(server.render_as_string(hide_password=False))
     try:
-        upgrade_to_head(url)
-        yield url
+        await connection.execute(statement.format(f'"{target.database}"'))
     finally:
-        asyncio.run(drop_database(url))
+        await connection.close()
+
+
+def celery_client(broker_url: str, backend_url: str, serializer: str) -> Celery:
+    """A plain, blocking Celery client: it pings workers, deletes queues, reads
+    results, and is the baseline of the benchmarks."""
+    client = Celery("testkit", broker=broker_url, backend=backend_url, set_as_current=False)
+    accepted = sorted({serializer, "json"})
+    client.conf.update(
+        task_serializer=serializer,
+        result_serializer=serializer,
+        accept_content=accepted,
+        result_accept_content=accepted,
+        # A dead broker fails a ping at once instead of after minutes of retries.
+        broker_connection_timeout=2,
+        broker_connection_max_retries=1,
+    )
+    return client
 
 
 def rss_bytes(pid: int) -> int:
@@ -65,10 +90,10 @@ def free_port() -> int:
 def worker_environment(**settings: str) -> dict[str, str]:
     """What a worker process gets on top of this process's environment."""
     environment = dict(settings)
-    # Celery refuses a pickle-accepting worker as root. Test machines and CI
-    # containers often run as root, and this worker consumes only its own queue;
-    # a deployed worker runs as an unprivileged user instead.
-    if "pickle" in ACCEPT_CONTENT and os.geteuid() == 0:
+    # Celery refuses a pickle-accepting worker as root (and says nothing with
+    # JSON). Test machines and CI containers often run as root, and this worker
+    # consumes only its own queue; a deployed worker runs as an unprivileged user.
+    if os.geteuid() == 0:
         environment["C_FORCE_ROOT"] = "1"
     return environment
 

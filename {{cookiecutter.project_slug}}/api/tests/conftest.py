@@ -43,12 +43,14 @@ os.environ.update(
 )
 get_settings.cache_clear()
 
-from app.core.config import Settings  # noqa: E402  (settings must be set first)
-from app.core.producer.client import create_celery_client  # noqa: E402
+from taskengine import TaskEngine, task_records  # noqa: E402
+
+from app.core.config import TASK_SERIALIZER, Settings  # noqa: E402  (settings must be set first)
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base, User  # noqa: E402
-from testkit import celery_worker, delete_queue, free_port, migrated_database  # noqa: E402
+from testkit import celery_client, celery_worker, delete_queue, free_port  # noqa: E402
+from testkit.migrations import migrated_database  # noqa: E402
 from tests.browser import SAVED_SCREENSHOTS, browser_missing  # noqa: E402
 
 # Hashing is slow on purpose; the users of the tests share one hash.
@@ -90,8 +92,14 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture(scope="session")
 def engine(app: FastAPI) -> AsyncEngine:
-    engine: AsyncEngine = app.state.engine
+    engine: AsyncEngine = app.state.db_engine
     return engine
+
+
+@pytest.fixture(scope="session")
+def task_engine(app: FastAPI) -> TaskEngine:
+    task_engine: TaskEngine = app.state.task_engine
+    return task_engine
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +109,8 @@ async def empty_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     if "engine" not in request.fixturenames:
         return
     engine: AsyncEngine = request.getfixturevalue("engine")
-    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    every_table = [*Base.metadata.sorted_tables, task_records]
+    tables = ", ".join(table.name for table in every_table)
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
 
@@ -162,7 +171,9 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     kinds of tasks on workers of their own.)"""
     node = f"api-test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    client = create_celery_client(settings)
+    client = celery_client(
+        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+    )
     options = [
         *("--concurrency=2", "--loglevel=INFO", "--without-gossip", "--without-mingle"),
         f"--queues={TEST_QUEUE},{TEST_LONG_QUEUE}",

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.models import User
-from app.services.account_cache import AccountCache
+from app.services.accounts import AccountCache
 from benchmarks.servers import api_process
 from tests.conftest import MakeUser
 

@@ -19,25 +19,6 @@ def test_deployments_refuse_a_missing_or_placeholder_secret(environment: str, se
         Settings(ENVIRONMENT=environment, SECRET_KEY=secret, FIRST_SUPERUSER_PASSWORD=REAL_PASSWORD)
 
 
-def test_an_earlier_env_keeps_its_redis_timeouts() -> None:
-    earlier = Settings(
-        _env_file=None,
-        SECRET_KEY="k" * 43,
-        CELERY_PUBLISH_TIMEOUT=4,
-        READINESS_TIMEOUT=7,
-    )
-    assert (earlier.RESULT_SUBSCRIBE_TIMEOUT, earlier.REDIS_CONNECT_TIMEOUT) == (4, 7)
-    current = Settings(
-        _env_file=None,
-        SECRET_KEY="k" * 43,
-        CELERY_PUBLISH_TIMEOUT=4,
-        READINESS_TIMEOUT=7,
-        RESULT_SUBSCRIBE_TIMEOUT=0.5,
-        REDIS_CONNECT_TIMEOUT=0.25,
-    )
-    assert (current.RESULT_SUBSCRIBE_TIMEOUT, current.REDIS_CONNECT_TIMEOUT) == (0.5, 0.25)
-
-
 def test_deployments_refuse_a_placeholder_superuser_password() -> None:
     with pytest.raises(ValidationError, match="FIRST_SUPERUSER_PASSWORD must be set"):
         Settings(

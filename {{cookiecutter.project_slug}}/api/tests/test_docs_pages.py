@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from commands.migrate import create_first_superuser
 from fastapi import FastAPI
 from httpx import AsyncClient
 from selenium import webdriver
@@ -20,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.docs_pages import MEDIA_TYPES
 from app.core.config import Settings
-from app.migrate import create_first_superuser
 from tests.browser import (
     ARTIFACTS,
     console_problems,

@@ -5,20 +5,21 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, make_url, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from app.core.config import Settings
-from app.core.security import password_hash
-from app.migrate import (
+from commands.migrate import (
     ALEMBIC_INI,
     create_database_if_missing,
     create_first_superuser,
-    drop_database,
     upgrade_to_head,
 )
+from sqlalchemy import func, make_url, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from taskengine import task_records
+
+from app.core.config import Settings
+from app.core.security import password_hash
 from app.models import Base, User
-from testkit import database_beside, migrated_database
+from testkit import database_beside, drop_database
+from testkit.migrations import migrated_database
 
 
 async def database_exists(database_url: str, name: str) -> bool:
@@ -66,7 +67,8 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
 
 async def test_migrations_match_the_models(engine: AsyncEngine) -> None:
     def differences(connection):  # type: ignore[no-untyped-def]
-        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        every_table = [Base.metadata, task_records.metadata]
+        return compare_metadata(MigrationContext.configure(connection), every_table)
 
     async with engine.connect() as connection:
         assert await connection.run_sync(differences) == []

@@ -1,14 +1,14 @@
-"""`python -m app.serve`'s start-up: the multiprocess metrics directory reset,
+"""`python -m commands.serve`'s start-up: the multiprocess metrics directory reset,
 and the options it gives uvicorn."""
 
 import asyncio
 from pathlib import Path
 
 import pytest
+from commands.serve import empty_metrics_directory, server_options
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.serve import empty_metrics_directory, server_options
 from testkit.lean_http import LeanConnection
 from tests.conftest import listening
 

@@ -163,7 +163,7 @@ async def test_an_inactive_superuser_does_not_count(
 
 def restore(email: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.restore_superuser", email],
+        [sys.executable, "-m", "commands.restore_superuser", email],
         cwd=API_ROOT,
         capture_output=True,
         text=True,

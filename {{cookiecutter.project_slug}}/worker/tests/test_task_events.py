@@ -42,7 +42,7 @@ def steps_of(events: list[dict[str, Any]], task_id: str) -> set[str]:
 
 
 def test_only_a_worker_told_to_sends_task_events(celery_app: Celery, tmp_path: Path) -> None:
-    name = f"{WORKER_NAME}.integer_multiplication"
+    name = f"{WORKER_NAME}.echo"
     # A second worker, on a queue of its own, told to send events.
     queue = f"test.events.{uuid.uuid4().hex[:12]}"
     node = f"events-{uuid.uuid4().hex[:8]}@localhost"
@@ -50,11 +50,11 @@ def test_only_a_worker_told_to_sends_task_events(celery_app: Celery, tmp_path: P
         worker_process(queue, node, tmp_path / "worker.log", WORKER_SEND_TASK_EVENTS="true"),
         task_events(celery_app) as events,
     ):
-        told = celery_app.send_task(name, args=[2], queue=queue)
-        default = celery_app.send_task(name, args=[3])
+        told = celery_app.send_task(name, args=["told"], queue=queue)
+        default = celery_app.send_task(name, args=["default"])
         try:
-            assert told.get(timeout=RESULT_TIMEOUT) == 4
-            assert default.get(timeout=RESULT_TIMEOUT) == 6
+            assert told.get(timeout=RESULT_TIMEOUT) == "told"
+            assert default.get(timeout=RESULT_TIMEOUT) == "default"
             deadline = time.monotonic() + RESULT_TIMEOUT
             while steps_of(events, told.id) != TASK_STEPS and time.monotonic() < deadline:
                 time.sleep(0.05)

@@ -10,7 +10,7 @@ celery_app = Celery(
     WORKER_NAME,
     broker=settings.CELERY_BROKER_URL,
     backend=settings.CELERY_RESULT_BACKEND_URL,
-    include=["worker.tasks"],
+    include=["worker.tasks"{% if cookiecutter.use_examples | enabled %}, "worker.example_tasks"{% endif %}],
 )
 celery_app.conf.update(
     # The queue this worker consumes (WORKER_CONSUMES). Producers name each

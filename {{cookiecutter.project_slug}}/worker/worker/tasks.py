@@ -1,16 +1,9 @@
 """Tasks of the worker. Each has an explicit name: producers send tasks by name,
 and the name must not change when a function is renamed or moved."""
 
-import time
-
-from celery import Task
-
 from worker.celery_app import celery_app
 from worker.config import WORKER_NAME
-from worker.revocations import Revocable, stop_if_revoked
-
-# Reported by long_running while it works; a producer can show the fraction done.
-PROGRESS = "PROGRESS"
+from worker.revocations import Revocable
 
 
 class RetryTransientErrors(Revocable):
@@ -25,31 +18,7 @@ class RetryTransientErrors(Revocable):
     max_retries = 5
 
 
-def integers(values: list[int]) -> list[int]:
-    # bool is an int in Python, but True + True is no sum anyone asked for.
-    if any(isinstance(value, bool) or not isinstance(value, int) for value in values):
-        raise TypeError("expected a list of integers")
-    return values
-
-
-@celery_app.task(name=f"{WORKER_NAME}.integer_multiplication", base=RetryTransientErrors)
-def integer_multiplication(integer: int) -> int:
-    """Double an integer: the smallest task that proves the round trip."""
-    (value,) = integers([integer])
-    return value * 2
-
-
-@celery_app.task(name=f"{WORKER_NAME}.integers_sum", base=RetryTransientErrors)
-def integers_sum(values: list[int]) -> int:
-    """Sum integers; as a chord's body, it sums the results of the header."""
-    return sum(integers(values))
-
-
-@celery_app.task(name=f"{WORKER_NAME}.long_running", base=RetryTransientErrors, bind=True)
-def long_running(self: Task, seconds: float, steps: int = 10) -> int:
-    """Work for `seconds`, reporting PROGRESS after each of `steps` steps."""
-    for done in range(1, steps + 1):
-        time.sleep(seconds / steps)
-        stop_if_revoked(self)
-        self.update_state(state=PROGRESS, meta={"done": done, "total": steps})
-    return steps
+@celery_app.task(name=f"{WORKER_NAME}.echo", base=RetryTransientErrors)
+def echo(text: str) -> str:
+    """The text back: the smallest task that proves the whole round trip."""
+    return text

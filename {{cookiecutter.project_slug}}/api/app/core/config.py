@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from limits import parse
 from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy import make_url
+from taskengine import EngineConfig
 
 # api/app/core/config.py -> the rendered project's root, where `make` writes .env.
 # Anchored to this file so the API reads the same .env from any working directory;
@@ -14,8 +16,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_FILE = Path(__file__).resolve().parents[3] / ".env"
 
 DATABASE_NAME = "{{ cookiecutter.project_slug }}"
-# The worker's name, which its queues are named after.
+# The worker's name, which its queues and tasks are named after.
 WORKER_NAME = "{{ cookiecutter.worker_name }}"
+# The format of task messages and results, chosen when the project was
+# rendered; the worker's settings say the same.
+TASK_SERIALIZER = "{{ cookiecutter.task_serializer }}"
 
 # Values that ship in .env.example; fine on a laptop, never in a deployment.
 PLACEHOLDER_PREFIX = "changethis"
@@ -23,91 +28,52 @@ MIN_SUPERUSER_PASSWORD_LENGTH = 12
 
 
 class Settings(BaseSettings):
+    """Every setting, with its default; README.md's settings table says what each does."""
+
     model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 
     PROJECT_NAME: str = {{ cookiecutter.project_name | python_string }}
-    # Strict unless told otherwise: a container started without .env is a
-    # deployment, and refuses placeholder or weak secrets. .env says local.
+    # A container started without .env is a deployment: strict about secrets.
     ENVIRONMENT: Literal["local", "test", "staging", "production"] = "production"
     API_PORT: int = 8000
-    # uvicorn processes of `python -m app.serve` (the container's command).
     API_WORKERS: int = Field(default=1, gt=0)
-    # Seconds the requests in flight get to finish after SIGTERM: longer than a
-    # waiting endpoint can take (TASK_WAIT_TIMEOUT plus publishing), shorter than
-    # the grace period compose gives before it kills the container (30 s).
+    # Above TASK_WAIT_TIMEOUT, below compose's 30 s grace period.
     API_SHUTDOWN_TIMEOUT: int = Field(default=20, gt=0)
-    # Seconds an idle keep-alive connection stays open. uvicorn's 5 s is shorter
-    # than what clients and proxies keep theirs for (nginx and AWS's load
-    # balancers 60 s): one that reuses a connection as uvicorn closes it gets a
-    # reset, and a POST is not sent again. Longer than theirs, the client closes first.
+    # Longer than proxies and clients keep idle connections (often 60 s):
+    # they close first, and never reuse one that uvicorn is closing.
     API_KEEP_ALIVE_TIMEOUT: int = Field(default=65, gt=0)
-    # Bytes a request body may have; a larger one gets 413 before it is read.
     MAX_BODY_SIZE: int = Field(default=1024 * 1024, gt=0)
-    # Browser origins allowed to call the API, comma-separated; none by default.
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
 
-    # Signs the access tokens. No default: a forgotten key must stop the API.
+    # No default: a forgotten key must stop the API.
     SECRET_KEY: SecretStr = SecretStr("")
-    # One algorithm, and only this one is accepted when a token is decoded.
     JWT_ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=30, gt=0)
-    # Written into every token and required back: `iss` and `aud`.
     JWT_ISSUER: str = Field(default="{{ cookiecutter.project_slug }}", min_length=1)
     JWT_AUDIENCE: str = Field(default="{{ cookiecutter.project_slug }}-api", min_length=1)
-    # Seconds an API process keeps an account it read (whether it is active, a
-    # superuser): the longest a change of those takes to reach every process.
-    # 0 reads the account on every request.
+    # The longest a deactivation or demotion takes to reach every process.
     ACCOUNT_CACHE_SECONDS: float = Field(default=1.0, ge=0, le=60)
-    # Whether anyone may create an account through POST /auth/register.
     OPEN_REGISTRATION: bool = False
-    # Logins and sign-ups one client address may try, and logins one account
-    # may be tried with ("5/minute", "100/hour"...); past them, 429.
     LOGIN_ATTEMPTS_PER_ADDRESS: str = "30/minute"
     LOGIN_ATTEMPTS_PER_ACCOUNT: str = "5/minute"
 
     POSTGRES_DATABASE_URL: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/" + DATABASE_NAME
-    # Seconds PostgreSQL may take to accept a connection, and to answer one
-    # statement, before the request gets 503. A request that finds every
-    # pooled connection busy waits for one as long as both together.
-    POSTGRES_CONNECT_TIMEOUT: float = Field(default=3.0, gt=0)
-    POSTGRES_COMMAND_TIMEOUT: float = Field(default=5.0, gt=0)
     CELERY_BROKER_URL: str = "amqp://guest:guest@127.0.0.1:5672//"
     CELERY_RESULT_BACKEND_URL: str = "redis://127.0.0.1:6379/0"
-    # The worker consumes this queue; the API publishes its tasks there.
     CELERY_TASK_QUEUE: str = WORKER_NAME
-    # Long tasks go to this queue, served by workers of their own, so that
-    # they never hold the processes that short tasks need.
+    # Served by workers of their own: long work never holds the short tasks' processes.
     CELERY_LONG_TASK_QUEUE: str = WORKER_NAME + "-long"
-    # Channels that publish at once, and the seconds a request may spend
-    # publishing (connection, channel, confirm, a chord's size) or revoking
-    # before it gets 503.
-    CELERY_PUBLISH_POOL_SIZE: int = Field(default=8, gt=0)
+    # Seconds each service may take before the request gets 503.
+    POSTGRES_TIMEOUT: float = Field(default=5.0, gt=0)
     CELERY_PUBLISH_TIMEOUT: float = Field(default=1.5, gt=0)
-    # Seconds a request may spend subscribing to its results in Redis before it
-    # gets 503, and seconds any connection to Redis may take to open.
-    RESULT_SUBSCRIBE_TIMEOUT: float = Field(default=1.5, gt=0)
-    REDIS_CONNECT_TIMEOUT: float = Field(default=2.0, gt=0)
-    # Seconds Redis may take to answer one command before the request gets 503.
-    REDIS_COMMAND_TIMEOUT: float = Field(default=2.0, gt=0)
-    # Connections to Redis per process, one of them the result listener's; a
-    # burst of commands queues for one (up to REDIS_CONNECT_TIMEOUT) instead of
-    # opening a connection each.
-    REDIS_POOL_SIZE: int = Field(default=32, ge=4)
-    # Seconds a waiting endpoint waits before it answers 504 and revokes the task.
-    TASK_WAIT_TIMEOUT: float = Field(default=10.0, gt=0)
-    # Tasks one user may have in flight (sent, their end not yet known to
-    # the API) across all processes; beyond, 429.
-    TASKS_IN_FLIGHT_PER_USER: int = Field(default=100, gt=0)
-    # Seconds an /async task may wait in the queue before workers discard it.
-    TASK_EXPIRES: float = Field(default=3600.0, gt=0)
-    # Seconds after a task's expiry when, if no worker stored how it ended,
-    # its record says LOST: longer than the worker's TASK_TIME_LIMIT (90) plus
-    # the minute it retries storing a result while Redis is away.
-    TASK_LOST_AFTER: float = Field(default=300.0, gt=0)
-    # Seconds each dependency gets to answer GET /health/ready.
+    REDIS_TIMEOUT: float = Field(default=2.0, gt=0)
     READINESS_TIMEOUT: float = Field(default=2.0, gt=0)
-
-    # Count requests for GET /metrics.
+    TASK_WAIT_TIMEOUT: float = Field(default=10.0, gt=0)
+    TASKS_IN_FLIGHT_PER_USER: int = Field(default=100, gt=0)
+    TASK_EXPIRES: float = Field(default=3600.0, gt=0)
+    # Longer than the worker's TASK_TIME_LIMIT (90) plus the minute it keeps
+    # trying to store a result while Redis is away.
+    TASK_LOST_AFTER: float = Field(default=300.0, gt=0)
     METRICS_ENABLED: bool = True
 
     FIRST_SUPERUSER_EMAIL: EmailStr = {{ cookiecutter.author_email | python_string }}
@@ -128,18 +94,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
-
-    @model_validator(mode="after")
-    def keep_earlier_timeouts(self) -> "Settings":
-        """An .env written before these two settings existed keeps its meaning:
-        the Redis subscription used CELERY_PUBLISH_TIMEOUT, and Redis
-        connections READINESS_TIMEOUT."""
-        given = self.model_fields_set
-        if "RESULT_SUBSCRIBE_TIMEOUT" not in given and "CELERY_PUBLISH_TIMEOUT" in given:
-            self.RESULT_SUBSCRIBE_TIMEOUT = self.CELERY_PUBLISH_TIMEOUT
-        if "REDIS_CONNECT_TIMEOUT" not in given and "READINESS_TIMEOUT" in given:
-            self.REDIS_CONNECT_TIMEOUT = self.READINESS_TIMEOUT
-        return self
 
     @model_validator(mode="after")
     def refuse_unusable_secrets(self) -> "Settings":
@@ -164,6 +118,26 @@ class Settings(BaseSettings):
                 f" {self.ENVIRONMENT!r}"
             )
         return self
+
+    def engine_config(self) -> EngineConfig:
+        database = make_url(self.POSTGRES_DATABASE_URL)
+        return EngineConfig(
+            broker_url=self.CELERY_BROKER_URL,
+            redis_url=self.CELERY_RESULT_BACKEND_URL,
+            # asyncpg's form of the URL: no driver in its scheme.
+            postgres_url=database.set(drivername="postgresql").render_as_string(False),
+            queue=self.CELERY_TASK_QUEUE,
+            serializer=TASK_SERIALIZER,
+            wait_timeout=self.TASK_WAIT_TIMEOUT,
+            expires=self.TASK_EXPIRES,
+            lost_after=self.TASK_LOST_AFTER,
+            tasks_in_flight=self.TASKS_IN_FLIGHT_PER_USER,
+            publish_timeout=self.CELERY_PUBLISH_TIMEOUT,
+            redis_timeout=self.REDIS_TIMEOUT,
+            postgres_timeout=self.POSTGRES_TIMEOUT,
+            # Services sharing a Redis (test runs too) count apart, by database.
+            key_prefix=f"taskengine:{database.database}",
+        )
 
 
 def describe(error: ValidationError) -> str:

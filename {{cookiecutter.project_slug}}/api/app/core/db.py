@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import exc, text
+from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,13 +25,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.POSTGRES_DATABASE_URL,
         connect_args={
             # asyncpg's own defaults wait 60 s to connect, and forever for a statement.
-            "timeout": settings.POSTGRES_CONNECT_TIMEOUT,
-            "command_timeout": settings.POSTGRES_COMMAND_TIMEOUT,
+            "timeout": settings.POSTGRES_TIMEOUT,
+            "command_timeout": settings.POSTGRES_TIMEOUT,
         },
         # A request queues for a pooled connection as long as a busy one can
         # take to come back (a statement, or a new connection): under load it
         # waits its turn; only a database that does not answer gives 503.
-        pool_timeout=settings.POSTGRES_CONNECT_TIMEOUT + settings.POSTGRES_COMMAND_TIMEOUT,
+        pool_timeout=2 * settings.POSTGRES_TIMEOUT,
         # Replace connections the server closed while they sat in the pool (a
         # restart): the request gets a fresh one instead of an error.
         pool_pre_ping=True,
@@ -85,15 +85,3 @@ async def open_session(
                 raise DatabaseUnavailableError from error
             await session.rollback()
             raise
-
-
-async def commit_without_waiting_for_flush(session: AsyncSession) -> None:
-    """Commit without waiting for PostgreSQL to flush its log to disk.
-
-    synchronous_commit is off for this transaction only. The flush is the slowest
-    part of a short request; a crash of the database within a fraction of a
-    second could lose this commit, never corrupt anything. For writes that are
-    a record of work already done, not the work itself.
-    """
-    await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    await session.commit()

@@ -1,8 +1,14 @@
-"""ORM tables. Every model is imported here so Alembic sees all of them."""
+"""ORM tables, a module each. Every module of this package is imported here,
+so that Base.metadata holds every table (Alembic compares it with the
+database): a new model needs no line anywhere else."""
+
+import importlib
+import pkgutil
 
 from app.models.base import Base
-from app.models.note import Note
-from app.models.task import TaskRecord
 from app.models.user import User
 
-__all__ = ["Base", "Note", "TaskRecord", "User"]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["Base", "User"]

@@ -4,18 +4,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.config import Settings
-from app.core.security import InvalidTokenError, decode_access_token, hash_password, verify_password
+from app.core.security import hash_password, verify_password
 from app.models import User
-from app.services.account_cache import Account, AccountCache
 
 
 class EmailTakenError(Exception):
     """Another account already uses this e-mail address."""
-
-
-class InactiveUserError(Exception):
-    """The token is valid, but its account was deactivated."""
 
 
 class LastSuperuserError(Exception):
@@ -56,18 +50,6 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     if not await verify_password(password, user.hashed_password if user else None):
         return None
     return user
-
-
-async def account_for_token(accounts: AccountCache, token: str, settings: Settings) -> Account:
-    """The active account the access token was issued to. InvalidTokenError
-    for a bad token or an account that no longer exists, InactiveUserError
-    for a deactivated one."""
-    account = await accounts.get(decode_access_token(token, settings))
-    if account is None:
-        raise InvalidTokenError("no such account")
-    if not account.is_active:
-        raise InactiveUserError(account.id)
-    return account
 
 
 async def update_account(session: AsyncSession, user: User, changes: dict[str, bool]) -> User:

@@ -12,17 +12,21 @@ from fastapi import Depends, FastAPI
 
 from app.api.deps import get_current_user
 from app.api.responses import ANY_REQUEST, PRIVATE
-from app.api.v1.private import notes, task_endpoints, tasks, users
+{%- if cookiecutter.use_examples | enabled %}
+from app.api.v1.private import example_tasks, notes, tasks, users
+{%- else %}
+from app.api.v1.private import tasks, users
+{%- endif %}
 from app.api.v1.public import auth, health
 {%- if cookiecutter.use_websockets | enabled %}
-from app.api.v1.sockets import router as sockets_router
+from app.api.v1.sockets import {% if cookiecutter.use_examples | enabled %}live_page, {% endif %}task_socket
 {%- endif %}
 
 # The description /docs shows above the routes.
 API_DESCRIPTION = (
     "Log in with **Authorize** (the first superuser's e-mail and password from `.env`), "
     "then try the private routes."
-{%- if cookiecutter.use_websockets | enabled %}
+{%- if cookiecutter.use_websockets | enabled and cookiecutter.use_examples | enabled %}
     " [/live](/live) starts tasks and shows their state as the WebSocket "
     "`/api/v1/ws/tasks/{task_id}` pushes it."
 {%- endif %}
@@ -32,7 +36,15 @@ API_DESCRIPTION = (
 # FastAPI matches a request level by level, and each level of nesting cost
 # about 80 us of CPU per request to the deepest routes (`make bench`).
 PUBLIC_ROUTERS = [health.router, auth.router]
-PRIVATE_ROUTERS = [users.router, notes.router, tasks.router, task_endpoints.router]
+{%- if cookiecutter.use_examples | enabled %}
+PRIVATE_ROUTERS = [users.router, tasks.router, notes.router, example_tasks.router]
+{%- else %}
+PRIVATE_ROUTERS = [users.router, tasks.router]
+{%- endif %}
+{%- if cookiecutter.use_websockets | enabled %}
+# The socket authenticates on its own; the live page is public.
+OTHER_ROUTERS = [task_socket.router{% if cookiecutter.use_examples | enabled %}, live_page.router{% endif %}]
+{%- endif %}
 
 
 def include_api_routes(app: FastAPI) -> None:
@@ -46,5 +58,6 @@ def include_api_routes(app: FastAPI) -> None:
             responses={**ANY_REQUEST, **PRIVATE},
         )
 {%- if cookiecutter.use_websockets | enabled %}
-    app.include_router(sockets_router, responses=ANY_REQUEST)
+    for router in OTHER_ROUTERS:
+        app.include_router(router, responses=ANY_REQUEST)
 {%- endif %}

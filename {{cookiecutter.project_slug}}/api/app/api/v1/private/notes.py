@@ -3,17 +3,27 @@
 import uuid
 
 from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SessionDep
-from app.api.ownership import get_owned, owned_page
 from app.api.responses import NOT_FOUND, Responses, error
-from app.models import Note
+from app.models.note import Note
 from app.schemas.note import NoteCreate, NotePublic, NoteUpdate
 from app.schemas.page import Limit, Offset, Page
+from app.services.accounts import Account
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/notes")
+
+
+async def get_note(session: SessionDep, note_id: uuid.UUID, owner: Account) -> Note:
+    """The owner's note; 404 whether it is missing or another's, so that ids
+    cannot be probed for existence."""
+    note = await session.scalar(select(Note).where(Note.id == note_id, Note.owner_id == owner.id))
+    if note is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Note not found")
+    return note
 
 
 async def commit_or_conflict(session: SessionDep) -> None:
@@ -44,14 +54,22 @@ async def create_note(session: SessionDep, user: CurrentUser, body: NoteCreate) 
 async def list_notes(
     session: SessionDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 50
 ) -> Page[NotePublic]:
-    total, notes = await owned_page(session, Note, user, offset, limit)
+    own = Note.owner_id == user.id
+    total = await session.scalar(select(func.count()).select_from(Note).where(own)) or 0
+    notes = await session.scalars(
+        select(Note)
+        .where(own)
+        .order_by(Note.created_at.desc(), Note.id)
+        .offset(offset)
+        .limit(limit)
+    )
     items = [NotePublic.model_validate(note) for note in notes]
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
 @router.get("/{note_id:uuid}", summary="One of your notes", responses=NOT_FOUND)
 async def read_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) -> NotePublic:
-    return NotePublic.model_validate(await get_owned(session, Note, note_id, user, "Note"))
+    return NotePublic.model_validate(await get_note(session, note_id, user))
 
 
 @router.patch(
@@ -62,7 +80,7 @@ async def read_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) 
 async def update_note(
     session: SessionDep, user: CurrentUser, note_id: uuid.UUID, body: NoteUpdate
 ) -> NotePublic:
-    note = await get_owned(session, Note, note_id, user, "Note")
+    note = await get_note(session, note_id, user)
     for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(note, field, value)
     await commit_or_conflict(session)
@@ -77,7 +95,7 @@ async def update_note(
     responses=NOT_FOUND,
 )
 async def delete_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) -> Response:
-    note = await get_owned(session, Note, note_id, user, "Note")
+    note = await get_note(session, note_id, user)
     await session.delete(note)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

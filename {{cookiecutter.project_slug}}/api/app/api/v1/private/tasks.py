@@ -1,33 +1,41 @@
-"""The tasks you sent: list them, read one's state and result, revoke one.
-Every task is recorded with its owner; nobody else can see it. The endpoints
-that send tasks are in task_endpoints.py."""
+"""Your tasks: send the echo task, list them, read one, cancel one.
+
+Every task is recorded with its owner; nobody else can see it (another
+user's task answers 404, like an unknown one). The worker's tasks are known
+by name only: the API never imports worker code.
+"""
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, status
+from celery import signature
+from celery.canvas import Signature
+from fastapi import APIRouter, status
+from taskengine import TaskReply, TaskSummary
 
-from app.api.deps import CurrentUser, SessionDep, TaskRunnerDep
-from app.api.ownership import get_owned, owned_page
+from app.api.deps import CurrentUser, TaskEngineDep
 from app.api.responses import NOT_FOUND, error
-from app.api.v1.private.task_routes import TASKS_PATH
-from app.models import TaskRecord
+from app.api.v1.private.task_routes import TASKS_PATH, task_routes
+from app.core.config import WORKER_NAME
 from app.schemas.page import Limit, Offset, Page
-from app.schemas.task import TaskReply, TaskSummary
-from app.services.task_states import FINAL
+from app.schemas.task import EchoIn
+
+# The smallest task that proves the whole path: API, broker, worker, results.
+ECHO = f"{WORKER_NAME}.echo"
 
 router = APIRouter(prefix=TASKS_PATH)
 
 
+@task_routes(router, "/echo", summary="Send `text` through a worker and back")
+def echo(body: EchoIn) -> Signature:
+    return signature(ECHO, args=(body.text,))
+
+
 @router.get("", summary="Your tasks, newest first, with their last seen state")
 async def list_tasks(
-    session: SessionDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 50
+    user: CurrentUser, engine: TaskEngineDep, offset: Offset = 0, limit: Limit = 50
 ) -> Page[TaskSummary]:
-    total, tasks = await owned_page(session, TaskRecord, user, offset, limit)
-    items = [
-        TaskSummary(task_id=task.id, name=task.name, status=task.status, created_at=task.created_at)
-        for task in tasks
-    ]
-    return Page(items=items, total=total, offset=offset, limit=limit)
+    total, tasks = await engine.tasks(user.id, offset, limit)
+    return Page(items=tasks, total=total, offset=offset, limit=limit)
 
 
 @router.get(
@@ -35,18 +43,14 @@ async def list_tasks(
     summary="A task's state, and its result once it is done",
     responses={**NOT_FOUND, 503: error("The result backend is unavailable")},
 )
-async def read_task(
-    task_id: uuid.UUID, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
-) -> TaskReply:
-    return await runner.refresh(
-        session, await get_owned(session, TaskRecord, task_id, user, "Task")
-    )
+async def read_task(task_id: uuid.UUID, user: CurrentUser, engine: TaskEngineDep) -> TaskReply:
+    return await engine.status(user.id, task_id)
 
 
 @router.delete(
     "/{task_id:uuid}",
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Revoke a task; 409 once it is done",
+    summary="Cancel a task; 409 once it is done",
     description=(
         "No task of it starts from now on, and a long one stops between its steps."
         " The answer is its state now: REVOKED, or, while one of its tasks runs,"
@@ -58,13 +62,5 @@ async def read_task(
         503: error("The result backend is unavailable"),
     },
 )
-async def revoke_task(
-    task_id: uuid.UUID, session: SessionDep, user: CurrentUser, runner: TaskRunnerDep
-) -> TaskReply:
-    task = await get_owned(session, TaskRecord, task_id, user, "Task")
-    current = await runner.refresh(session, task)
-    if current.status in FINAL:
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT, detail=f"Task already {current.status}"
-        )
-    return await runner.revoke(session, task)
+async def cancel_task(task_id: uuid.UUID, user: CurrentUser, engine: TaskEngineDep) -> TaskReply:
+    return await engine.cancel(user.id, task_id)

@@ -1,19 +1,45 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
 
-from typing import Literal
+A dead dependency makes GET /health/ready answer 503 within READINESS_TIMEOUT,
+never hang. The answer names the failing component and the kind of failure;
+the details (hosts, messages) go to the log, not to anonymous callers.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import API_V1_PREFIX
 from app.api.deps import SettingsDep
-from app.core.readiness import Readiness, broker_probe, check_all, postgres_probe, redis_probe
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix=f"{API_V1_PREFIX}/health")
+
+# An AMQP 0-9-1 client opens with these bytes; a broker answers with a method
+# frame, whose first byte is 1. Nothing more is sent: no connection is left behind.
+AMQP_PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class ComponentStatus(BaseModel):
+    status: Literal["ok", "timeout", "error"]
+    latency_ms: float
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    components: dict[str, ComponentStatus]
 
 
 @router.get("", summary="Liveness: the process serves requests (no I/O)")
@@ -27,16 +53,53 @@ async def health() -> Health:
     responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Readiness}},
 )
 async def ready(request: Request, response: Response, settings: SettingsDep) -> Readiness:
-    state = request.app.state
-    timeout = settings.READINESS_TIMEOUT
-    readiness = await check_all(
-        {
-            "postgres": postgres_probe(state.engine),
-            "broker": broker_probe(settings.CELERY_BROKER_URL),
-            "result_backend": redis_probe(state.redis),
-        },
-        timeout,
+    probes = {
+        "postgres": postgres_answers(request.app.state.db_engine),
+        "broker": broker_answers(settings.CELERY_BROKER_URL),
+        "result_backend": request.app.state.redis.ping(),
+    }
+    # All at once: the answer takes one timeout at most.
+    results = await asyncio.gather(
+        *(probe(name, check, settings.READINESS_TIMEOUT) for name, check in probes.items())
     )
-    if readiness.status != "ready":
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return readiness
+    components = dict(zip(probes, results, strict=True))
+    if all(component.status == "ok" for component in components.values()):
+        return Readiness(status="ready", components=components)
+    response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Readiness(status="unavailable", components=components)
+
+
+async def probe(name: str, check: Coroutine[Any, Any, object], seconds: float) -> ComponentStatus:
+    started = time.perf_counter()
+    outcome: Literal["ok", "timeout", "error"] = "ok"
+    try:
+        async with asyncio.timeout(seconds):
+            await check
+    except TimeoutError:
+        logger.warning("Readiness: %s did not answer within %ss", name, seconds)
+        outcome = "timeout"
+    except Exception as error:  # any failure means "not ready", whatever its type
+        logger.warning("Readiness: %s failed: %r", name, error)
+        outcome = "error"
+    return ComponentStatus(
+        status=outcome, latency_ms=round((time.perf_counter() - started) * 1000, 1)
+    )
+
+
+async def postgres_answers(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def broker_answers(url: str) -> None:
+    parts = urlsplit(url)
+    tls = parts.scheme == "amqps"
+    host, port = parts.hostname or "127.0.0.1", parts.port or (5671 if tls else 5672)
+    reader, writer = await asyncio.open_connection(host, port, ssl=tls or None)
+    try:
+        writer.write(AMQP_PROTOCOL_HEADER)
+        await writer.drain()
+        if (await reader.readexactly(7))[0] != 1:  # frame type, channel, size
+            raise ConnectionError("the broker did not answer in AMQP 0-9-1")
+    finally:
+        writer.close()

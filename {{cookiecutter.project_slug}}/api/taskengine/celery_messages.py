@@ -1,0 +1,235 @@
+"""Celery builds the messages of a task or a workflow; nothing here sends them.
+
+The one module of the engine that relies on how Celery works inside. Celery's
+canvas (chains, groups, chords) turns a signature into task messages, and
+publishes each through a blocking kombu producer as it goes. Here the app
+hands its canvas a stand-in producer that keeps the messages instead
+(`producer_or_acquire`, `Producer.publish` and the connection's
+`_reraise_as_library_errors` are what Celery calls), and its Redis backend
+keeps a chord's size instead of writing it (`set_chord_size`), so that the
+publisher sends both without blocking the event loop.
+
+tests/engine/test_celery_messages.py compares these messages with the ones
+Celery itself puts on a real queue: it fails the day a release changes them.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from celery import Celery, group
+from celery.backends.redis import RedisBackend
+from celery.canvas import Signature, chord
+from celery.result import AsyncResult, GroupResult, ResultBase
+from kombu.serialization import dumps
+
+# The AMQP properties of a task message that the publisher sends on.
+PROPERTIES = ("delivery_mode", "correlation_id", "reply_to", "priority", "expiration")
+
+
+@dataclass
+class Message:
+    exchange: str
+    routing_key: str
+    body: bytes
+    content_type: str
+    content_encoding: str
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+    # kombu Queues to declare before sending (their type hints miss the
+    # attributes set from a table of options).
+    declare: list[Any]
+
+
+@dataclass
+class ChordSize:
+    """How many header results a chord waits for, under the backend's keys."""
+
+    size_key: bytes
+    counter_key: bytes
+    size: int
+    expires: int | None
+
+
+@dataclass
+class Outgoing:
+    """What sending a signature takes: the chord sizes first, then the messages."""
+
+    chord_sizes: list[ChordSize] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+
+
+class MessageCapture:
+    """Stands in for kombu's Producer: keeps each message Celery publishes."""
+
+    def __init__(self) -> None:
+        self.outgoing = Outgoing()
+
+    @property
+    def connection(self) -> "MessageCapture":
+        return self
+
+    @contextmanager
+    def _reraise_as_library_errors(self) -> Iterator[None]:
+        yield
+
+    def publish(
+        self,
+        body: Any,
+        exchange: str,
+        routing_key: str,
+        serializer: str,
+        headers: dict[str, Any],
+        declare: list[Any] | None = None,
+        compression: str | None = None,
+        **options: Any,
+    ) -> None:
+        if compression:
+            raise ValueError("compressed task messages are not supported")
+        content_type, encoding, payload = dumps(body, serializer=serializer)  # type: ignore[no-untyped-call]
+        message = Message(
+            exchange,
+            routing_key,
+            payload.encode(encoding) if isinstance(payload, str) else payload,
+            content_type,
+            encoding,
+            headers,
+            {name: options.get(name) for name in PROPERTIES},
+            list(declare or []),
+        )
+        self.outgoing.messages.append(message)
+
+
+# The capture of the signature being built in this context.
+_capture: ContextVar[MessageCapture] = ContextVar("capture")
+
+
+class BuildingBackend(RedisBackend):  # type: ignore[misc]
+    """Celery's Redis backend, for its keys and its decoding only: no result
+    consumer of its own (the engine listens itself), and a chord's size kept
+    with the messages (the publisher writes it)."""
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        return None
+
+    def add_pending_result(
+        self, result: Any, weak: bool = False, start_drainer: bool = True
+    ) -> Any:
+        return result
+
+    def remove_pending_result(self, result: Any) -> Any:
+        return result
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        _capture.get().outgoing.chord_sizes.append(
+            ChordSize(
+                size_key=self.get_key_for_group(group_id, ".s"),
+                counter_key=self.get_key_for_group(group_id, ".c"),
+                size=chord_size,
+                expires=self.chord_expires or None,
+            )
+        )
+
+
+class MessageBuilder(Celery):  # type: ignore[misc]
+    """A Celery app that builds messages into the current capture: the canvas
+    asks the app for a producer at every step."""
+
+    @contextmanager
+    def producer_or_acquire(self, producer: Any = None) -> Iterator[MessageCapture]:
+        yield _capture.get()
+
+
+def create_builder(broker_url: str, redis_url: str, serializer: str) -> MessageBuilder:
+    builder = MessageBuilder(
+        "taskengine",
+        broker=broker_url,
+        backend=f"{__name__}:{BuildingBackend.__name__}+{redis_url}",
+        set_as_current=False,
+    )
+    builder.conf.update(
+        task_serializer=serializer,
+        result_serializer=serializer,
+        # JSON stays accepted: Celery's own control messages use it.
+        accept_content=sorted({serializer, "json"}),
+        result_accept_content=sorted({serializer, "json"}),
+    )
+    return builder
+
+
+@dataclass
+class Built:
+    """A signature frozen and built: its ids, and what sending it takes."""
+
+    # The id the caller gets: a task's, a chain's last task's, a group's or a chord's body's.
+    task_id: str
+    # A group answers one value per member, anything else one value.
+    is_group: bool
+    # The tasks whose results make the answer, and every task created.
+    answer_ids: list[str]
+    all_ids: list[str]
+    outgoing: Outgoing
+
+
+def build(
+    builder: MessageBuilder,
+    signature: Signature,
+    *,
+    queue: str,
+    serializer: str,
+    expires: datetime,
+) -> Built:
+    """Give every task of the signature its queue (unless it names one), the
+    serializer and the expiry; freeze it and build its messages."""
+    for task in each_task(signature):
+        task.set(queue=task.options.get("queue") or queue, serializer=serializer, expires=expires)
+    # Signatures made without an app (celery.signature, chain...) use the
+    # current one: this one, for as long as this build runs (no await in it).
+    builder.set_current()
+    result = signature.freeze()
+    capture = MessageCapture()
+    token = _capture.set(capture)
+    try:
+        signature.apply_async()
+    finally:
+        _capture.reset(token)
+    is_group = isinstance(result, GroupResult)
+    answer = list(result.results) if is_group else [result]
+    return Built(
+        task_id=result.id,
+        is_group=is_group,
+        answer_ids=[item.id for item in answer],
+        all_ids=every_id(result),
+        outgoing=capture.outgoing,
+    )
+
+
+def each_task(signature: Signature) -> Iterator[Signature]:
+    """The single tasks of a signature, through chains, groups and chords."""
+    if isinstance(signature, chord):
+        parts = [*signature.tasks, signature.body]
+    elif isinstance(signature, group) or signature.subtask_type == "chain":
+        parts = list(signature.tasks)
+    else:
+        yield signature
+        return
+    for part in parts:
+        yield from each_task(part)
+
+
+def every_id(result: ResultBase) -> list[str]:
+    """The ids of a result, of its group's members and of its parents."""
+    found: list[str] = []
+    pending: list[ResultBase | None] = [result]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, GroupResult):
+            pending.extend(item.results)
+        elif isinstance(item, AsyncResult):
+            found.append(item.id)
+        if item is not None:
+            pending.append(item.parent)
+    return found

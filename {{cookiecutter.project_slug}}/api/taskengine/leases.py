@@ -1,0 +1,93 @@
+"""Counted slots per owner, shared by every process: a sorted set per owner in
+Redis, one member per slot, scored with the time its lease ends. A count kept
+in one process would miss the others, and a process that dies without giving
+its slots back frees them when their leases end.
+
+The engine counts two things so: an owner's tasks in flight (each leased
+until its deadline) and the tasks an owner follows (leased for a while, and
+renewed while the follower lives).
+"""
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import cast
+
+from redis.asyncio import Redis
+
+from taskengine.batches import Batches
+from taskengine.errors import RedisUnavailableError
+
+# KEYS[1]: the owner's set. ARGV: now, limit, the lease's end, the member.
+# Drops the leases that ended, then adds the member unless the set is full;
+# the key lives as long as its latest lease. 1 if added.
+TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+if redis.call('EXPIRETIME', KEYS[1]) < tonumber(ARGV[3]) then
+    redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[3])))
+end
+return 1
+"""
+
+
+class Leases:
+    def __init__(self, redis: Redis, key_prefix: str) -> None:
+        self._redis = redis
+        self._key_prefix = key_prefix
+        self._take = redis.register_script(TAKE)
+        # Slots given back in the background: under load, many in one round trip.
+        self._releasing: Batches[tuple[str, list[str]], None] = Batches(self._release_batch)
+
+    def key(self, owner: str) -> str:
+        return f"{self._key_prefix}:{owner}"
+
+    async def take(self, owner: str, member: str, until: float, limit: int) -> bool:
+        """A slot until `until` (a Unix time), unless the owner holds `limit`."""
+        try:
+            taken = await self._take(
+                keys=[self.key(owner)], args=[time.time(), limit, until, member]
+            )
+        except Exception as error:  # redis raises several unrelated types
+            raise RedisUnavailableError(repr(error)) from error
+        return bool(taken)
+
+    async def members(self, owner: str) -> list[str]:
+        try:
+            # Without scores, the members alone, as bytes.
+            members = cast(list[bytes], await self._redis.zrange(self.key(owner), 0, -1))
+        except Exception as error:
+            raise RedisUnavailableError(repr(error)) from error
+        return [member.decode() for member in members]
+
+    async def renew(self, held: Mapping[str, Iterable[str]], until: float) -> None:
+        """Extend the leases of these members, owner by owner, that still exist."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for owner, members in held.items():
+                pipe.zadd(self.key(owner), dict.fromkeys(members, until), xx=True)
+                pipe.expireat(self.key(owner), int(until) + 1, gt=True)
+            await pipe.execute()
+
+    async def release(self, owner: str, members: list[str]) -> None:
+        if members:
+            try:
+                await self._redis.zrem(self.key(owner), *members)
+            except Exception as error:
+                raise RedisUnavailableError(repr(error)) from error
+
+    def release_soon(self, owner: str, members: list[str]) -> None:
+        """Give the slots back in the background; if that fails, they end with their lease."""
+        self._releasing.add_in_background((owner, members))
+
+    async def close(self) -> None:
+        await self._releasing.close()
+
+    async def _release_batch(self, batch: list[tuple[str, list[str]]]) -> list[None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for owner, members in batch:
+                if members:
+                    pipe.zrem(self.key(owner), *members)
+            await pipe.execute()
+        return [None] * len(batch)

@@ -1,0 +1,159 @@
+"""Publishing without blocking the event loop, and without a thread.
+
+aio-pika sends the messages Celery built (celery_messages.py) over one robust
+connection, through a bounded pool of channels in confirm mode: RabbitMQ
+acknowledges every message, and many confirms are awaited at once. What cannot
+be published within the timeout (no channel free, no connection, no confirm,
+a message the broker could not route) is a BrokerUnavailableError.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.connection import make_url
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from redis.asyncio import Redis
+
+from taskengine.celery_messages import ChordSize, Message, Outgoing
+from taskengine.errors import BrokerUnavailableError, RedisUnavailableError
+
+logger = logging.getLogger(__name__)
+
+# Seconds between attempts to reconnect (aio-pika's 5 s would keep requests
+# failing long after RabbitMQ is back from a restart).
+RECONNECT_INTERVAL = 1
+
+
+class Publisher:
+    def __init__(self, url: str, redis: Redis, timeout: float, pool_size: int) -> None:
+        self._url = url
+        self._redis = redis
+        self.timeout = timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._connecting = asyncio.Lock()
+        self._slots = asyncio.Semaphore(pool_size)
+        self._idle: list[AbstractChannel] = []
+        self._declared: set[str] = set()
+        # Publishes whose confirm is awaited after their request ended.
+        self._unfinished: set[asyncio.Future[None]] = set()
+
+    async def publish(self, outgoing: Outgoing) -> None:
+        """Write the chord sizes, then send the messages and await their confirms."""
+        await self._write_chord_sizes(outgoing.chord_sizes)
+        try:
+            async with asyncio.timeout(self.timeout), self._channel() as channel:
+                await self._declare_queues(channel, outgoing.messages)
+                await asyncio.gather(
+                    *(self._send(channel, message) for message in outgoing.messages)
+                )
+        except (TimeoutError, *CONNECTION_EXCEPTIONS) as error:
+            # A queue deleted since it was declared is declared again next time.
+            self._declared.clear()
+            logger.warning("Broker unavailable: %r", error)
+            raise BrokerUnavailableError(repr(error)) from error
+
+    def finish_in_background(self, publishing: "asyncio.Future[None]") -> None:
+        """Let a publish await its confirm after its request got its answer."""
+        if publishing.done():
+            if not publishing.cancelled():
+                publishing.exception()  # raised to the request already, or None
+            return
+        self._unfinished.add(publishing)
+        publishing.add_done_callback(self._unfinished.discard)
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._unfinished, return_exceptions=True)
+        for channel in self._idle:
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+                await channel.close()
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _write_chord_sizes(self, chord_sizes: list[ChordSize]) -> None:
+        """Before the header is sent: the worker that ends its last task reads the size."""
+        if not chord_sizes:
+            return
+        try:
+            async with asyncio.timeout(self.timeout), self._redis.pipeline() as pipe:
+                for chord in chord_sizes:
+                    pipe.delete(chord.counter_key)  # a chord sent again counts anew
+                    pipe.set(chord.size_key, chord.size, ex=chord.expires)
+                await pipe.execute()
+        except Exception as error:  # redis raises several unrelated types
+            raise RedisUnavailableError(repr(error)) from error
+
+    async def _connect(self) -> AbstractRobustConnection:
+        """One connection per process; aio-pika reconnects it once lost."""
+        async with self._connecting:
+            if self._connection is None:
+                connection = aio_pika.RobustConnection(
+                    make_url(self._url), reconnect_interval=RECONNECT_INTERVAL
+                )
+                try:
+                    await connection.connect(timeout=self.timeout)
+                except BaseException:
+                    # A first attempt cut short would go on reconnecting in the
+                    # background: one more connection per request of an outage.
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+                    raise
+                self._connection = connection
+            return self._connection
+
+    @contextlib.asynccontextmanager
+    async def _channel(self) -> AsyncIterator[AbstractChannel]:
+        """One of at most pool_size channels; one the broker closed is dropped."""
+        async with self._slots:
+            while self._idle and self._idle[-1].is_closed:
+                self._idle.pop()
+            if self._idle:
+                channel = self._idle.pop()
+            else:
+                connection = await self._connect()
+                # A message the broker cannot route comes back: a failure too.
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            try:
+                yield channel
+            finally:
+                if not channel.is_closed:
+                    self._idle.append(channel)
+
+    async def _declare_queues(self, channel: AbstractChannel, messages: list[Message]) -> None:
+        """Once per process: a message to a queue nobody declared comes back unrouted."""
+        queues = {queue.name: queue for message in messages for queue in message.declare}
+        for name, queue in queues.items():
+            if name not in self._declared:
+                await channel.declare_queue(
+                    name,
+                    durable=queue.durable,
+                    auto_delete=queue.auto_delete,
+                    arguments=queue.queue_arguments,
+                )
+                self._declared.add(name)
+
+    async def _send(self, channel: AbstractChannel, message: Message) -> None:
+        exchange = (
+            await channel.get_exchange(message.exchange, ensure=False)
+            if message.exchange
+            else channel.default_exchange
+        )
+        properties = message.properties
+        await exchange.publish(
+            aio_pika.Message(
+                message.body,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                headers=message.headers,
+                delivery_mode=properties.get("delivery_mode"),
+                correlation_id=properties.get("correlation_id"),
+                reply_to=properties.get("reply_to"),
+                priority=properties.get("priority"),
+                # Seconds, as Celery gives it: RabbitMQ drops the message then.
+                expiration=properties.get("expiration"),
+            ),
+            routing_key=message.routing_key,
+        )

@@ -1,0 +1,83 @@
+"""The example tasks (worker/example_tasks.py) on a real worker."""
+
+import time
+
+import pytest
+from celery import Celery, chain, chord, group
+
+from tests.test_tasks import RESULT_TIMEOUT, forget_all, revoke, wait_for
+from worker.config import WORKER_NAME
+
+
+def test_integer_multiplication_runs_on_the_worker(celery_app: Celery) -> None:
+    result = celery_app.send_task(f"{WORKER_NAME}.integer_multiplication", args=[21])
+    try:
+        assert result.get(timeout=RESULT_TIMEOUT) == 42
+    finally:
+        result.forget()
+
+
+def test_the_example_tasks_are_registered(celery_app: Celery, worker_node: str) -> None:
+    inspect = celery_app.control.inspect(destination=[worker_node], timeout=5)
+    registered = inspect.registered()[worker_node]
+    for name in ("integer_multiplication", "integers_sum", "long_running"):
+        assert f"{WORKER_NAME}.{name}" in registered
+
+
+def test_integers_sum_and_its_refusal_of_other_types(celery_app: Celery) -> None:
+    name = f"{WORKER_NAME}.integers_sum"
+    total = celery_app.send_task(name, args=[[1, 2, 39]])
+    refused = celery_app.send_task(name, args=[[1, "2"]])
+    try:
+        assert total.get(timeout=RESULT_TIMEOUT) == 42
+        with pytest.raises(TypeError, match="expected a list of integers"):
+            refused.get(timeout=RESULT_TIMEOUT)
+        assert refused.state == "FAILURE"
+    finally:
+        total.forget()
+        refused.forget()
+
+
+def test_long_running_task_reports_progress(celery_app: Celery) -> None:
+    result = celery_app.send_task(f"{WORKER_NAME}.long_running", args=[1.0, 4])
+    seen: list[dict[str, int]] = []
+    try:
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while not result.ready() and time.monotonic() < deadline:
+            if result.state == "PROGRESS" and result.info not in seen:
+                seen.append(result.info)
+            time.sleep(0.05)
+        assert result.get(timeout=RESULT_TIMEOUT) == 4
+        assert seen, "no PROGRESS state was seen"
+        assert all(info["total"] == 4 and 1 <= info["done"] <= 4 for info in seen)
+    finally:
+        result.forget()
+
+
+def test_canvas_workflows_run_on_the_worker(celery_app: Celery) -> None:
+    double = celery_app.signature(f"{WORKER_NAME}.integer_multiplication")
+    total = celery_app.signature(f"{WORKER_NAME}.integers_sum")
+    workflows = {
+        "chain": (chain(double.clone(args=(3,)), double.clone(), double.clone()), 24),
+        "group": (group(double.clone(args=(3,)) for _ in range(3)), [6, 6, 6]),
+        "chord": (chord((double.clone(args=(3,)) for _ in range(3)), total.clone()), 18),
+    }
+    for name, (workflow, expected) in workflows.items():
+        result = workflow.apply_async()
+        try:
+            assert result.get(timeout=RESULT_TIMEOUT) == expected, name
+        finally:
+            forget_all(result)
+
+
+def test_a_long_task_revoked_while_it_runs_stops_at_its_next_step(celery_app: Celery) -> None:
+    result = celery_app.send_task(f"{WORKER_NAME}.long_running", args=[4, 40])
+    try:
+        wait_for(result, {"PROGRESS"})
+        revoke(celery_app, result.id)
+        began = time.monotonic()
+        assert wait_for(result, {"REVOKED", "SUCCESS"}) == "REVOKED"
+        # One step is 0.1 s; the whole task would take 4 s.
+        assert time.monotonic() - began < 1
+    finally:
+        result.forget()
