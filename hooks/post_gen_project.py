@@ -36,6 +36,7 @@ PRUNED_PATHS = {
         "api/app/api/v1/sockets",
         "api/benchmarks/socket_events.py",
         "api/tests/test_example_task_socket.py",
+        "api/tests/sockets.py",
         "api/tests/test_live_page.py",
         "api/tests/test_task_socket.py",
     ],

@@ -27,21 +27,38 @@ LICENSE_PHRASES = {
 # must leave the set of files alone.
 REMOVED_BY_ANSWER = {
     ("open_source_license", "Not open source"): {"LICENSE"},
-    ("use_websockets", False): {
-        "api/app/api/v1/sockets/__init__.py",
-        "api/app/api/v1/sockets/config.py",
-        "api/app/api/v1/sockets/outbox.py",
-        "api/app/api/v1/sockets/page.py",
+    ("use_examples", False): {
+        "api/app/api/v1/private/example_tasks.py",
+        "api/app/api/v1/private/notes.py",
+        "api/app/api/v1/sockets/live_page.py",
         "api/app/api/v1/sockets/page/icon.svg",
         "api/app/api/v1/sockets/page/live.css",
         "api/app/api/v1/sockets/page/live.html",
         "api/app/api/v1/sockets/page/live.js",
-        "api/app/api/v1/sockets/slots.py",
-        "api/app/api/v1/sockets/task_socket.py",
-        "api/app/services/task_progress.py",
-        "api/benchmarks/socket_events.py",
+        "api/app/models/note.py",
+        "api/app/schemas/example_task.py",
+        "api/app/schemas/note.py",
+        "api/migrations/versions/20260102_0002_notes.py",
+        "api/tests/test_example_task_socket.py",
+        "api/tests/test_example_tasks.py",
         "api/tests/test_live_page.py",
-        "api/tests/test_task_progress.py",
+        "api/tests/test_notes.py",
+        "worker/tests/test_example_tasks.py",
+        "worker/worker/example_tasks.py",
+    },
+    ("use_websockets", False): {
+        "api/app/api/v1/sockets/__init__.py",
+        "api/app/api/v1/sockets/config.py",
+        "api/app/api/v1/sockets/live_page.py",
+        "api/app/api/v1/sockets/page/icon.svg",
+        "api/app/api/v1/sockets/page/live.css",
+        "api/app/api/v1/sockets/page/live.html",
+        "api/app/api/v1/sockets/page/live.js",
+        "api/app/api/v1/sockets/task_socket.py",
+        "api/benchmarks/socket_events.py",
+        "api/tests/test_example_task_socket.py",
+        "api/tests/sockets.py",
+        "api/tests/test_live_page.py",
         "api/tests/test_task_socket.py",
     },
     ("use_monitoring", False): {
@@ -71,6 +88,12 @@ MONITORING_WORDS = re.compile(
 GITHUB_ACTIONS_WORDS = re.compile(r"(?i:github|dependabot)")
 # What only a project with WebSockets mentions, in any of its text files.
 WEBSOCKET_WORDS = re.compile(r"(?i:websocket)|\bWS_[A-Z]|/live\b")
+# What only a project with the examples mentions: the example resource, the
+# example tasks and their workflows, the live page that starts them.
+EXAMPLE_WORDS = re.compile(
+    r"(?i:\bnotes?\b|integers?[-_ ](multiplication|sum)|(?<!cancel_)long[-_ ]running|/workflows/|/live\b"
+    r"|example[-_ ]tasks?)"
+)
 
 
 def env_values(path):
@@ -143,6 +166,10 @@ def mentions(project, words):
     ]
 
 
+def test_without_examples_nothing_mentions_them(bake):
+    assert mentions(bake(use_examples=False), EXAMPLE_WORDS) == []
+
+
 def test_without_websockets_nothing_mentions_them(bake):
     assert mentions(bake(use_websockets=False), WEBSOCKET_WORDS) == []
 
@@ -157,12 +184,13 @@ def test_without_github_actions_nothing_mentions_them(bake):
 
 def test_with_websockets_the_route_the_page_and_their_settings_are_there(bake):
     project = bake()
-    assert "include_router(sockets_router," in (project / "api/app/api/v1/__init__.py").read_text()
+    routes = (project / "api/app/api/v1/__init__.py").read_text()
+    assert "OTHER_ROUTERS = [task_socket.router, live_page.router]" in routes
     dependencies = (project / "api/pyproject.toml").read_text()
     assert '"websockets>=' in dependencies
-    assert "WS_SOCKETS_PER_USER=" in (project / ".env.example").read_text()
-    readme = (project / "README.md").read_text()
-    assert "/api/v1/ws/tasks/{task_id}" in readme and "/live" in readme
+    assert "WS_SOCKETS_PER_USER" in (project / "api/app/api/v1/sockets/config.py").read_text()
+    docs = (project / "docs/websockets.md").read_text()
+    assert "/api/v1/ws/tasks/{task_id}" in docs and "/live" in docs
 
 
 def test_not_open_source_has_no_license_file(bake):
@@ -182,7 +210,6 @@ def test_worker_name_is_the_queue_of_the_worker_and_the_producer(bake):
     assert "CELERY_TASK_QUEUE: str = WORKER_NAME" in api_config
     assert 'CELERY_LONG_TASK_QUEUE: str = WORKER_NAME + "-long"' in api_config
     assert env_values(project / ".env")["CELERY_TASK_QUEUE"] == "billing.jobs"
-    assert env_values(project / ".env")["CELERY_LONG_TASK_QUEUE"] == "billing.jobs-long"
     assert "--hostname=$(WORKER_NAME)@%h" in (project / "Makefile").read_text()
     assert "WORKER_NAME := billing.jobs" in (project / "Makefile").read_text()
 
@@ -290,12 +317,18 @@ def test_answers_file_replays_the_same_project(bake, tmp_path):
 
 def test_the_api_knows_the_worker_tasks_by_name_only(bake):
     project = bake(worker_name="billing.jobs")
-    catalog = (project / "api/app/core/producer/catalog.py").read_text()
-    assert 'WORKER_NAME = "billing.jobs"' in catalog
-    tasks = (project / "worker/worker/tasks.py").read_text()
-    for task in ("integer_multiplication", "integers_sum", "long_running"):
-        assert f'f"{{WORKER_NAME}}.{task}"' in catalog
-        assert f'name=f"{{WORKER_NAME}}.{task}"' in tasks
+    config = (project / "api/app/core/config.py").read_text()
+    assert 'WORKER_NAME = "billing.jobs"' in config
+    routes = project / "api/app/api/v1/private"
+    worker = project / "worker/worker"
+    for routes_module, worker_module, task in [
+        ("tasks.py", "tasks.py", "echo"),
+        ("example_tasks.py", "example_tasks.py", "integer_multiplication"),
+        ("example_tasks.py", "example_tasks.py", "integers_sum"),
+        ("example_tasks.py", "example_tasks.py", "long_running"),
+    ]:
+        assert f'f"{{WORKER_NAME}}.{task}"' in (routes / routes_module).read_text()
+        assert f'name=f"{{WORKER_NAME}}.{task}"' in (worker / worker_module).read_text()
     for path in (project / "api").rglob("*.py"):
         source = path.read_text()
         assert not re.search(r"^\s*(from|import) worker\b", source, re.MULTILINE), path
@@ -304,7 +337,10 @@ def test_the_api_knows_the_worker_tasks_by_name_only(bake):
 @pytest.mark.parametrize("serializer", ["json", "pickle"])
 def test_the_api_and_the_worker_agree_on_the_serializer(bake, serializer):
     project = bake(task_serializer=serializer)
-    for relative in ("api/app/core/producer/serialization.py", "worker/worker/config.py"):
-        text = (project / relative).read_text()
-        assert f'TASK_SERIALIZER = "{serializer}"' in text
-        assert 'ACCEPT_CONTENT = sorted({TASK_SERIALIZER, "json"})' in text
+    assert f'TASK_SERIALIZER = "{serializer}"' in (project / "api/app/core/config.py").read_text()
+    worker = (project / "worker/worker/config.py").read_text()
+    assert f'TASK_SERIALIZER = "{serializer}"' in worker
+    assert 'ACCEPT_CONTENT = sorted({TASK_SERIALIZER, "json"})' in worker
+    # The engine accepts, besides it, JSON for Celery's own messages, as the worker does.
+    messages = (project / "api/taskengine/celery_messages.py").read_text()
+    assert 'accept_content=sorted({serializer, "json"})' in messages

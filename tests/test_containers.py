@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,45 @@ from docker_stack import PYTHON_BASE, compose_or_skip
 # shows it adds or removes only .github/), so one of its values is enough here.
 COMBINATIONS = all_combinations(use_github_actions=True)
 HADOLINT = Path(sys.prefix) / "bin" / "hadolint"
-DOCKERFILES = ("api/Dockerfile", "worker/Dockerfile")
-# Built only in a project with the monitoring stack.
+# One Dockerfile at the project's root, built from there, with a target per
+# service image; and Flower's, built only in a project with the monitoring stack.
+SERVICE_DOCKERFILE = "Dockerfile"
 FLOWER_DOCKERFILE = "monitoring/flower/Dockerfile"
+# Each service's directory, by the target of its image, and the compose
+# services that run that image.
+TARGETS = {"api": "api", "worker": "worker"}
+IMAGE_USERS = {"migrate": "api", "api": "api", "worker": "worker", "worker-long": "worker"}
+
+
+def dockerfile_stages(text: str) -> list[dict]:
+    """Each stage of a Dockerfile in order: its name, what its FROM names, and
+    its instructions as (keyword, arguments), continued lines joined."""
+    stages: list[dict] = []
+    for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, arguments = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            base, _, name = arguments.partition(" AS ")
+            stages.append({"name": name.strip(), "from": base.strip(), "instructions": []})
+        else:
+            stages[-1]["instructions"].append((keyword, arguments.strip()))
+    return stages
+
+
+def stage_chain(stages: list[dict], name: str) -> list[dict]:
+    """The stage with that name and the stages it starts from, the first one first."""
+    by_name = {stage["name"]: stage for stage in stages}
+    chain = [by_name[name]]
+    while chain[0]["from"] in by_name:
+        chain.insert(0, by_name[chain[0]["from"]])
+    return chain
+
+
+def instructions(chain: list[dict], keyword: str) -> list[str]:
+    return [args for stage in chain for key, args in stage["instructions"] if key == keyword]
 
 
 @pytest.mark.parametrize("version", ["v2", "v1"])
@@ -33,9 +70,9 @@ def test_compose_file_is_valid(bake, combination, version):
 @pytest.mark.parametrize("combination", COMBINATIONS, ids=combination_id)
 def test_dockerfiles_pass_hadolint(bake, combination):
     project = bake(**combination)
-    dockerfiles = [*DOCKERFILES, *([FLOWER_DOCKERFILE] if combination["use_monitoring"] else [])]
+    flower = [FLOWER_DOCKERFILE] if combination["use_monitoring"] else []
     linted = subprocess.run(
-        [str(HADOLINT), *dockerfiles], cwd=project, capture_output=True, text=True
+        [str(HADOLINT), SERVICE_DOCKERFILE, *flower], cwd=project, capture_output=True, text=True
     )
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
@@ -76,10 +113,85 @@ def test_image_defaults_agree(bake):
     }
     for name, image in defaults.items():
         assert f"# {name}={image}\n" in example, name
-    # Literal FROM lines, which Dependabot reads; the boot tests provide this image.
-    for dockerfile in (*DOCKERFILES, FLOWER_DOCKERFILE):
-        bases = re.findall(r"^FROM (\S+)", (project / dockerfile).read_text(), re.MULTILINE)
-        assert set(bases) == {PYTHON_BASE}, dockerfile
+    # Literal FROM lines, which Dependabot reads (it skips those that name a
+    # stage); the boot tests provide this image.
+    for dockerfile in (SERVICE_DOCKERFILE, FLOWER_DOCKERFILE):
+        stages = dockerfile_stages((project / dockerfile).read_text())
+        names = [stage["name"] for stage in stages]
+        images = {stage["from"] for i, stage in enumerate(stages) if stage["from"] not in names[:i]}
+        assert images == {PYTHON_BASE}, dockerfile
+
+
+@pytest.mark.parametrize("monitoring", [True, False])
+def test_every_image_is_built_from_a_dockerfile_and_target_that_exist(bake, monitoring):
+    project = bake(use_monitoring=monitoring)
+    builds = {}
+    for name in ("compose.yaml", "compose.monitoring.yaml"):
+        if (project / name).exists():
+            services = yaml.safe_load((project / name).read_text())["services"]
+            builds |= {service: s["build"] for service, s in services.items() if "build" in s}
+    assert set(builds) == {*IMAGE_USERS, *(["flower"] if monitoring else [])}
+    for service, target in IMAGE_USERS.items():
+        assert builds[service] == {"context": ".", "target": target}, service
+    for service, build in builds.items():
+        dockerfile = project / build["context"] / build.get("dockerfile", "Dockerfile")
+        names = [stage["name"] for stage in dockerfile_stages(dockerfile.read_text())]
+        assert build.get("target", names[-1]) in names, service
+    # `docker build .` without a target builds the API, the last stage.
+    stages = dockerfile_stages((project / SERVICE_DOCKERFILE).read_text())
+    assert stages[-1]["name"] == "api"
+
+
+def test_each_image_keeps_what_it_runs_with(bake):
+    """Both images run as the numeric user 10001 with the same environment, and
+    each has its own health check and command; the API's metrics directory."""
+    stages = dockerfile_stages((bake(worker_name="billing-jobs") / SERVICE_DOCKERFILE).read_text())
+    expected = {
+        "api": ('CMD ["python", "-m", "commands.healthcheck"]', '"commands.serve"'),
+        "worker": ('CMD ["python", "-m", "worker.healthcheck"]', '"billing-jobs@%h"'),
+    }
+    for target, (healthcheck, command) in expected.items():
+        chain = stage_chain(stages, target)
+        assert chain[0]["from"] == PYTHON_BASE
+        assert instructions(chain, "USER")[-1] == "10001:10001", target
+        assert "--uid 10001" in " ".join(instructions(chain, "RUN")), target
+        environment = " ".join(instructions(chain, "ENV"))
+        assert "PYTHONDONTWRITEBYTECODE=1" in environment, target
+        assert "PYTHONUNBUFFERED=1" in environment, target
+        assert ("PROMETHEUS_MULTIPROC_DIR=" in environment) == (target == "api")
+        (check,) = instructions(chain, "HEALTHCHECK")
+        assert check.endswith(healthcheck), target
+        (cmd,) = instructions(chain, "CMD")
+        assert command in cmd, target
+
+
+def test_each_image_gets_its_packages_and_dependencies_and_nothing_else(bake):
+    """The packages each pyproject.toml ships are copied into its image and let
+    through .dockerignore, which lets nothing else through (no .env, no tests);
+    the stages that install dependencies copy no code, so an edit of the code
+    never installs them again."""
+    project = bake()
+    stages = dockerfile_stages((project / SERVICE_DOCKERFILE).read_text())
+    ignored = [
+        line
+        for line in (project / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert ignored[0] == "*"  # everything out but what is let through
+    assert {"**/.env", "**/.env.*", "**/tests"} <= set(ignored)
+    for target, directory in TARGETS.items():
+        pyproject = tomllib.loads((project / directory / "pyproject.toml").read_text())
+        packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+        copies = instructions([stage_chain(stages, target)[-1]], "COPY")
+        for package in packages:
+            assert f"{directory}/{package} ./{package}" in copies, (target, package)
+            assert f"!{directory}/{package}/" in ignored, (target, package)
+    targets = set(TARGETS)
+    for stage in stages:
+        if stage["name"] in targets:
+            continue
+        for copy in instructions([stage], "COPY"):
+            assert copy.startswith("--from=") or copy.split()[0].endswith("pyproject.toml"), copy
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from sqlalchemy import make_url
-from taskengine import open_engine
 
 from app.api import API_V1_PREFIX
 from app.api.docs_pages import add_docs_pages
@@ -19,6 +18,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import add_error_handlers
 from app.services.accounts import AccountCache
+from taskengine import open_engine
 
 OPENAPI_TAGS = [
     {"name": "public", "description": "No credentials needed."},

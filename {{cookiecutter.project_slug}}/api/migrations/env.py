@@ -7,10 +7,10 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
-from taskengine import task_records
 
 from app.core.config import get_settings
 from app.models import Base
+from taskengine import task_records
 
 config = context.config
 if config.config_file_name is not None:

@@ -97,7 +97,7 @@ class MessageCapture:
             content_type,
             encoding,
             headers,
-            {name: options.get(name) for name in PROPERTIES},
+            {name: options[name] for name in PROPERTIES if name in options},
             list(declare or []),
         )
         self.outgoing.messages.append(message)

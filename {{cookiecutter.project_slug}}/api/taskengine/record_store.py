@@ -18,7 +18,7 @@ import asyncpg
 
 from taskengine.batches import Batches
 from taskengine.errors import PostgresUnavailableError
-from taskengine.records import TaskRecord, end_row, from_row, task_records
+from taskengine.records import TaskRecord, as_kept, end_row, from_row, task_records
 from taskengine.replies import TaskReply
 from taskengine.states import FINAL
 
@@ -60,6 +60,9 @@ UNREACHABLE = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A connection the server is closing may still look open, in a state that
+    # refuses the next statement.
+    asyncpg.InternalClientError,
     asyncpg.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
 )
@@ -176,11 +179,16 @@ class TaskRecords:
         return [None] * len(records)
 
     async def _keep_ends(self, ends: list[tuple[uuid.UUID, TaskReply]]) -> list[TaskReply]:
-        rows = [end_row(task_id, reply) for task_id, reply in ends]
+        # One end per record: an UPDATE that several rows match applies any
+        # one of them, and the others would be told theirs was kept.
+        first: dict[uuid.UUID, TaskReply] = {}
+        for task_id, reply in ends:
+            first.setdefault(task_id, as_kept(reply))
+        rows = [end_row(task_id, reply) for task_id, reply in first.items()]
         async with self._connection() as connection:
             had_one = await connection.fetch(KEEP_ENDS, *columns(rows), FINAL_STATES)
         earlier = {row["id"]: from_row(row).reply() for row in had_one}
-        return [earlier.get(task_id, reply) for task_id, reply in ends]
+        return [earlier.get(task_id, first[task_id]) for task_id, _ in ends]
 
 
 def columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:

@@ -87,19 +87,30 @@ def from_row(row: asyncpg.Record) -> TaskRecord:
     )
 
 
-def end_row(task_id: uuid.UUID, reply: TaskReply) -> tuple[object, ...]:
-    """A reply's state, result and error, as the columns hold them (a task's
-    error can say anything)."""
-    error = reply.error
-    return (
-        task_id,
-        reply.status,
-        json.dumps(reply.result),
-        text_column(error.type, ERROR_TYPE_LENGTH) if error else None,
-        text_column(error.message, ERROR_MESSAGE_LENGTH) if error else None,
+def as_kept(reply: TaskReply) -> TaskReply:
+    """The reply as its record keeps it, and so as every reader sees it: its
+    error as text PostgreSQL holds (a task's error can say anything)."""
+    if reply.error is None:
+        return reply
+    error = TaskError(
+        type=text_column(reply.error.type, ERROR_TYPE_LENGTH),
+        message=text_column(reply.error.message, ERROR_MESSAGE_LENGTH),
     )
+    return reply.model_copy(update={"error": error})
 
 
 def text_column(text: str, length: int) -> str:
-    """Text as PostgreSQL keeps it: no NUL character, at most `length` long."""
+    """No NUL character (PostgreSQL's text holds none), at most `length` long."""
     return text.replace("\x00", "\ufffd")[:length]
+
+
+def end_row(task_id: uuid.UUID, kept: TaskReply) -> tuple[object, ...]:
+    """KEEP_ENDS's values of one end (as_kept)."""
+    error = kept.error
+    return (
+        task_id,
+        kept.status,
+        json.dumps(kept.result),
+        error.type if error else None,
+        error.message if error else None,
+    )

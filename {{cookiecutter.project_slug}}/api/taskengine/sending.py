@@ -28,7 +28,7 @@ from taskengine.publisher import Publisher
 from taskengine.record_store import TaskRecords
 from taskengine.records import TaskRecord
 from taskengine.replies import TaskReply
-from taskengine.states import FINAL, Meta, combine
+from taskengine.states import FINAL, Meta, combine, ended_early
 from taskengine.subscriptions import FinalStates
 from taskengine.tracking import Tracker
 
@@ -69,8 +69,8 @@ class Sender:
         TaskFailedError or TaskTimeoutError when there is no result to give."""
         record, outgoing = self._prepare(owner_id, name, signature, self._config.wait_timeout)
         await self._admit(record)
-        final_states = FinalStates(record.answer_ids)
-        async with self._listener.subscribed(record.answer_ids, final_states) as subscription:
+        final_states = FinalStates(record.answer_ids, record.all_ids)
+        async with self._listener.subscribed(record.all_ids, final_states) as subscription:
             # Recorded while Redis confirms the subscription: sent once both are done.
             await self._record(record, durable=False)
             try:
@@ -93,7 +93,7 @@ class Sender:
         publishing = asyncio.ensure_future(self._publisher.publish(outgoing))
         try:
             async with asyncio.timeout(self._config.wait_timeout):
-                metas = await first_result(publishing, final_states.all_final)
+                metas = await first_result(publishing, final_states.ended)
         except TimeoutError:
             reply = await self._tracker.cancel_quietly(record)
             if reply.status not in FINAL or reply.status == states.REVOKED:
@@ -109,9 +109,10 @@ class Sender:
             raise
         finally:
             self._publisher.finish_in_background(publishing)
-        return await self._tracker.conclude(
-            record, combine(record.id, list(metas), record.is_group)
-        )
+        answer = [metas.get(task_id) for task_id in record.answer_ids]
+        every_task = [metas.get(task_id) for task_id in record.all_ids]
+        reply = ended_early(record.id, combine(record.id, answer, record.is_group), every_task)
+        return await self._tracker.conclude(record, reply)
 
     def _prepare(
         self, owner_id: uuid.UUID, name: str, signature: Signature, seconds: float
@@ -162,8 +163,8 @@ class Sender:
 
 
 async def first_result(
-    publishing: "asyncio.Future[None]", results: "asyncio.Future[list[Meta]]"
-) -> list[Meta]:
+    publishing: "asyncio.Future[None]", results: "asyncio.Future[dict[str, Meta]]"
+) -> dict[str, Meta]:
     """The results as soon as they are there: the broker's confirm is awaited
     only while there are none (results prove the message arrived), and a
     failed publish ends the wait at once."""

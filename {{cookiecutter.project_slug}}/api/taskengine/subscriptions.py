@@ -49,28 +49,32 @@ class Subscription:
 
 
 class FinalStates:
-    """A subscriber that waits for the final state of every one of its tasks."""
+    """A subscriber that waits for the final state of every one of the answer's
+    tasks, or for any of its tasks to fail or be revoked: a chain whose first
+    link was revoked never runs, nor stores anything for, its last one."""
 
-    def __init__(self, task_ids: list[str]) -> None:
-        self._waiting = set(task_ids)
+    def __init__(self, answer_ids: list[str], all_ids: list[str]) -> None:
+        self._waiting = set(answer_ids)
+        self._all = set(all_ids)
         self._metas: dict[str, Meta] = {}
-        self.all_final: asyncio.Future[list[Meta]] = asyncio.get_running_loop().create_future()
-        self._order = task_ids
+        self.ended: asyncio.Future[dict[str, Meta]] = asyncio.get_running_loop().create_future()
 
     def deliver(self, meta: Meta) -> None:
-        if meta["status"] in states.READY_STATES and meta["task_id"] in self._waiting:
-            self._waiting.discard(meta["task_id"])
-            self._metas[meta["task_id"]] = meta
-            if not self._waiting and not self.all_final.done():
-                self.all_final.set_result([self._metas[task_id] for task_id in self._order])
+        task_id, status = meta["task_id"], meta["status"]
+        if status in states.READY_STATES and task_id in self._all and task_id not in self._metas:
+            self._waiting.discard(task_id)
+            self._metas[task_id] = meta
+            ended = not self._waiting or status in (states.FAILURE, states.REVOKED)
+            if ended and not self.ended.done():
+                self.ended.set_result(dict(self._metas))
 
     def fail(self, error: Exception) -> None:
-        if not self.all_final.done():
-            self.all_final.set_exception(error)
+        if not self.ended.done():
+            self.ended.set_exception(error)
 
     def close(self) -> None:
         """Nobody waits any more: a failure told meanwhile is not an error to log."""
-        if not self.all_final.done():
-            self.all_final.cancel()
-        elif not self.all_final.cancelled():
-            self.all_final.exception()
+        if not self.ended.done():
+            self.ended.cancel()
+        elif not self.ended.cancelled():
+            self.ended.exception()

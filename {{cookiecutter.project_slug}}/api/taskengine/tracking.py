@@ -95,10 +95,13 @@ class Tracker:
         ended = [
             member
             for member in members
-            # No record: it was never committed.
-            if member not in records
-            or records[member].status in FINAL
-            or self.decide(records[member], stored).status in FINAL
+            # No record: it may be being written (a write that failed gave its
+            # slot back; a process that died frees it when its lease ends).
+            if member in records
+            and (
+                records[member].status in FINAL
+                or self.decide(records[member], stored).status in FINAL
+            )
         ]
         await self._in_flight.release(str(owner_id), ended)
 

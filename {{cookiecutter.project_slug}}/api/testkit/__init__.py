@@ -1,8 +1,9 @@
 """What the tests (the engine's and the service's) and the benchmarks share to
 run the real thing: a database of their own, a free port, processes in the
-background, a plain Celery client, and a Celery worker process on a queue of
-its own, removed when it stops. Nothing here imports the service; the
-service's migrations are in testkit/migrations.py.
+background, a plain Celery client and what it reads of the result backend,
+and a Celery worker process on a queue of its own, removed when it stops.
+Nothing here imports the service; the service's migrations are in
+testkit/migrations.py.
 
 Not part of the service: the image and the package leave it out.
 """
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import asyncpg
 from celery import Celery
@@ -72,12 +73,41 @@ def celery_client(broker_url: str, backend_url: str, serializer: str) -> Celery:
     return client
 
 
+def stored_meta(client: Celery, task_id: str) -> dict[str, Any] | None:
+    """What a worker stored for the task (status, result...), read afresh from
+    the result backend; None while nothing is stored, or once it was deleted.
+    (AsyncResult would cache a final state, and says PENDING for nothing.)"""
+    backend = client.backend
+    payload = backend.get(backend.get_key_for_task(task_id))
+    if not payload:
+        return None
+    meta: dict[str, Any] = backend.decode_result(payload)
+    return meta
+
+
+def subscriptions(client: Celery, task_ids: list[str]) -> int:
+    """Redis' own count of subscriptions, from every client, to the channels
+    on which workers publish these tasks' states."""
+    backend = client.backend
+    channels = [backend.get_key_for_task(task_id) for task_id in task_ids]
+    return sum(count for _, count in backend.client.pubsub_numsub(*channels))
+
+
 def rss_bytes(pid: int) -> int:
     """A process's resident memory, from /proc (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+@contextmanager
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word: clients wait."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
 
 
 def free_port() -> int:

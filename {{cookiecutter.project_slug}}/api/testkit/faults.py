@@ -2,8 +2,9 @@
 
 FaultProxy stands between the service and one dependency (PostgreSQL,
 RabbitMQ, Redis) and behaves as that dependency would when it restarts
-(every connection cut, new ones refused for a while) or hangs (connections
-accepted, nothing ever answered). The real server behind it is untouched, so
+(every connection cut, new ones refused for a while), hangs (connections
+accepted, nothing ever answered) or is slow to answer (requests reach it,
+its answers are held). The real server behind it is untouched, so
 other users of the machine's services see nothing. PrivateRedis is a
 redis-server of the test's own, for a real restart. KillableWorker is a
 Celery worker that can be SIGKILLed mid-task and replaced.
@@ -32,7 +33,7 @@ from celery import Celery
 
 from testkit import WORKER_ROOT, delete_queue, worker_environment
 
-Mode = Literal["up", "down", "silent"]
+Mode = Literal["up", "down", "silent", "slow"]
 
 
 class FaultProxy:
@@ -53,6 +54,12 @@ class FaultProxy:
         # Cleared while silent: everything waits on it.
         self._answering = asyncio.Event()
         self._answering.set()
+        # Cleared while slow: the server's answers wait on it.
+        self._replying = asyncio.Event()
+        self._replying.set()
+        # Writes passed on to the server: about one per request of a client
+        # that waits for each answer (read from the test's thread).
+        self.sent_to_server = 0
 
     def start(self) -> int:
         self._thread.start()
@@ -71,6 +78,11 @@ class FaultProxy:
         """As a server that hangs (SIGSTOP): connections open, and nothing
         comes back on any of them until up()."""
         self._call(self._switch("silent"))
+
+    def slow(self) -> None:
+        """As a server whose answers are late: what clients send reaches it
+        (it works on it at once), and its answers are delivered once up()."""
+        self._call(self._switch("slow"))
 
     def close(self) -> None:
         self._call(self._close())
@@ -95,6 +107,10 @@ class FaultProxy:
             self._answering.clear()
         else:
             self._answering.set()
+        if mode == "slow":
+            self._replying.clear()
+        else:
+            self._replying.set()
         if mode == "down":
             for writer in list(self._writers):
                 writer.transport.abort()
@@ -118,22 +134,28 @@ class FaultProxy:
             return
         self._writers.add(server)
         pipes = [
-            asyncio.create_task(self._pipe(client_reader, server)),
-            asyncio.create_task(self._pipe(server_reader, client)),
+            asyncio.create_task(self._pipe(client_reader, server, to_server=True)),
+            asyncio.create_task(self._pipe(server_reader, client, to_server=False)),
         ]
         self._pipes.update(pipes)
         for pipe in pipes:
             pipe.add_done_callback(self._pipes.discard)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, to_server: bool
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 # Silent: what was sent is held, and delivered once up again.
                 await self._answering.wait()
+                if not to_server:
+                    await self._replying.wait()
                 if self.is_down:
                     break
                 writer.write(data)
                 await writer.drain()
+                if to_server:
+                    self.sent_to_server += 1
         except OSError:
             pass
         finally:

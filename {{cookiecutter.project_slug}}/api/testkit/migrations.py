@@ -5,7 +5,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from commands.migrate import create_database_if_missing, upgrade_to_head
-
 from testkit import drop_database
 
 

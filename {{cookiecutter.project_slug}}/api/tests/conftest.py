@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import uvicorn
+from celery import Celery
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import testkit
 from app.core.config import get_settings
 
 CONFIGURED_URL = make_url(get_settings().POSTGRES_DATABASE_URL)
@@ -43,12 +45,11 @@ os.environ.update(
 )
 get_settings.cache_clear()
 
-from taskengine import TaskEngine, task_records  # noqa: E402
-
 from app.core.config import TASK_SERIALIZER, Settings  # noqa: E402  (settings must be set first)
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base, User  # noqa: E402
+from taskengine import TaskEngine, task_records  # noqa: E402
 from testkit import celery_client, celery_worker, delete_queue, free_port  # noqa: E402
 from testkit.migrations import migrated_database  # noqa: E402
 from tests.browser import SAVED_SCREENSHOTS, browser_missing  # noqa: E402
@@ -165,15 +166,23 @@ async def superuser(make_user: MakeUser) -> User:
 
 
 @pytest.fixture(scope="session")
-def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def celery(settings: Settings) -> Iterator[Celery]:
+    """A plain Celery client of the run's broker and result backend: it reads
+    what workers stored, as they left it, and starts and stops workers."""
+    client = celery_client(
+        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def worker(celery: Celery, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`celery worker` on both test queues (short and long tasks), two
     processes; yields its node name. (The tests of test_faults.py run the two
     kinds of tasks on workers of their own.)"""
     node = f"api-test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    client = celery_client(
-        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
-    )
     options = [
         *("--concurrency=2", "--loglevel=INFO", "--without-gossip", "--without-mingle"),
         f"--queues={TEST_QUEUE},{TEST_LONG_QUEUE}",
@@ -181,14 +190,13 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         with (
             log.open("w") as output,
-            celery_worker(client, TEST_QUEUE, node, options, output=output),
+            celery_worker(celery, TEST_QUEUE, node, options, output=output),
         ):
             yield node
     except RuntimeError as error:
         pytest.fail(f"{error}:\n{log.read_text()}")
     finally:
-        delete_queue(client, TEST_LONG_QUEUE)
-        client.close()
+        delete_queue(celery, TEST_LONG_QUEUE)
 
 
 @asynccontextmanager
@@ -252,8 +260,5 @@ def closed_port() -> int:
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never says a word: clients hang."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield int(listener.getsockname()[1])
+    with testkit.silent_port() as port:
+        yield port

@@ -27,7 +27,7 @@ async def answer_to(address: str, head: str, body: bytes = b"") -> int:
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
         writer.write(
-            f"POST /api/v1/tasks/integers-sum HTTP/1.1\r\nHost: {address}\r\n"
+            f"POST /api/v1/tasks/echo HTTP/1.1\r\nHost: {address}\r\n"
             f"Content-Type: application/json\r\n{head}\r\n\r\n".encode()
             + body
         )

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from commands.migrate import create_first_superuser
 from fastapi import FastAPI
 from httpx import AsyncClient
 from selenium import webdriver
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.docs_pages import MEDIA_TYPES
 from app.core.config import Settings
+from commands.migrate import create_first_superuser
 from tests.browser import (
     ARTIFACTS,
     console_problems,

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app import healthcheck
+from commands import healthcheck
 
 
 @contextmanager

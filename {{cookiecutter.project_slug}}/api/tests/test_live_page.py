@@ -1,5 +1,6 @@
 """The live page in a real headless browser (tests/browser.py), against the
-API served by uvicorn and a real worker."""
+API served by uvicorn and a real worker. It starts the example tasks: removed
+with the examples."""
 
 import asyncio
 import re

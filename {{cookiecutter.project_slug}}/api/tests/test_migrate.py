@@ -5,19 +5,19 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import func, make_url, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.core.config import Settings
+from app.core.security import password_hash
+from app.models import Base, User
 from commands.migrate import (
     ALEMBIC_INI,
     create_database_if_missing,
     create_first_superuser,
     upgrade_to_head,
 )
-from sqlalchemy import func, make_url, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from taskengine import task_records
-
-from app.core.config import Settings
-from app.core.security import password_hash
-from app.models import Base, User
 from testkit import database_beside, drop_database
 from testkit.migrations import migrated_database
 

@@ -5,10 +5,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from commands.serve import empty_metrics_directory, server_options
 from fastapi import FastAPI
 
 from app.core.config import Settings
+from commands.serve import empty_metrics_directory, server_options
 from testkit.lean_http import LeanConnection
 from tests.conftest import listening
 
@@ -22,10 +22,10 @@ def test_metrics_directory_loses_old_counts_and_keeps_other_files(
     directory = tmp_path / "metrics"
     directory.mkdir()
     (directory / "counter_1234.db").write_bytes(b"old counts")
-    (directory / "notes.txt").write_text("not ours")
+    (directory / "other.txt").write_text("not ours")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
     empty_metrics_directory()
-    assert sorted(path.name for path in directory.iterdir()) == ["notes.txt"]
+    assert sorted(path.name for path in directory.iterdir()) == ["other.txt"]
 
 
 def test_metrics_directory_is_made_when_missing(

@@ -2,7 +2,7 @@
 
 Each router carries its full path prefix itself instead of receiving it from
 include_router: the matched route then knows its whole template
-(`/api/v1/notes/{note_id}`), which the metrics use as a label.
+(`/api/v1/tasks/{task_id}`), which the metrics use as a label.
 """
 
 API_V1_PREFIX = "/api/v1"

@@ -12,16 +12,17 @@ from fastapi import Depends, HTTPException, status
 from fastapi.requests import HTTPConnection
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
-from taskengine import TaskEngine
 
 from app.api import API_V1_PREFIX
 from app.core.config import Settings
 from app.core.db import open_session
 from app.core.security import InvalidTokenError
 from app.services.accounts import Account, AccountCache, InactiveUserError, account_for_token
+from taskengine import TaskEngine
 
+TOKEN_URL = f"{API_V1_PREFIX}/auth/token"
 # auto_error=False: a missing token gets the same 401 and header as a bad one.
-bearer_token = OAuth2PasswordBearer(tokenUrl=f"{API_V1_PREFIX}/auth/token", auto_error=False)
+bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
 async def app_settings(connection: HTTPConnection) -> Settings:

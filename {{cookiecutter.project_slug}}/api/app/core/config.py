@@ -8,6 +8,7 @@ from limits import parse
 from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy import make_url
+
 from taskengine import EngineConfig
 
 # api/app/core/config.py -> the rendered project's root, where `make` writes .env.

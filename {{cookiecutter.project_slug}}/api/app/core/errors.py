@@ -11,6 +11,9 @@ import logging
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from app.core.db import DatabaseUnavailableError
+from app.core.security import HashingBusyError
 from taskengine import (
     BrokerUnavailableError,
     PostgresUnavailableError,
@@ -21,9 +24,6 @@ from taskengine import (
     TaskTimeoutError,
     TooManyTasksError,
 )
-
-from app.core.db import DatabaseUnavailableError
-from app.core.security import HashingBusyError
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Prometheus metrics: a pure ASGI middleware that counts requests, and /metrics.
 
-Requests are labelled by route template (`/api/v1/notes/{note_id}`), never by the
+Requests are labelled by route template (`/api/v1/tasks/{task_id}`), never by the
 raw path, so ids in URLs cannot grow the number of time series without bound.
 
 With several processes (uvicorn --workers N, gunicorn), each one has its own

@@ -14,7 +14,6 @@ from celery import chain, chord, group, signature
 from celery.canvas import Signature
 from fastapi import APIRouter, Response, status
 from fastapi.exceptions import RequestValidationError
-from taskengine import TaskReply
 
 from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, SettingsDep, TaskEngineDep
@@ -22,6 +21,7 @@ from app.api.v1.private.task_routes import SENDING, WAITING, accepted, task_rout
 from app.core.config import WORKER_NAME, Settings
 from app.schemas.example_task import IntegerIn, IntegersIn, LongRunningIn, WorkflowIn
 from app.schemas.task import TaskAccepted
+from taskengine import TaskReply
 
 INTEGER_MULTIPLICATION = f"{WORKER_NAME}.integer_multiplication"
 INTEGERS_SUM = f"{WORKER_NAME}.integers_sum"

@@ -16,12 +16,12 @@ from typing import TypeVar, get_type_hints
 from celery.canvas import Signature
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
-from taskengine import TaskReply
 
 from app.api import API_V1_PREFIX
 from app.api.deps import CurrentUser, TaskEngineDep
 from app.api.responses import Responses, error
 from app.schemas.task import TaskAccepted
+from taskengine import TaskReply
 
 TASKS_PATH = f"{API_V1_PREFIX}/tasks"
 

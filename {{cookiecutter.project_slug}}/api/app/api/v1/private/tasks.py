@@ -10,7 +10,6 @@ import uuid
 from celery import signature
 from celery.canvas import Signature
 from fastapi import APIRouter, status
-from taskengine import TaskReply, TaskSummary
 
 from app.api.deps import CurrentUser, TaskEngineDep
 from app.api.responses import NOT_FOUND, error
@@ -18,6 +17,7 @@ from app.api.v1.private.task_routes import TASKS_PATH, task_routes
 from app.core.config import WORKER_NAME
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.task import EchoIn
+from taskengine import TaskReply, TaskSummary
 
 # The smallest task that proves the whole path: API, broker, worker, results.
 ECHO = f"{WORKER_NAME}.echo"

@@ -17,12 +17,6 @@ from enum import IntEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
-from taskengine import (
-    ServiceUnavailableError,
-    TaskNotFoundError,
-    TaskReply,
-    TooManyFollowersError,
-)
 
 from app.api import API_V1_PREFIX
 from app.api.deps import AccountCacheDep, SettingsDep, TaskEngineDep
@@ -30,6 +24,12 @@ from app.api.v1.sockets.config import SocketSettings, get_socket_settings
 from app.core.config import Settings
 from app.core.security import InvalidTokenError
 from app.services.accounts import Account, AccountCache, InactiveUserError, account_for_token
+from taskengine import (
+    ServiceUnavailableError,
+    TaskNotFoundError,
+    TaskReply,
+    TooManyFollowersError,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,484 @@
+"""The engine's public calls against the real services and the render's real
+worker: waiting, submitting, status, cancelling, listing, following, the
+limits per owner, and the services that are away."""
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import asyncpg
+import pytest
+from celery import Celery, signature
+from celery.canvas import Signature
+from kombu import Connection
+from redis.asyncio import Redis
+
+from taskengine import (
+    BrokerUnavailableError,
+    RedisUnavailableError,
+    TaskEndedError,
+    TaskEngine,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskReply,
+    TaskTimeoutError,
+    TooManyFollowersError,
+    TooManyTasksError,
+)
+from taskengine.celery_messages import create_builder
+from taskengine.states import Meta
+from testkit import delete_queue
+from tests.engine.conftest import BROKER_URL, REDIS_URL, SERIALIZER, OpenEngine, with_port
+from tests.engine.support import ECHO, SHAPES, echo, stored_row, until_final
+
+# Celery's own key of a task's result in its Redis backend, and its decoding.
+RESULT_KEY = "celery-task-meta-{}"
+decode_result = create_builder(BROKER_URL, REDIS_URL, SERIALIZER).backend.decode_result
+
+
+async def stored_state(redis: Redis, task_id: uuid.UUID, status: str) -> Meta:
+    """What a worker stored for the task, once it says `status`."""
+    deadline = time.monotonic() + 10
+    while True:
+        payload = await redis.get(RESULT_KEY.format(task_id))
+        meta: Meta | None = decode_result(payload) if payload else None
+        if meta is not None and meta["status"] == status:
+            return meta
+        assert time.monotonic() < deadline, f"task {task_id} not {status}: {meta}"
+        await asyncio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def consumed(celery: Celery, worker: str, queue: str) -> Iterator[None]:
+    """The run's worker consumes the queue too, within the block."""
+    celery.control.add_consumer(queue, destination=[worker], reply=True, timeout=5)
+    try:
+        yield
+    finally:
+        celery.control.cancel_consumer(queue, destination=[worker], reply=True, timeout=5)
+
+
+async def every_reply(engine: TaskEngine, owner: uuid.UUID, task_id: uuid.UUID) -> list[TaskReply]:
+    """What follow() yields, to the final reply."""
+    async with contextlib.aclosing(engine.follow(owner, task_id)) as replies:
+        return [reply async for reply in replies]
+
+
+async def first_reply(
+    engine: TaskEngine, owner: uuid.UUID, task_id: uuid.UUID, at_most: int
+) -> TaskReply:
+    """The first reply follow() yields; the follower is let go of after it."""
+    async with contextlib.aclosing(engine.follow(owner, task_id, at_most=at_most)) as replies:
+        return await anext(replies)
+
+
+# wait()
+
+
+async def test_wait_returns_the_result_and_the_record_keeps_it(
+    task_engine: TaskEngine, db: asyncpg.Connection, owner: uuid.UUID
+) -> None:
+    reply = await task_engine.wait(owner, "echo", echo("kept"))
+    assert (reply.status, reply.result, reply.error) == ("SUCCESS", "kept", None)
+    stored = await stored_row(db, reply.task_id)
+    assert (stored["owner_id"], stored["name"], stored["status"], stored["result"]) == (
+        owner,
+        "echo",
+        "SUCCESS",
+        '"kept"',
+    )
+    # Kept where it is read from now on, whatever Redis forgets.
+    assert await task_engine.status(owner, reply.task_id) == reply
+
+
+FAILING: dict[str, tuple[Callable[[], Signature], str, str]] = {
+    "missing-argument": (lambda: echo(), "TypeError", "text"),
+    "extra-argument": (lambda: echo("a", "b"), "TypeError", "positional argument"),
+    "unknown-task": (
+        lambda: signature(ECHO.replace(".echo", ".no-such-task"), args=("x",)),
+        "NotRegistered",
+        "no-such-task",
+    ),
+}
+
+
+@pytest.mark.parametrize("failing", FAILING)
+async def test_a_failing_task_raises_task_failed_with_its_type_and_message(
+    task_engine: TaskEngine, db: asyncpg.Connection, owner: uuid.UUID, failing: str
+) -> None:
+    """Bad arguments and a task no worker knows: the worker stores the failure,
+    and the service answers with its type and message (never a traceback)."""
+    make, error_type, in_message = FAILING[failing]
+    with pytest.raises(TaskFailedError) as failed:
+        await task_engine.wait(owner, "failing", make())
+    reply = failed.value.reply
+    assert reply.status == "FAILURE" and reply.error is not None
+    assert reply.error.type == error_type
+    assert in_message in reply.error.message
+    stored = await stored_row(db, reply.task_id)
+    assert (stored["status"], stored["error_type"], stored["error_message"]) == (
+        "FAILURE",
+        error_type,
+        reply.error.message,
+    )
+
+
+async def test_a_wait_past_its_timeout_raises_and_the_task_is_revoked(
+    engine_with: OpenEngine, idle_queue: str, db: asyncpg.Connection, owner: uuid.UUID
+) -> None:
+    """Nobody consumes its queue. A wait that gave up cancels the task, so that
+    no worker runs it for a client that is gone."""
+    async with engine_with(queue=idle_queue, wait_timeout=0.5) as engine:
+        started = time.monotonic()
+        with pytest.raises(TaskTimeoutError) as timed_out:
+            await engine.wait(owner, "echo", echo("never"))
+        assert 0.5 <= time.monotonic() - started < 3
+        task_id = timed_out.value.task_id
+        assert (await stored_row(db, task_id))["status"] == "REVOKED"
+        assert (await engine.status(owner, task_id)).status == "REVOKED"
+
+
+@pytest.mark.parametrize("shape", ["task", "chain", "chord"])
+async def test_a_waited_task_cancelled_meanwhile_fails_once_a_worker_drops_it(
+    engine_with: OpenEngine,
+    idle_queue: str,
+    celery: Celery,
+    worker: str,
+    owner: uuid.UUID,
+    shape: str,
+) -> None:
+    """Another request cancels it while it waits in the queue: the worker that
+    takes it drops it, and the wait ends then with the cancelling, not at its
+    timeout."""
+    [make] = [each.make for each in SHAPES if each.name == shape]
+    async with engine_with(queue=idle_queue, wait_timeout=8.0) as engine:
+        waiting = asyncio.create_task(engine.wait(owner, shape, make()))
+        deadline = time.monotonic() + 5
+        while not (await engine.tasks(owner, 0, 1))[0]:
+            assert time.monotonic() < deadline, "never recorded"
+            await asyncio.sleep(0.02)
+        [task] = (await engine.tasks(owner, 0, 1))[1]
+        assert (await engine.cancel(owner, task.task_id)).status == "REVOKED"
+        started = time.monotonic()
+        with consumed(celery, worker, idle_queue), pytest.raises(TaskFailedError) as failed:
+            await waiting
+        assert failed.value.reply.status == "REVOKED"
+        assert time.monotonic() - started < 4
+
+
+# submit() and status()
+
+
+async def test_a_submitted_task_is_pending_then_its_status_ends_with_the_result(
+    task_engine: TaskEngine, db: asyncpg.Connection, redis: Redis, owner: uuid.UUID
+) -> None:
+    task_id = await task_engine.submit(owner, "echo", echo("later"))
+    stored = await stored_row(db, task_id)
+    assert (stored["owner_id"], stored["status"]) == (owner, "PENDING")
+    reply = await until_final(task_engine, owner, task_id)
+    assert (reply.status, reply.result) == ("SUCCESS", "later")
+    assert (await stored_row(db, task_id))["status"] == "SUCCESS"
+    # Once kept in its record, Redis forgets it (in the background).
+    deadline = time.monotonic() + 2
+    while await redis.exists(RESULT_KEY.format(task_id)):
+        assert time.monotonic() < deadline, "the result stayed in Redis"
+        await asyncio.sleep(0.05)
+    assert await task_engine.status(owner, task_id) == reply
+
+
+async def test_another_owners_task_is_not_found(task_engine: TaskEngine, owner: uuid.UUID) -> None:
+    """Another owner's task is answered as if it did not exist: ids are not secrets."""
+    task_id = await task_engine.submit(owner, "echo", echo("mine"))
+    stranger = uuid.uuid4()
+    with pytest.raises(TaskNotFoundError):
+        await task_engine.status(stranger, task_id)
+    with pytest.raises(TaskNotFoundError):
+        await task_engine.cancel(stranger, task_id)
+    with pytest.raises(TaskNotFoundError):
+        await task_engine.status(owner, uuid.uuid4())
+    assert (await until_final(task_engine, owner, task_id)).status == "SUCCESS"
+
+
+async def test_a_task_nobody_runs_is_lost_after_its_expiry_and_lost_after(
+    engine_with: OpenEngine, idle_queue: str, db: asyncpg.Connection, owner: uuid.UUID
+) -> None:
+    """Past its deadline no worker will ever tell how it ended: LOST, not
+    PENDING forever."""
+    async with engine_with(queue=idle_queue, expires=0.4, lost_after=0.4) as engine:
+        task_id = await engine.submit(owner, "echo", echo("nobody"))
+        assert (await engine.status(owner, task_id)).status == "PENDING"
+        await asyncio.sleep(1.0)
+        assert (await engine.status(owner, task_id)).status == "LOST"
+        assert (await stored_row(db, task_id))["status"] == "LOST"
+
+
+# cancel()
+
+
+async def test_cancelling_a_finished_task_raises_task_ended(
+    task_engine: TaskEngine, owner: uuid.UUID
+) -> None:
+    """Its end stays the one kept; the error carries it."""
+    done = await task_engine.wait(owner, "echo", echo("done"))
+    with pytest.raises(TaskEndedError) as ended:
+        await task_engine.cancel(owner, done.task_id)
+    assert ended.value.reply == done
+
+
+async def test_a_task_cancelled_in_the_queue_is_revoked_at_once_and_never_runs(
+    engine_with: OpenEngine,
+    idle_queue: str,
+    celery: Celery,
+    worker: str,
+    db: asyncpg.Connection,
+    redis: Redis,
+    owner: uuid.UUID,
+) -> None:
+    """Nobody will publish the end of a task that never starts: the cancelling
+    itself is the answer."""
+    async with engine_with(queue=idle_queue) as engine:
+        task_id = await engine.submit(owner, "echo", echo("cancelled"))
+        reply = await engine.cancel(owner, task_id)
+        assert (reply.task_id, reply.status) == (task_id, "REVOKED")
+        stored = await stored_row(db, task_id)
+        assert stored["status"] == "REVOKED" and stored["cancelled_at"] is not None
+        # A worker that takes it from the queue now drops it.
+        with consumed(celery, worker, idle_queue):
+            dropped = await stored_state(redis, task_id, "REVOKED")
+        await redis.delete(RESULT_KEY.format(task_id))
+        assert type(dropped["result"]).__name__ == "TaskRevokedError"
+        assert (await engine.status(owner, task_id)).status == "REVOKED"
+
+
+# The limits per owner
+
+
+async def test_tasks_in_flight_are_limited_per_owner(
+    engine_with: OpenEngine, idle_queue: str, owner: uuid.UUID
+) -> None:
+    """One owner cannot fill the queue: tasks sent and not seen end count."""
+    async with engine_with(queue=idle_queue, tasks_in_flight=2) as engine:
+        await engine.submit(owner, "echo", echo(1))
+        await engine.submit(owner, "echo", echo(2))
+        with pytest.raises(TooManyTasksError) as refused:
+            await engine.submit(owner, "echo", echo(3))
+        assert refused.value.limit == 2
+        with pytest.raises(TooManyTasksError):
+            await engine.wait(owner, "echo", echo(3))
+        # Another owner counts apart.
+        await engine.submit(uuid.uuid4(), "echo", echo(1))
+        # A cancelled task is no longer in flight.
+        _, [newest] = await engine.tasks(owner, 0, 1)
+        await engine.cancel(owner, newest.task_id)
+        await engine.submit(owner, "echo", echo(3))
+
+
+async def test_concurrent_submits_never_exceed_the_limit(
+    engine_with: OpenEngine, idle_queue: str, db: asyncpg.Connection, owner: uuid.UUID
+) -> None:
+    """A task admitted whose record is still being written is in flight too."""
+    async with engine_with(queue=idle_queue, tasks_in_flight=2) as engine:
+        outcomes = await asyncio.gather(
+            *(engine.submit(owner, "echo", echo(n)) for n in range(6)), return_exceptions=True
+        )
+        sent = [outcome for outcome in outcomes if isinstance(outcome, uuid.UUID)]
+        refused = [outcome for outcome in outcomes if isinstance(outcome, TooManyTasksError)]
+        assert (len(sent), len(refused)) == (2, 4), outcomes
+        recorded = await db.fetchval("SELECT count(*) FROM task_records WHERE owner_id = $1", owner)
+        assert recorded == 2
+
+
+async def test_a_task_that_ended_unread_leaves_the_count(
+    engine_with: OpenEngine, db: asyncpg.Connection, redis: Redis, owner: uuid.UUID
+) -> None:
+    """A client that never asks for its results does not stay locked out: a
+    task whose result is stored is counted out when the limit is reached."""
+    async with engine_with(tasks_in_flight=1) as engine:
+        unread = await engine.submit(owner, "echo", echo("unread"))
+        await stored_state(redis, unread, "SUCCESS")
+        assert (await stored_row(db, unread))["status"] == "PENDING"  # nobody asked
+        second = await engine.submit(owner, "echo", echo("second"))
+        assert (await until_final(engine, owner, second)).result == "second"
+        # Waited tasks end read: one after another, they never count against each other.
+        for text in ("one", "after", "another"):
+            assert (await engine.wait(owner, "echo", echo(text))).result == text
+        assert (await until_final(engine, owner, unread)).result == "unread"
+
+
+# tasks()
+
+
+async def test_tasks_are_listed_newest_first_one_page_at_a_time(
+    engine_with: OpenEngine, idle_queue: str, owner: uuid.UUID
+) -> None:
+    """Each owner sees its own tasks only."""
+    async with engine_with(queue=idle_queue) as engine:
+        for name in ("first", "second", "third"):
+            await engine.submit(owner, name, echo(name))
+        await engine.submit(uuid.uuid4(), "another's", echo("x"))
+        total, page = await engine.tasks(owner, 0, 2)
+        assert (total, [task.name for task in page]) == (3, ["third", "second"])
+        total, page = await engine.tasks(owner, 2, 2)
+        assert (total, [task.name for task in page]) == (3, ["first"])
+        assert [task.status for task in page] == ["PENDING"]
+        assert await engine.tasks(uuid.uuid4(), 0, 10) == (0, [])
+
+
+# follow()
+
+
+async def test_follow_yields_each_state_until_the_final_one_kept_in_the_record(
+    engine_with: OpenEngine,
+    idle_queue: str,
+    celery: Celery,
+    worker: str,
+    db: asyncpg.Connection,
+    owner: uuid.UUID,
+) -> None:
+    """The task waits in a queue nobody consumes until it is followed, so that
+    every state it goes through is seen."""
+    async with engine_with(queue=idle_queue) as engine:
+        task_id = await engine.submit(owner, "echo", echo("followed"))
+        replies = []
+        async with contextlib.aclosing(engine.follow(owner, task_id)) as followed:
+            replies.append(await anext(followed))
+            # Queued until now: the worker takes it once it is followed.
+            with consumed(celery, worker, idle_queue):
+                replies.extend([reply async for reply in followed])
+        assert [reply.status for reply in replies] == ["PENDING", "STARTED", "SUCCESS"]
+        assert replies[-1].result == "followed"
+        stored = await stored_row(db, task_id)
+        assert (stored["status"], stored["result"]) == ("SUCCESS", '"followed"')
+
+
+async def test_following_an_ended_task_yields_its_end_alone(
+    task_engine: TaskEngine, owner: uuid.UUID
+) -> None:
+    done = await task_engine.wait(owner, "echo", echo("over"))
+    assert await every_reply(task_engine, owner, done.task_id) == [done]
+
+
+async def test_following_another_owners_task_is_not_found(
+    task_engine: TaskEngine, owner: uuid.UUID
+) -> None:
+    task_id = await task_engine.submit(owner, "echo", echo("mine"))
+    with pytest.raises(TaskNotFoundError):
+        await every_reply(task_engine, uuid.uuid4(), task_id)
+    await until_final(task_engine, owner, task_id)
+
+
+async def subscribers(redis: Redis, task_id: uuid.UUID) -> int:
+    """Connections subscribed to the channel of the task's results."""
+    [(_, count)] = await redis.pubsub_numsub(RESULT_KEY.format(task_id))
+    return int(count)
+
+
+async def test_followers_are_limited_per_owner_and_let_go_when_closed_early(
+    engine_with: OpenEngine, idle_queue: str, redis: Redis, owner: uuid.UUID
+) -> None:
+    """A follower holds a Redis subscription and a slot counted across
+    processes: one that leaves gives both back."""
+    async with engine_with(queue=idle_queue) as engine:
+        first, second = [await engine.submit(owner, "echo", echo(n)) for n in (1, 2)]
+        async with contextlib.AsyncExitStack() as stack:
+            followers = [
+                await stack.enter_async_context(
+                    contextlib.aclosing(engine.follow(owner, task_id, at_most=2))
+                )
+                for task_id in (first, second)
+            ]
+            for follower in followers:
+                assert (await anext(follower)).status == "PENDING"
+            assert await subscribers(redis, first) == 1
+            with pytest.raises(TooManyFollowersError) as refused:
+                await anext(engine.follow(owner, first, at_most=2))
+            assert refused.value.limit == 2
+            # Another owner counts apart.
+            other = uuid.uuid4()
+            mine = await engine.submit(other, "echo", echo(3))
+            assert (await first_reply(engine, other, mine, at_most=2)).status == "PENDING"
+
+            await followers[0].aclose()
+            # Its slot and its subscription are given back (in the background).
+            deadline = time.monotonic() + 2
+            while await subscribers(redis, first):
+                assert time.monotonic() < deadline, "still subscribed"
+                await asyncio.sleep(0.05)
+            assert (await first_reply(engine, owner, first, at_most=2)).status == "PENDING"
+
+
+# Services away
+
+
+@pytest.mark.parametrize("call", ["submit", "wait"])
+@pytest.mark.parametrize("port", ["closed_port", "silent_port"])
+async def test_a_dead_broker_is_unavailable_within_the_publish_timeout_and_revoked(
+    engine_with: OpenEngine,
+    db: asyncpg.Connection,
+    owner: uuid.UUID,
+    request: pytest.FixtureRequest,
+    port: str,
+    call: str,
+) -> None:
+    """A broker that refuses connections, or one that never answers: the request
+    fails within the timeout, and the task recorded for it is revoked (part of
+    a workflow may have gone out)."""
+    dead = with_port(BROKER_URL, request.getfixturevalue(port))
+    async with engine_with(broker_url=dead, publish_timeout=1.0) as engine:
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailableError):
+            await getattr(engine, call)(owner, "echo", echo("unsent"))
+        assert time.monotonic() - started < 1.0 + 1.5
+        total, [task] = await engine.tasks(owner, 0, 10)
+        assert (total, task.status) == (1, "REVOKED")
+        assert (await stored_row(db, task.task_id))["cancelled_at"] is not None
+
+
+async def test_a_dead_redis_is_unavailable_without_blocking(
+    task_engine: TaskEngine, engine_with: OpenEngine, closed_port: int, owner: uuid.UUID
+) -> None:
+    """Redis holds the counts, results and revocations: without it nothing is
+    sent, and nobody waits for a timeout to hear so."""
+    sent = await task_engine.submit(owner, "echo", echo("sent"))
+    async with engine_with(
+        redis_url=with_port(REDIS_URL, closed_port), redis_timeout=3.0
+    ) as engine:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailableError):
+            await engine.wait(owner, "echo", echo("x"))
+        with pytest.raises(RedisUnavailableError):
+            await engine.submit(owner, "echo", echo("x"))
+        with pytest.raises(RedisUnavailableError):
+            await engine.status(owner, sent)
+        with pytest.raises(RedisUnavailableError):
+            await every_reply(engine, owner, sent)
+        # Refused at once: nobody waited for the timeout.
+        assert time.monotonic() - started < 3.0
+        # Refused before anything was recorded: only the task sent before.
+        assert (await engine.tasks(owner, 0, 10))[0] == 1
+    assert (await until_final(task_engine, owner, sent)).result == "sent"
+
+
+async def test_a_queue_deleted_since_it_was_declared_is_declared_again(
+    engine_with: OpenEngine, idle_queue: str, celery: Celery, owner: uuid.UUID
+) -> None:
+    """The publisher declares each queue once per process. A message to a
+    queue deleted since comes back unrouted: that task is refused (and
+    revoked), and the queue is declared again for the next ones."""
+    async with engine_with(queue=idle_queue) as engine:
+        await engine.submit(owner, "echo", echo("declared"))
+        delete_queue(celery, idle_queue)
+        with pytest.raises(BrokerUnavailableError):
+            await engine.submit(owner, "echo", echo("unrouted"))
+        _, [unrouted] = await engine.tasks(owner, 0, 1)
+        assert (unrouted.name, unrouted.status) == ("echo", "REVOKED")
+        sent = [await engine.submit(owner, "echo", echo(text)) for text in ("sent", "again")]
+        assert [(await engine.status(owner, task_id)).status for task_id in sent] == [
+            "PENDING",
+            "PENDING",
+        ]
+        with Connection(BROKER_URL) as connection:
+            _, waiting, _ = connection.default_channel.queue_declare(idle_queue, passive=True)
+        assert waiting == 2

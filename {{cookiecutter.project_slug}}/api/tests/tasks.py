@@ -1,0 +1,124 @@
+"""What the tests of tasks share: the echo task's signatures, waiting for a
+state through the API or in the result backend, and apps whose tasks go to a
+queue that no worker serves."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from celery import Celery, chain, chord, group, signature
+from celery.canvas import Signature
+from fastapi import FastAPI
+from httpx import AsyncClient
+
+from app.api.v1.private.tasks import ECHO
+from app.core.config import Settings
+from app.main import create_app
+from testkit import delete_queue, stored_meta
+from tests.conftest import serving
+
+TASKS = "/api/v1/tasks"
+FINAL = ("SUCCESS", "FAILURE", "REVOKED", "LOST")
+POLL_TIMEOUT = 20
+
+
+def echo(*args: Any, **options: Any) -> Signature:
+    """The worker's echo task. Without arguments, in a chain, it echoes what
+    the task before it gave; options as Celery takes them (queue, task_id...)."""
+    return signature(ECHO, args=args, **options)
+
+
+# The worker's own words for echo called with two arguments: echo("one", "two").
+WRONG_ARGUMENTS = {
+    "type": "TypeError",
+    "message": "echo() takes 1 positional argument but 2 were given",
+}
+
+
+def echo_workflow(kind: str, text: str) -> Signature:
+    """Workflows of echo: a chain passes the text along three links, a group
+    echoes it four times side by side, a chord's body echoes the list of its
+    three header tasks' results."""
+    if kind == "chain":
+        return chain(echo(text), echo(), echo())
+    if kind == "group":
+        return group(echo(text) for _ in range(4))
+    assert kind == "chord"
+    return chord(group(echo(text) for _ in range(3)), echo())
+
+
+# Each echo workflow's result for "hi", and how many tasks it is made of.
+ECHO_WORKFLOWS = {"chain": ("hi", 3), "group": (["hi"] * 4, 4), "chord": (["hi"] * 3, 4)}
+
+
+async def poll(client: AsyncClient, headers: dict[str, str], task_id: object) -> dict[str, Any]:
+    """GET the task until it is done."""
+    deadline = time.monotonic() + POLL_TIMEOUT
+    while time.monotonic() < deadline:
+        reply: dict[str, Any] = (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()
+        if reply["status"] in FINAL:
+            return reply
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} not done within {POLL_TIMEOUT}s")
+
+
+async def status_of(client: AsyncClient, headers: dict[str, str], task_id: object) -> str:
+    """The task's status, as GET /tasks/{task_id} tells it now."""
+    status: str = (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()["status"]
+    return status
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, f"not within {seconds}s"
+        await asyncio.sleep(0.02)
+
+
+async def wait_for_state(
+    celery: Celery, task_id: object, status: str, seconds: float = 10
+) -> dict[str, Any]:
+    """What a worker stored for the task, once it says `status`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        meta = stored_meta(celery, str(task_id))
+        if meta is not None and meta["status"] == status:
+            return meta
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} never reached {status}")
+
+
+async def forgotten(celery: Celery, task_id: object) -> bool:
+    """Whether Redis lets go of the result (it is deleted in the background)."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if stored_meta(celery, str(task_id)) is None:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+@contextmanager
+def unserved_queue(celery: Celery) -> Iterator[str]:
+    """A queue that no worker serves, deleted after the block: what is sent
+    there waits, until a test starts a worker on it."""
+    queue = f"test.unserved.{uuid.uuid4().hex[:12]}"
+    try:
+        yield queue
+    finally:
+        delete_queue(celery, queue)
+
+
+@asynccontextmanager
+async def unserved_app(
+    settings: Settings, celery: Celery, **changes: Any
+) -> AsyncIterator[tuple[FastAPI, AsyncClient, str]]:
+    """An app, started, whose tasks go to a queue that no worker serves, with
+    these settings changed; yields it, a client of it, and the queue."""
+    with unserved_queue(celery) as queue:
+        app = create_app(settings.model_copy(update={"CELERY_TASK_QUEUE": queue, **changes}))
+        async with serving(app) as client:
+            yield app, client, queue
