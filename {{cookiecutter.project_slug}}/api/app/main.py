@@ -5,19 +5,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import make_url
 
 from app.api import API_V1_PREFIX
-from app.api.docs_pages import add_docs_pages
 from app.api.v1 import API_DESCRIPTION, include_api_routes
-from app.core import metrics
 from app.core.attempts import AttemptLimiter
-from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import add_error_handlers
 from app.services.accounts import AccountCache
+from asgi import metrics
+from asgi.body_limit import BodySizeLimit
+from asgi.docs_pages import add_docs_pages
 from taskengine import open_engine
 
 OPENAPI_TAGS = [
@@ -35,11 +38,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     db_engine = create_engine(settings)
     # For the login limits and the readiness probe; the task engine has its own.
-    redis = Redis.from_url(
-        settings.CELERY_RESULT_BACKEND_URL,
-        max_connections=8,
-        socket_connect_timeout=settings.REDIS_TIMEOUT,
-        socket_timeout=settings.REDIS_TIMEOUT,
+    # A blocking pool: a request beyond its size waits (REDIS_TIMEOUT at most)
+    # for a free connection, where a plain pool fails it, and a login flood
+    # would lift its own limits. After a restart, a dead pooled connection's
+    # command is sent again, once, on a new one.
+    redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.CELERY_RESULT_BACKEND_URL,
+            max_connections=8,
+            timeout=settings.REDIS_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_TIMEOUT,
+            socket_timeout=settings.REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+        )
     )
     app.state.db_engine = db_engine
     app.state.sessionmaker = create_sessionmaker(db_engine)

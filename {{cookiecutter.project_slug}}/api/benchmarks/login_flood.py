@@ -20,8 +20,9 @@ from urllib.parse import urlencode, urlsplit
 from app.core.config import get_settings
 from benchmarks.http_load import LoadResult, run
 from benchmarks.servers import api_process
-from testkit import database_beside, migrated_database, rss_bytes
+from testkit import database_beside, rss_bytes
 from testkit.lean_http import build_request, read_response
+from testkit.migrations import migrated_database
 
 RSS_GOAL = 300 * 2**20  # bytes
 HEALTH_P99_GOAL = 0.2

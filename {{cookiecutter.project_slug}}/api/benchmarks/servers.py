@@ -1,5 +1,5 @@
-"""Start uvicorn processes for a benchmark (the API unless told otherwise), read
-the CPU time they use, and stop them after."""
+"""Start the API in uvicorn processes for a benchmark, read the CPU time they
+use, and stop them after."""
 
 import os
 import subprocess
@@ -33,24 +33,19 @@ def api_process(**environment: str) -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def uvicorn_process(
-    environment: Mapping[str, str],
-    *,
-    app_path: str = API_APP_PATH,
-    ready_path: str = API_HEALTH_PATH,
-    workers: int = 1,
+    environment: Mapping[str, str], *, workers: int = 1
 ) -> Iterator[tuple[str, int]]:
-    """uvicorn serving the ASGI app at `app_path` (no access log, as in
-    production) with `workers` processes, once `ready_path` answers; yields its
-    base URL and the id of uvicorn's own process (with more than one worker,
-    the one that started them)."""
+    """uvicorn serving the API (no access log, as in production) with `workers`
+    processes, once it answers; yields its base URL and the id of uvicorn's
+    own process (with more than one worker, the one that started them)."""
     port = free_port()
     command = [
-        *(sys.executable, "-m", "uvicorn", app_path, "--port", str(port)),
+        *(sys.executable, "-m", "uvicorn", API_APP_PATH, "--port", str(port)),
         *("--workers", str(workers), "--no-access-log", "--log-level", "warning"),
     ]
     with background_process(command, API_ROOT, dict(environment)) as process:
         base = f"http://127.0.0.1:{port}"
-        wait_until_ready(base + ready_path, process)
+        wait_until_ready(base + API_HEALTH_PATH, process)
         yield base, process.pid
 
 

@@ -1,15 +1,20 @@
 """How fast and how many: task states pushed over WS /api/v1/ws/tasks/{task_id}.
 
 Run from api/: `../.venv/bin/python -m benchmarks.socket_events` (part of `make
-bench`). It starts the API (on a database of its own) and plays the worker
-itself: a thread stores task states through Celery's Redis backend, the code a
-worker runs, so that the moment each state is stored is known. In this one run:
+bench`). It starts the API (on a database of its own), sends echo tasks
+through a task engine of its own (TaskEngine.submit, as the API does: real
+records, real messages) to a queue that no worker consumes, and plays the
+worker itself: a thread stores the tasks' states through Celery's Redis
+backend, the code a worker runs, so that the moment each state is stored is
+known. In this one run:
 
-  event latency: from the store to the client, over the WebSocket, against a
-      plain redis-py subscriber on the same channel, both in this process;
-  scale: N sockets open at once, each following its own task: the API's memory
-      per socket, /api/v1/health's latency meanwhile, then every final state
-      delivered.
+  event latency: a chain of echo tasks is followed over the WebSocket, and the
+      links end one by one: each end is a PROGRESS state (links done / all),
+      timed from the store to the client, against a plain redis-py subscriber
+      of the links' channels, both in this process;
+  scale: N sockets open at once, each following its own echo task: the API's
+      memory per socket, /api/v1/health's latency meanwhile, then every final
+      state (SUCCESS, with the task's own text) delivered.
 """
 
 import argparse
@@ -22,23 +27,25 @@ import time
 import uuid
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
-from celery import states
+from celery import Celery, chain, signature, states
 from celery.backends.base import BaseKeyValueStoreBackend
+from celery.canvas import Signature
 from pydantic import SecretStr
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from websockets.asyncio.client import ClientConnection, connect
 
-from app.core.config import Settings, get_settings
-from app.core.producer.client import create_celery_client
+from app.api.v1.private.tasks import ECHO
+from app.core.config import TASK_SERIALIZER, Settings, get_settings
 from app.core.security import create_access_token
-from app.models import TaskRecord, User
 from benchmarks.http_load import LoadResult, run, run_load
 from benchmarks.servers import api_process
 from benchmarks.tasks_roundtrip import create_user
-from testkit import database_beside, migrated_database, rss_bytes
+from taskengine import TaskEngine, open_engine
+from testkit import celery_client, database_beside, delete_queue, rss_bytes
+from testkit.migrations import migrated_database
 
 PROGRESS = "PROGRESS"
 Received = TypeVar("Received")
@@ -50,27 +57,45 @@ def milliseconds(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
-async def create_records(database_url: str, count: int) -> tuple[User, list[str]]:
-    """The benchmark's user and `count` single-task records of theirs, PENDING."""
-    user = await create_user(database_url)
-    task_ids = [str(uuid.uuid4()) for _ in range(count)]
-    engine = create_async_engine(database_url)
-    try:
-        async with async_sessionmaker(engine)() as session:
-            session.add_all(
-                TaskRecord(
-                    id=uuid.UUID(task_id),
-                    owner_id=user.id,
-                    name="bench",
-                    answer_ids=[task_id],
-                    all_ids=[task_id],
-                )
-                for task_id in task_ids
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return user, task_ids
+@dataclass
+class Sent:
+    """A task sent through the engine: the id its owner follows, and the
+    echo tasks it is made of, in the order they run, with their texts."""
+
+    task_id: str
+    links: list[tuple[str, str]]
+
+
+def echo(text: str) -> tuple[Signature, str]:
+    """An echo task with an id of our own (so the benchmark knows every link
+    of a chain), immutable (a chain's link does not get the previous result)."""
+    task_id = str(uuid.uuid4())
+    return signature(ECHO, args=(text,), task_id=task_id, immutable=True), task_id
+
+
+async def send_chain(engine: TaskEngine, owner_id: uuid.UUID, links: int) -> Sent:
+    texts = [f"link {number}" for number in range(links)]
+    made = [echo(text) for text in texts]
+    task_id = await engine.submit(owner_id, "echo-chain", chain(task for task, _ in made))
+    sent = Sent(
+        str(task_id), [(link_id, text) for (_, link_id), text in zip(made, texts, strict=True)]
+    )
+    assert sent.task_id == sent.links[-1][0], "a chain answers with its last link"
+    return sent
+
+
+async def send_echoes(engine: TaskEngine, owner_id: uuid.UUID, count: int) -> list[Sent]:
+    """`count` echo tasks, a hundred at a time."""
+
+    async def one(number: int) -> Sent:
+        task, task_id = echo(f"echo {number}")
+        sent_id = await engine.submit(owner_id, "echo", task)
+        return Sent(str(sent_id), [(task_id, f"echo {number}")])
+
+    sent: list[Sent] = []
+    for batch in range(0, count, 100):
+        sent += await asyncio.gather(*(one(n) for n in range(batch, min(batch + 100, count))))
+    return sent
 
 
 async def open_following(url: str, token: str) -> ClientConnection:
@@ -112,19 +137,24 @@ async def stamped(awaitable: Awaitable[Received]) -> tuple[Received, float]:
 
 
 async def event_latency(
-    ws_base: str, token: str, worker: Worker, redis: Redis, task_id: str, events: int
+    ws_base: str, token: str, worker: Worker, redis: Redis, sent: Sent
 ) -> tuple[list[float], list[float]]:
-    """Latency of each PROGRESS state: over the WebSocket, and to a plain subscriber."""
+    """Latency of each link's end but the last, a PROGRESS state: over the
+    WebSocket, and to a plain subscriber of the links' channels."""
     pubsub = redis.pubsub()
-    await pubsub.subscribe(worker.channel(task_id))
-    await pubsub.get_message(timeout=5)  # the subscription's confirmation
-    socket = await open_following(f"{ws_base}/{task_id}", token)
+    channels = [worker.channel(link_id) for link_id, _ in sent.links]
+    await pubsub.subscribe(*channels)
+    confirmed = 0
+    while confirmed < len(channels):  # one confirmation per channel
+        message = await pubsub.get_message(timeout=5)
+        assert message is not None, "Redis did not confirm the subscriptions"
+        confirmed += message["type"] == "subscribe"
+    socket = await open_following(f"{ws_base}/{sent.task_id}", token)
+    *ending, (last_id, last_text) = sent.links
     over_socket, plain = [], []
     try:
-        for done in range(1, events + 1):
-            storing = asyncio.ensure_future(
-                worker.store(task_id, PROGRESS, {"done": done, "total": events})
-            )
+        for done, (link_id, text) in enumerate(ending, start=1):
+            storing = asyncio.ensure_future(worker.store(link_id, states.SUCCESS, text))
             # Both clients read side by side on this loop, each stamped as its
             # message arrives.
             (message, plain_at), (reply, socket_at) = await asyncio.gather(
@@ -133,12 +163,15 @@ async def event_latency(
             )
             stored = await storing
             assert message is not None, "the plain subscriber got nothing"
-            assert json.loads(reply)["result"]["done"] == done, reply
+            progress = {"done": done, "total": len(sent.links)}
+            state = json.loads(reply)
+            assert (state["status"], state["result"]) == (PROGRESS, progress), reply
             plain.append(plain_at - stored)
             over_socket.append(socket_at - stored)
             await asyncio.sleep(0.002)
-        await worker.store(task_id, states.SUCCESS, events)
-        assert json.loads(await socket.recv())["status"] == states.SUCCESS
+        await worker.store(last_id, states.SUCCESS, last_text)
+        final = json.loads(await socket.recv())
+        assert (final["status"], final["result"]) == (states.SUCCESS, last_text), final
     finally:
         await socket.close()
         await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -146,14 +179,17 @@ async def event_latency(
 
 
 async def scale(
-    base: str, ws_base: str, token: str, worker: Worker, task_ids: list[str], pid: int
+    base: str, ws_base: str, token: str, worker: Worker, sent: list[Sent], pid: int
 ) -> list[Verdict]:
     before = rss_bytes(pid)
     began = time.perf_counter()
     sockets: list[ClientConnection] = []
-    for batch in range(0, len(task_ids), 100):  # a hundred handshakes at a time
+    for batch in range(0, len(sent), 100):  # a hundred handshakes at a time
         sockets += await asyncio.gather(
-            *(open_following(f"{ws_base}/{t}", token) for t in task_ids[batch : batch + 100])
+            *(
+                open_following(f"{ws_base}/{task.task_id}", token)
+                for task in sent[batch : batch + 100]
+            )
         )
     opened = time.perf_counter() - began
     await asyncio.sleep(1)  # let the API settle
@@ -161,19 +197,30 @@ async def scale(
     health = await run_load(f"{base}/api/v1/health", concurrency=1, duration=3.0)
     finals = 0
     try:
-        await asyncio.gather(*(worker.store(t, states.SUCCESS, 1) for t in task_ids))
+        await asyncio.gather(
+            *(
+                worker.store(link_id, states.SUCCESS, text)
+                for task in sent
+                for link_id, text in task.links
+            )
+        )
 
-        async def final_of(socket: ClientConnection) -> bool:
+        async def final_of(socket: ClientConnection, task: Sent) -> bool:
             reply = json.loads(await socket.recv())
             await socket.wait_closed()
-            return bool(reply["status"] == states.SUCCESS and socket.close_code == 1000)
+            ((_, text),) = task.links
+            return bool(
+                (reply["status"], reply["result"]) == (states.SUCCESS, text)
+                and socket.close_code == 1000
+            )
 
         async with asyncio.timeout(60):
-            finals = sum(await asyncio.gather(*(final_of(socket) for socket in sockets)))
+            delivered = await asyncio.gather(*map(final_of, sockets, sent))
+            finals = sum(delivered)
     finally:
         await asyncio.gather(*(socket.close() for socket in sockets))
-    count = len(task_ids)
-    print(f"Scale: {count} sockets open at once, each following its own task")
+    count = len(sent)
+    print(f"Scale: {count} sockets open at once, each following its own echo task")
     print(f"  opened and authenticated in       {opened:.2f} s")
     print(
         f"  API memory: {before / 2**20:.1f} MiB before, {after / 2**20:.1f} MiB with them open:"
@@ -195,18 +242,40 @@ def report_health(health: LoadResult) -> None:
     )
 
 
+async def send_tasks(
+    settings: Settings, owner_id: uuid.UUID, events: int, sockets: int
+) -> list[Sent]:
+    """Through a task engine of this process: a chain of 21 links (the warm-up),
+    one of `events` + 1 links, and `sockets` echo tasks."""
+    async with open_engine(settings.engine_config()) as engine:
+        warm_up = await send_chain(engine, owner_id, 21)
+        timed = await send_chain(engine, owner_id, events + 1)
+        return [warm_up, timed, *await send_echoes(engine, owner_id, sockets)]
+
+
 async def measure(
-    args: argparse.Namespace, settings: Settings, base: str, pid: int, token: str, ids: list[str]
+    args: argparse.Namespace,
+    celery: Celery,
+    settings: Settings,
+    base: str,
+    pid: int,
+    token: str,
+    owner_id: uuid.UUID,
 ) -> None:
     ws_base = base.replace("http://", "ws://") + "/api/v1/ws/tasks"
-    celery = create_celery_client(settings)
     worker = Worker(celery.backend)
     redis = Redis.from_url(settings.CELERY_RESULT_BACKEND_URL)
+    sent: list[Sent] = []
     try:
-        await event_latency(ws_base, token, worker, redis, ids[0], 20)  # warm up
-        over_socket, plain = await event_latency(ws_base, token, worker, redis, ids[1], args.events)
+        sent = await send_tasks(settings, owner_id, args.events, args.sockets)
+        warm_up, timed, *singles = sent
+        await event_latency(ws_base, token, worker, redis, warm_up)
+        over_socket, plain = await event_latency(ws_base, token, worker, redis, timed)
         socket_p50, plain_p50 = statistics.median(over_socket), statistics.median(plain)
-        print(f"Event latency, from the store to the client ({args.events} PROGRESS states):")
+        print(
+            f"Event latency, from the store to the client ({args.events} PROGRESS states:"
+            f" the links of a chain of {args.events + 1} echo tasks ending one by one):"
+        )
         print(
             f"  plain redis-py subscriber:  p50 {milliseconds(plain_p50)},"
             f" p99 {milliseconds(LoadResult(latencies=plain).percentile(0.99))}"
@@ -223,13 +292,14 @@ async def measure(
                 f"{socket_p50 / plain_p50:.2f}x",
             )
         ]
-        verdicts += await scale(base, ws_base, token, worker, ids[2:], pid)
+        verdicts += await scale(base, ws_base, token, worker, singles, pid)
     finally:
         await redis.aclose()
-        await asyncio.get_running_loop().run_in_executor(
-            None, celery.backend.client.delete, *(celery.backend.get_key_for_task(t) for t in ids)
-        )
-        celery.close()
+        keys = [celery.backend.get_key_for_task(link) for task in sent for link, _ in task.links]
+        if keys:
+            await asyncio.get_running_loop().run_in_executor(
+                None, celery.backend.client.delete, *keys
+            )
     print("\nTargets:")
     for label, met, value in verdicts:
         print(f"  {label:<44} {value:>10}  {'met' if met else 'NOT met'}")
@@ -246,13 +316,21 @@ def main() -> None:
 
     configured = get_settings()
     secret = secrets.token_urlsafe(32)
+    # Where the tasks go: no worker consumes it, the benchmark plays the worker.
+    queue = f"bench.unconsumed.{uuid.uuid4().hex[:8]}"
     with migrated_database(
         database_beside(configured.POSTGRES_DATABASE_URL, "bench")
     ) as database_url:
         settings = configured.model_copy(
-            update={"POSTGRES_DATABASE_URL": database_url, "SECRET_KEY": SecretStr(secret)}
+            update={
+                "POSTGRES_DATABASE_URL": database_url,
+                "SECRET_KEY": SecretStr(secret),
+                "CELERY_TASK_QUEUE": queue,
+                # One user sends every task here.
+                "TASKS_IN_FLIGHT_PER_USER": args.sockets + 100,
+            }
         )
-        user, task_ids = asyncio.run(create_records(database_url, args.sockets + 2))
+        user = asyncio.run(create_user(database_url))
         token = create_access_token(user.id, settings)
         environment = {
             "POSTGRES_DATABASE_URL": database_url,
@@ -262,8 +340,15 @@ def main() -> None:
             # As `python -m app.serve` runs it (uvicorn's command line reads UVICORN_*).
             "UVICORN_WS_PER_MESSAGE_DEFLATE": "false",
         }
-        with api_process(**environment) as (base, pid):
-            run(measure(args, settings, base, pid, token, task_ids))
+        celery = celery_client(
+            settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+        )
+        try:
+            with api_process(**environment) as (base, pid):
+                run(measure(args, celery, settings, base, pid, token, user.id))
+        finally:
+            delete_queue(celery, queue)
+            celery.close()
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from taskengine import following
 from taskengine.celery_messages import create_builder
 from taskengine.config import EngineConfig
 from taskengine.errors import TaskNotFoundError
+from taskengine.following import Following
 from taskengine.leases import Leases
 from taskengine.listener import ResultListener
 from taskengine.publisher import Publisher
@@ -72,14 +72,18 @@ class TaskEngine:
             self._tracker,
         )
         self._in_flight = in_flight
-        self._slots = following.FollowerSlots(Leases(self._redis, f"{config.key_prefix}:followers"))
+        self._following = Following(
+            self._records,
+            self._listener,
+            self._tracker,
+            Leases(self._redis, f"{config.key_prefix}:followers"),
+        )
 
     async def open(self) -> None:
         await self._records.open()
 
     async def close(self) -> None:
         await self._tracker.close()
-        await self._slots.close()
         await self._records.close()  # writes what is queued first: ends tell what Redis may forget
         await self._listener.close()
         await self._stored.close()
@@ -121,16 +125,7 @@ class TaskEngine:
         across every process; a slow reader misses intermediate states beyond
         `queue_size`, never the final one. Use it in contextlib.aclosing(), so
         that leaving early lets go of it at once."""
-        return following.follow(
-            owner_id,
-            task_id,
-            records=self._records,
-            listener=self._listener,
-            tracker=self._tracker,
-            slots=self._slots,
-            at_most=at_most,
-            queue_size=queue_size,
-        )
+        return self._following.follow(owner_id, task_id, at_most=at_most, queue_size=queue_size)
 
     async def _find(self, owner_id: uuid.UUID, task_id: uuid.UUID) -> TaskRecord:
         record = await self._records.find(owner_id, task_id)

@@ -11,9 +11,9 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
-from taskengine.errors import TaskNotFoundError, TooManyFollowersError
+from taskengine.errors import RedisUnavailableError, TaskNotFoundError, TooManyFollowersError
 from taskengine.leases import Leases
 from taskengine.listener import ResultListener
 from taskengine.progress import TaskProgress
@@ -23,7 +23,8 @@ from taskengine.states import FINAL, Meta
 from taskengine.tracking import Tracker
 
 QUIET_RECHECK = 5.0
-# Seconds a follower's slot is leased for; renewed a third of that before it ends.
+# Seconds a follower's slot is leased for: renewed at every quiet recheck, so
+# a process that dies frees its followers' slots within this.
 LEASE = 30.0
 
 
@@ -76,58 +77,36 @@ class Follower:
         self._outbox.fail(error)
 
 
-class FollowerSlots:
-    """Each owner's followers, counted across processes (leases.py); one task
-    renews the leases of every follower of this process while any lives."""
+class Following:
+    """Every follower of this process's tasks. Each holds one of its owner's
+    slots (leases.py: counted across processes), renewed as it goes."""
 
-    def __init__(self, leases: Leases) -> None:
+    def __init__(
+        self, records: TaskRecords, listener: ResultListener, tracker: Tracker, leases: Leases
+    ) -> None:
+        self._records = records
+        self._listener = listener
+        self._tracker = tracker
         self._leases = leases
-        self._held: dict[str, set[str]] = {}
-        self._renewing: asyncio.Task[None] | None = None
 
-    @contextlib.asynccontextmanager
-    async def hold(self, owner_id: uuid.UUID, limit: int) -> AsyncIterator[None]:
-        owner, member = str(owner_id), uuid.uuid4().hex
-        if not await self._leases.take(owner, member, time.time() + LEASE, limit):
-            raise TooManyFollowersError(limit)
-        self._held.setdefault(owner, set()).add(member)
-        if self._renewing is None or self._renewing.done():
-            self._renewing = asyncio.create_task(self._renew(), name="follower-leases")
+    async def follow(
+        self, owner_id: uuid.UUID, task_id: uuid.UUID, *, at_most: int, queue_size: int
+    ) -> AsyncGenerator[TaskReply]:
+        """Each state of the owner's task as it changes, the final one last (kept
+        in the record before it is given)."""
+        owner, slot = str(owner_id), uuid.uuid4().hex
+        if not await self._leases.take(owner, slot, time.time() + LEASE, at_most):
+            raise TooManyFollowersError(at_most)
         try:
-            yield
+            async for reply in self._states(owner, slot, owner_id, task_id, queue_size):
+                yield reply
         finally:
-            self._held[owner].discard(member)
-            if not self._held[owner]:
-                del self._held[owner]
-            self._leases.release_soon(owner, [member])
+            self._leases.release_soon(owner, [slot])
 
-    async def _renew(self) -> None:
-        while self._held:
-            await asyncio.sleep(LEASE / 3)
-            with contextlib.suppress(Exception):  # the next round may succeed
-                await self._leases.renew(self._held, time.time() + LEASE)
-
-    async def close(self) -> None:
-        if self._renewing is not None:
-            self._renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewing
-
-
-async def follow(
-    owner_id: uuid.UUID,
-    task_id: uuid.UUID,
-    *,
-    records: TaskRecords,
-    listener: ResultListener,
-    tracker: Tracker,
-    slots: FollowerSlots,
-    at_most: int,
-    queue_size: int,
-) -> AsyncGenerator[TaskReply]:
-    """Each state of the owner's task as it changes, the final one last (kept
-    in the record before it is given)."""
-    async with slots.hold(owner_id, at_most):
+    async def _states(
+        self, owner: str, slot: str, owner_id: uuid.UUID, task_id: uuid.UUID, queue_size: int
+    ) -> AsyncGenerator[TaskReply]:
+        records, tracker = self._records, self._tracker
         record = await records.find(owner_id, task_id)
         if record is None:
             raise TaskNotFoundError(task_id)
@@ -136,8 +115,8 @@ async def follow(
             return
         progress = TaskProgress(record)
         outbox = Outbox(queue_size)
-        async with listener.subscribed(record.all_ids, Follower(progress, outbox)) as subscription:
-            first = progress.start(await subscription.stored())
+        async with self._listener.subscribed(record.all_ids, Follower(progress, outbox)) as sub:
+            first = progress.start(await sub.stored())
             # Queued at once: the listener may queue newer states meanwhile.
             if first is not None:
                 outbox.put(first)
@@ -153,6 +132,10 @@ async def follow(
                     async with asyncio.timeout(QUIET_RECHECK):
                         reply = await outbox.get()
                 except TimeoutError:
+                    # Quiet: the slot's lease renewed, and the record read for
+                    # an end no worker publishes (cancelled in the queue, lost).
+                    with contextlib.suppress(RedisUnavailableError):
+                        await self._leases.renew(owner, slot, time.time() + LEASE)
                     record = await records.find(owner_id, task_id) or record
                     reply = await tracker.state(record)  # concluded if final
                     if reply.status in FINAL:

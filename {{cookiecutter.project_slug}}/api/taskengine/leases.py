@@ -9,7 +9,6 @@ renewed while the follower lives).
 """
 
 import time
-from collections.abc import Iterable, Mapping
 from typing import cast
 
 from redis.asyncio import Redis
@@ -62,13 +61,15 @@ class Leases:
             raise RedisUnavailableError(repr(error)) from error
         return [member.decode() for member in members]
 
-    async def renew(self, held: Mapping[str, Iterable[str]], until: float) -> None:
-        """Extend the leases of these members, owner by owner, that still exist."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for owner, members in held.items():
-                pipe.zadd(self.key(owner), dict.fromkeys(members, until), xx=True)
+    async def renew(self, owner: str, member: str, until: float) -> None:
+        """Extend a slot's lease, if it still exists."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self.key(owner), {member: until}, xx=True)
                 pipe.expireat(self.key(owner), int(until) + 1, gt=True)
-            await pipe.execute()
+                await pipe.execute()
+        except Exception as error:
+            raise RedisUnavailableError(repr(error)) from error
 
     async def release(self, owner: str, members: list[str]) -> None:
         if members:

@@ -1,14 +1,10 @@
 """Results as they arrive: one Redis pub/sub connection per process.
 
-A worker stores each state of a task under its key and publishes it on a
-channel of the same name. A subscriber is told every state published on its
-tasks' channels once Redis confirmed the subscription: a waiter sends its
-tasks only then, so it misses nothing and reads no key; a follower of tasks
-sent earlier reads their keys once subscribed. No thread, no polling.
-
-A lost connection is replaced within the timeout, subscribed again to every
-channel, whose keys are then read for what was published meanwhile; if Redis
-stays away, every subscriber is told.
+A worker publishes each state of a task on a channel named like its key. A
+subscriber is told every state published once Redis confirmed its
+subscription: a waiter sends its tasks only then, and misses nothing. A lost
+connection is replaced within the timeout, subscribed again to every channel,
+whose keys are then read for what was published meanwhile.
 """
 
 import asyncio
@@ -38,8 +34,7 @@ class ResultListener:
     def __init__(self, redis: Redis, stored: StoredResults, timeout: float) -> None:
         self._redis = redis
         self._stored = stored
-        # Seconds Redis gets to confirm a subscription, and a lost connection
-        # to be replaced before its subscribers are failed.
+        # For a subscription to be confirmed, and a lost connection replaced.
         self.timeout = timeout
         self._pubsub: PubSub | None = None
         self._connected = asyncio.Event()
@@ -56,9 +51,8 @@ class ResultListener:
     async def subscribed(
         self, task_ids: list[str], subscriber: Subscriber
     ) -> AsyncIterator["Subscription"]:
-        """Tell the subscriber every state its tasks publish within the block.
-        The SUBSCRIBE is sent at once and confirmed meanwhile: the block can
-        work before it awaits Subscription.confirmed()."""
+        """Tell the subscriber every state its tasks publish within the block;
+        the block may work before it awaits Subscription.confirmed()."""
         channels = [self._stored.key_of(task_id) for task_id in task_ids]
         pubsub = await self._start()
         loop = asyncio.get_running_loop()
@@ -85,8 +79,7 @@ class ResultListener:
             self._unsubscribing.add_in_background(channels)
 
     def replace_connection(self) -> None:
-        """A subscription went unconfirmed: drop the connection; the reader
-        opens a new one, or fails everyone if Redis stays away."""
+        """A subscription went unconfirmed: the reader opens a new connection."""
         if self._listening is not None:
             self._listening.cancel()
 
@@ -96,8 +89,7 @@ class ResultListener:
         await self._stop()
 
     async def _start(self) -> PubSub:
-        """The connection, opened on first use and after one was lost for good;
-        while a lost one is being replaced, awaited."""
+        """The connection: opened if none lives, awaited while one is replaced."""
         async with self._starting:
             if self._reader is None or self._reader.done():
                 await self._stop()
@@ -196,8 +188,8 @@ class ResultListener:
                 catching_up.add_done_callback(self._catching_up.discard)
 
     async def _catch_up(self, channel: bytes) -> None:
-        """Read the channel's key, trying again for a while: a Redis that has
-        just restarted takes subscriptions before it answers reads."""
+        """Read the channel's key, again for a while: a Redis just restarted
+        takes subscriptions before it answers reads."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         while channel in self._subscribers:
@@ -236,13 +228,9 @@ class ResultListener:
                 subscriber.fail(error)
 
     async def _unsubscribe(self, batch: list[list[bytes]]) -> list[None]:
-        """Unsubscribe, on the connection of now, from the channels that
-        nobody listens to again meanwhile."""
+        """Unsubscribe from the channels nobody listens to again meanwhile."""
         unwanted = [
-            channel
-            for channels in batch
-            for channel in channels
-            if channel not in self._subscribers
+            channel for group in batch for channel in group if channel not in self._subscribers
         ]
         if unwanted and self._pubsub is not None:
             with contextlib.suppress(Exception):  # a lost connection has no subscriptions

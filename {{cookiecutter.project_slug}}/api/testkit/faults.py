@@ -260,9 +260,11 @@ class KillableWorker:
         self.queue = queue
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        # The node name of the worker running now (a new one after each start).
+        self.node = ""
 
     def start(self, timeout: float = 30) -> None:
-        node = f"killable-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        node = self.node = f"killable-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         command = [
             *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
             *(f"--hostname={node}", "--concurrency=2", "--without-gossip", "--without-mingle"),

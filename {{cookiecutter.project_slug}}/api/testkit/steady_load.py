@@ -1,6 +1,9 @@
 """A light, steady load of waiting and /async tasks, for the fault tests and
 `make bench-faults`: what every request got and when, and, once the load
-stops, what became of every task the API recorded."""
+stops, what became of every task the API recorded.
+
+The tasks are echo tasks, the one task every render has; each request sends a
+text of its own, so every result says which request it answers."""
 
 import asyncio
 import itertools
@@ -10,7 +13,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-TASKS = "/api/v1/tasks"
+from app.api.v1.private.task_routes import TASKS_PATH
+from app.api.v1.private.tasks import ECHO_ASYNC_PATH, ECHO_PATH
+
 FINAL = {"SUCCESS", "FAILURE", "REVOKED", "LOST"}
 
 
@@ -27,9 +32,10 @@ class Settled:
     """What became of the recorded tasks."""
 
     records: int
-    # SUCCESS with the value asked for.
+    # SUCCESS with its own text.
     correct: int
-    # A wrong value, a value twice, or a failure.
+    # Another request's text, a text twice, or a failure; a waiting request
+    # answered with another text than its own counts here too.
     wrong: list[dict[str, object]]
     # Still not final at the deadline.
     unfinished: list[dict[str, object]]
@@ -42,36 +48,45 @@ class Settled:
 @dataclass
 class SteadyLoad:
     """`clients` loops, each sending a waiting task, then an /async one, then
-    pausing; every integer is sent once, so every result says whose it is."""
+    pausing; every text is sent once, so every result says whose it is."""
 
     client: httpx.AsyncClient
     headers: dict[str, str]
     clients: int = 4
     pause: float = 0.05
     answers: list[Answer] = field(default_factory=list)
-    sent: set[int] = field(default_factory=set)
-    _integers: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
+    # Every text sent; and, for the requests that got the task's id back, whose
+    # task has which text.
+    sent: set[str] = field(default_factory=set)
+    text_of: dict[str, str] = field(default_factory=dict)
+    # Waiting requests answered 200 with another result than their own text.
+    wrong_answers: list[dict[str, object]] = field(default_factory=list)
+    _numbers: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(self._loop(stop) for _ in range(self.clients)))
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for kind in ("wait", "async"):
-                integer = next(self._integers)
-                self.sent.add(integer)
-                path = f"{TASKS}/integer-multiplication" + ("/async" if kind == "async" else "")
-                await self._send(kind, path, integer)
+            for kind, path in (("wait", ECHO_PATH), ("async", ECHO_ASYNC_PATH)):
+                text = f"steady {next(self._numbers)}"
+                self.sent.add(text)
+                await self._send(kind, path, text)
             await asyncio.sleep(self.pause)
 
-    async def _send(self, kind: str, path: str, integer: int) -> None:
+    async def _send(self, kind: str, path: str, text: str) -> None:
         started = time.monotonic()
         try:
-            response = await self.client.post(path, json={"integer": integer}, headers=self.headers)
+            response = await self.client.post(path, json={"text": text}, headers=self.headers)
             status = response.status_code
         except httpx.HTTPError:
             status = 0
         self.answers.append(Answer(kind, started, time.monotonic(), status))
+        if 200 <= status < 300:
+            body = response.json()
+            self.text_of[str(body["task_id"])] = text
+            if kind == "wait" and body.get("result") != text:
+                self.wrong_answers.append(body)
 
     async def settle(self, within: float, pause: float = 0.2) -> Settled:
         """Read every recorded task until all are final, or `within` seconds pass."""
@@ -81,7 +96,7 @@ class SteadyLoad:
             for task_id in await self._recorded():
                 if task_id in replies and replies[task_id]["status"] in FINAL:
                     continue
-                response = await self.client.get(f"{TASKS}/{task_id}", headers=self.headers)
+                response = await self.client.get(f"{TASKS_PATH}/{task_id}", headers=self.headers)
                 if response.status_code == 200:
                     replies[task_id] = response.json()
             unfinished = [reply for reply in replies.values() if reply["status"] not in FINAL]
@@ -94,7 +109,7 @@ class SteadyLoad:
         ids: list[str] = []
         while True:
             response = await self.client.get(
-                TASKS, params={"offset": len(ids), "limit": 100}, headers=self.headers
+                TASKS_PATH, params={"offset": len(ids), "limit": 100}, headers=self.headers
             )
             response.raise_for_status()
             page = response.json()
@@ -106,19 +121,29 @@ class SteadyLoad:
         self, replies: dict[str, dict[str, object]], unfinished: list[dict[str, object]]
     ) -> Settled:
         statuses: dict[str, int] = {}
-        wrong, seen = [], set()
-        for reply in replies.values():
+        wrong_records, seen = [], set()
+        for task_id, reply in replies.items():
             status = str(reply["status"])
             statuses[status] = statuses.get(status, 0) + 1
             if status == "SUCCESS":
-                result = reply["result"]
-                integer = result // 2 if isinstance(result, int) and result % 2 == 0 else None
-                if integer not in self.sent or integer in seen:
-                    wrong.append(reply)
-                seen.add(integer)
+                text = reply["result"]
+                # Its own text where the request learnt the task's id (a task
+                # whose request failed may still have been sent): one that was
+                # sent, and no other task's.
+                if (
+                    not isinstance(text, str)
+                    or text != self.text_of.get(task_id, text)
+                    or text not in self.sent
+                    or text in seen
+                ):
+                    wrong_records.append(reply)
+                else:
+                    seen.add(text)
             elif status == "FAILURE":
-                wrong.append(reply)
-        correct = statuses.get("SUCCESS", 0) - sum(1 for r in wrong if r["status"] == "SUCCESS")
+                wrong_records.append(reply)
+        wrong_successes = sum(1 for reply in wrong_records if reply["status"] == "SUCCESS")
+        correct = statuses.get("SUCCESS", 0) - wrong_successes
+        wrong = [*self.wrong_answers, *wrong_records]
         return Settled(len(replies), correct, wrong, unfinished, statuses)
 
     def window(self, start: float, end: float) -> list[Answer]:

@@ -2,8 +2,9 @@
 (`make bench-load`): how many came back right, and what the API's memory did.
 
 `concurrency` clients each send a task, poll it every `poll_every` seconds
-until it is final, then send the next, until `total` tasks were sent. Every
-integer is sent once, so every result says which task it belongs to. A refused
+until it is final, then send the next, until `total` tasks were sent. They are
+echo tasks, the one task every render has, each with a text of its own, so
+every result says which task it belongs to. A refused
 request (429, 503, a cut connection) is sent again after a pause: the flood
 counts it, and the task is still owed.
 """
@@ -16,13 +17,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.api.v1.private.task_routes import TASKS_PATH
+from app.api.v1.private.tasks import ECHO_ASYNC_PATH
 from testkit import rss_bytes
 from testkit.lean_http import LeanConnection
 
-TASKS = "/api/v1/tasks"
 FINAL = {"SUCCESS", "FAILURE", "REVOKED", "LOST"}
 # A refused request waits this long before it is sent again.
 RETRY_PAUSE = 0.5
+
+
+def text(number: int) -> str:
+    """What the nth task of a flood echoes."""
+    return f"flood {number}"
 
 
 @dataclass
@@ -31,7 +38,7 @@ class FloodReport:
     seconds: float
     # The task's final state, by state; "UNFINISHED" when it never ended.
     ends: Counter[str]
-    # Tasks that ended SUCCESS with another value than twice their integer.
+    # Tasks that ended SUCCESS with another text than their own, by number.
     wrong: list[int]
     # Requests answered with something else than 2xx, by status (0: no answer).
     refused: Counter[int]
@@ -71,7 +78,7 @@ class TaskFlood:
     ends: Counter[str] = field(default_factory=Counter)
     wrong: list[int] = field(default_factory=list)
     refused: Counter[int] = field(default_factory=Counter)
-    # Tasks sent so far; the nth task multiplies n, so its result says which it is.
+    # Tasks sent so far; the nth task echoes text(n), so its result says which it is.
     _sent: int = 0
     _half_ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -109,31 +116,30 @@ class TaskFlood:
         try:
             while self._sent < self.total:
                 self._sent += 1
-                integer = self._sent
-                task_id = await self._send(connection, integer)
-                await self._follow(connection, task_id, integer)
+                number = self._sent
+                task_id = await self._send(connection, number)
+                await self._follow(connection, task_id, number)
         finally:
             connection.close()
 
-    async def _send(self, connection: LeanConnection, integer: int) -> str:
-        body = json.dumps({"integer": integer}).encode()
-        path = f"{TASKS}/integer-multiplication/async"
+    async def _send(self, connection: LeanConnection, number: int) -> str:
+        body = json.dumps({"text": text(number)}).encode()
         while True:
-            reply = await self._request(connection, "POST", path, body, expected=202)
+            reply = await self._request(connection, "POST", ECHO_ASYNC_PATH, body, expected=202)
             if reply is not None:
                 return str(reply["task_id"])
             await asyncio.sleep(RETRY_PAUSE)
 
-    async def _follow(self, connection: LeanConnection, task_id: str, integer: int) -> None:
+    async def _follow(self, connection: LeanConnection, task_id: str, number: int) -> None:
         deadline = time.monotonic() + self.give_up_after
         while time.monotonic() < deadline:
             await asyncio.sleep(self.poll_every)
-            reply = await self._request(connection, "GET", f"{TASKS}/{task_id}")
+            reply = await self._request(connection, "GET", f"{TASKS_PATH}/{task_id}")
             if reply is None:
                 continue
             if reply["status"] in FINAL:
-                if reply["status"] == "SUCCESS" and reply["result"] != 2 * integer:
-                    self.wrong.append(integer)
+                if reply["status"] == "SUCCESS" and reply["result"] != text(number):
+                    self.wrong.append(number)
                 self._ended(reply["status"])
                 return
         self._ended("UNFINISHED")

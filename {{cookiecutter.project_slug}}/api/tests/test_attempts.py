@@ -107,12 +107,12 @@ async def test_a_check_that_waits_too_long_is_503(
 ) -> None:
     monkeypatch.setattr(security, "HASHING_WAIT", 0.2)
     for _ in range(security.HASHING_SLOTS):
-        await security.hashing_line().acquire()  # every slot busy
+        await security.hashing_slots().acquire()  # every slot busy
     try:
         response = await client.post(TOKEN_URL, data={"username": user.email, "password": PASSWORD})
     finally:
         for _ in range(security.HASHING_SLOTS):
-            security.hashing_line().release()
+            security.hashing_slots().release()
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
 
@@ -122,7 +122,7 @@ async def test_logins_waiting_for_a_hash_hold_no_database_connection(
 ) -> None:
     monkeypatch.setattr(security, "HASHING_WAIT", 1.5)
     for _ in range(security.HASHING_SLOTS):
-        await security.hashing_line().acquire()  # every slot busy: the logins wait in line
+        await security.hashing_slots().acquire()  # every slot busy: the logins wait in line
     began = time.monotonic()
     try:
         # Three times what the database pool holds (15): were the waiting logins
@@ -133,6 +133,6 @@ async def test_logins_waiting_for_a_hash_hold_no_database_connection(
         )
     finally:
         for _ in range(security.HASHING_SLOTS):
-            security.hashing_line().release()
+            security.hashing_slots().release()
     assert [response.status_code for response in responses] == [503] * len(emails)
     assert time.monotonic() - began < 3.5  # one round of 1.5 s, not three

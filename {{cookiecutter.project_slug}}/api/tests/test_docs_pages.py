@@ -18,8 +18,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.docs_pages import MEDIA_TYPES
 from app.core.config import Settings
+from asgi.docs_pages import MEDIA_TYPES
 from commands.migrate import create_first_superuser
 from tests.browser import (
     ARTIFACTS,

@@ -5,10 +5,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
 from app.api.deps import SessionDep
-from app.core.body_limit import BodySizeLimit
 from app.core.config import Settings
 from app.main import create_app
 from app.models import User
+from asgi.body_limit import BodySizeLimit
 from tests.conftest import serving
 
 

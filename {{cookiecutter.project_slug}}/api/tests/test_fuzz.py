@@ -77,7 +77,8 @@ def test_every_answer_is_documented_and_never_a_server_error(fuzzed_api: str, to
         except Exception as error:  # schemathesis raises a group of check failures
             failures.append(f"{operation.label}:\n{error}")
     revoke_what_still_runs(fuzzed_api, token)
-    assert fuzzed > 20, "the OpenAPI document lost its operations"
+    # Health, login, accounts and tasks: every render has at least these.
+    assert fuzzed >= 12, "the OpenAPI document lost its operations"
     assert failures == [], "\n\n".join(failures)
 
 

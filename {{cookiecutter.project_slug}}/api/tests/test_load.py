@@ -1,4 +1,4 @@
-"""A load run: 10,000 /async tasks at concurrency 64, each polled to its end,
+"""A load run: 10,000 /async echo tasks at concurrency 64, each polled to its end,
 against a real API process and a real worker. Every task must come back with
 its own right result, none lost, no request refused, and the API's resident
 memory at the end within 20% of its start. Then the same with the worker
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from app.core.config import Settings
-from app.core.producer.client import create_celery_client
+from app.core.config import TASK_SERIALIZER, Settings
 from benchmarks.servers import api_process
+from testkit import celery_client
 from testkit.faults import KillableWorker
 from testkit.task_flood import FloodReport, TaskFlood
 
@@ -43,13 +43,14 @@ def api_and_worker(settings: Settings, log: Path) -> Iterator[tuple[str, int, Ki
     """An API process and a worker of their own queue; yields the API's base
     URL, its process id and the worker."""
     queue = f"test.load.{uuid.uuid4().hex[:12]}"
-    celery = create_celery_client(settings)
+    celery = celery_client(
+        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+    )
     worker = KillableWorker(celery, queue, log)
     try:
         worker.start()
         with api_process(
             CELERY_TASK_QUEUE=queue,
-            CELERY_LONG_TASK_QUEUE=queue,
             CELERY_PUBLISH_TIMEOUT=LOAD_PUBLISH_TIMEOUT,
         ) as (base, pid):
             yield base, pid, worker

@@ -23,16 +23,12 @@ Hashed = TypeVar("Hashed")
 password_hash = PasswordHash((Argon2Hasher(),))
 
 
-@lru_cache
-def dummy_hash() -> str:
-    """Checked when an e-mail matches no user, so an unknown e-mail costs the
-    same time as a wrong password and the answer time does not reveal which
-    accounts exist. Made on first use, in the thread pool, not at import."""
-    return password_hash.hash("not a password anybody has")
-
-
 class InvalidTokenError(Exception):
     """The token is malformed, expired, wrongly signed or not an access token."""
+
+
+class HashingBusyError(Exception):
+    """Too many password checks are waiting: try again later."""
 
 
 def create_access_token(subject: uuid.UUID, settings: Settings) -> str:
@@ -42,25 +38,20 @@ def create_access_token(subject: uuid.UUID, settings: Settings) -> str:
         "iat": now,
         "exp": now + timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES),
         "type": ACCESS_TOKEN_TYPE,
-        # Who issued the token and for whom: a token another service signed
-        # with a shared key is not one of ours.
+        # A token another service signed with a shared key is not one of ours.
         "iss": settings.JWT_ISSUER,
         "aud": settings.JWT_AUDIENCE,
     }
-    return jwt.encode(
-        claims, settings.SECRET_KEY.get_secret_value(), algorithm=settings.JWT_ALGORITHM
-    )
+    key = settings.SECRET_KEY.get_secret_value()
+    return jwt.encode(claims, key, algorithm=settings.JWT_ALGORITHM)
 
 
 def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
-    """Return the user id the token was issued to, or raise InvalidTokenError."""
+    """The id of the user the token was issued to, or InvalidTokenError."""
+    key, algorithm = settings.SECRET_KEY.get_secret_value(), settings.JWT_ALGORITHM
     try:
         subject, token_type, expires = verified_claims(
-            token,
-            settings.SECRET_KEY.get_secret_value(),
-            settings.JWT_ALGORITHM,
-            settings.JWT_ISSUER,
-            settings.JWT_AUDIENCE,
+            token, key, algorithm, settings.JWT_ISSUER, settings.JWT_AUDIENCE
         )
     except jwt.PyJWTError as error:
         raise InvalidTokenError(str(error)) from error
@@ -75,20 +66,19 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
         raise InvalidTokenError("malformed subject") from error
 
 
-# A client sends the same token with every request until it expires: its
-# signature and claims are checked once, then only its expiry (the check costs
-# more than the rest of an authenticated request). Only tokens that passed
-# are kept; the key is among the arguments, so a token is never taken as
-# verified under another key.
+# A client sends the same token until it expires: its signature and claims are
+# checked once, then only its expiry (the check costs more than the rest of an
+# authenticated request). The key is among the arguments: a token is never
+# taken as verified under another key.
 @lru_cache(maxsize=10_000)
 def verified_claims(
     token: str, key: str, algorithm: str, issuer: str, audience: str
 ) -> tuple[str, object, float]:
     """The subject, type and expiry of a valid token; jwt.PyJWTError otherwise."""
-    # Only the configured algorithm is accepted: no "none", no algorithm swap.
     claims = jwt.decode(
         token,
         key,
+        # Only the configured algorithm: no "none", no algorithm swap.
         algorithms=[algorithm],
         issuer=issuer,
         audience=audience,
@@ -97,52 +87,47 @@ def verified_claims(
     return claims["sub"], claims.get("type"), float(claims["exp"])
 
 
-# Argon2 is deliberately slow (tens of milliseconds of CPU) and big (64 MiB
-# each): hash and verify in the thread pool, so the event loop keeps serving,
-# and no more at once than there are cores, since more gain nothing and cost
-# memory. Others wait in line for up to HASHING_WAIT seconds, then get 503.
-# Per process: with API_WORKERS processes, that many times (os.cpu_count()
-# counts the host's cores, not a container's CPU quota).
+# Argon2 is slow (tens of ms of CPU) and big (64 MiB) on purpose: hash in the
+# thread pool, no more at once than there are cores (more gain nothing and cost
+# memory); others wait up to HASHING_WAIT seconds, then get 503.
 HASHING_SLOTS = os.cpu_count() or 2
 HASHING_WAIT = 10.0
-# One line per event loop: an asyncio semaphore belongs to the loop that first
-# waits on it (`make migrate`, scripts and tests run loops of their own).
-_lines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+# A semaphore belongs to the event loop that first waits on it: one per loop
+# (`make migrate`, scripts and tests run loops of their own).
+_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
     weakref.WeakKeyDictionary()
 )
 
 
-def hashing_line() -> asyncio.Semaphore:
-    """The hashing slots of the running event loop."""
-    loop = asyncio.get_running_loop()
-    if loop not in _lines:
-        _lines[loop] = asyncio.Semaphore(HASHING_SLOTS)
-    return _lines[loop]
-
-
-class HashingBusyError(Exception):
-    """Too many password checks are waiting: try again later."""
+def hashing_slots() -> asyncio.Semaphore:
+    return _slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(HASHING_SLOTS))
 
 
 async def in_hashing_slot(work: Callable[..., Hashed], *args: str | None) -> Hashed:
-    line = hashing_line()
+    slots = hashing_slots()
     try:
         async with asyncio.timeout(HASHING_WAIT):
-            await line.acquire()
+            await slots.acquire()
     except TimeoutError:
         raise HashingBusyError from None
     try:
         return await run_in_threadpool(work, *args)
     finally:
-        line.release()
+        slots.release()
 
 
 async def hash_password(password: str) -> str:
     return await in_hashing_slot(password_hash.hash, password)
 
 
+@lru_cache
+def dummy_hash() -> str:
+    """Checked when no user has the e-mail: an unknown e-mail costs the same
+    time as a wrong password, so the answer time tells no account apart."""
+    return password_hash.hash("not a password anybody has")
+
+
 def _verify_blocking(password: str, hashed: str | None) -> bool:
-    """With no hash (unknown user), check a dummy one and fail."""
     matches = password_hash.verify(password, hashed or dummy_hash())
     return matches and hashed is not None
 

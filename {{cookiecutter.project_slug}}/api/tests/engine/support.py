@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from celery import chain, chord, group, signature
 from celery.canvas import Signature
+
 from taskengine import TaskEngine, TaskReply
 from taskengine.states import FINAL
 

@@ -119,7 +119,8 @@ async def test_renewing_extends_only_the_leases_that_still_exist(
     await first.take("owner", "kept", in_seconds(0.3), limit=2)
     await first.take("owner", "given back", in_seconds(0.3), limit=2)
     await first.release("owner", ["given back"])
-    await first.renew({"owner": ["kept", "given back"]}, in_seconds(60))
+    await first.renew("owner", "kept", in_seconds(60))
+    await first.renew("owner", "given back", in_seconds(60))
     await asyncio.sleep(0.4)
     assert await second.take("owner", "new", in_seconds(60), limit=2)
     assert not await second.take("owner", "one too many", in_seconds(60), limit=2)
@@ -136,5 +137,7 @@ async def test_redis_out_of_reach_is_unavailable(closed_port: int, prefix: str) 
             await away.members("owner")
         with pytest.raises(RedisUnavailableError):
             await away.release("owner", ["a"])
+        with pytest.raises(RedisUnavailableError):
+            await away.renew("owner", "a", in_seconds(60))
     finally:
         await client.aclose()

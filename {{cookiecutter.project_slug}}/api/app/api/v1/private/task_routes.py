@@ -24,6 +24,8 @@ from app.schemas.task import TaskAccepted
 from taskengine import TaskReply
 
 TASKS_PATH = f"{API_V1_PREFIX}/tasks"
+# After a task's path: the route that answers 202 at once.
+ASYNC_SUFFIX = "/async"
 
 Body = TypeVar("Body", bound=BaseModel)
 Build = Callable[[Body], Signature]
@@ -72,7 +74,7 @@ def task_routes(
             responses=WAITING,
         )
         router.add_api_route(
-            f"{path}/async",
+            path + ASYNC_SUFFIX,
             start,
             methods=["POST"],
             name=f"{name}-async",

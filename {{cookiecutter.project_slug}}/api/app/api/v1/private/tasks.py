@@ -13,19 +13,23 @@ from fastapi import APIRouter, status
 
 from app.api.deps import CurrentUser, TaskEngineDep
 from app.api.responses import NOT_FOUND, error
-from app.api.v1.private.task_routes import TASKS_PATH, task_routes
+from app.api.v1.private.task_routes import ASYNC_SUFFIX, TASKS_PATH, task_routes
 from app.core.config import WORKER_NAME
 from app.schemas.page import Limit, Offset, Page
 from app.schemas.task import EchoIn
 from taskengine import TaskReply, TaskSummary
 
 # The smallest task that proves the whole path: API, broker, worker, results.
+# Its name and its routes' paths: tests and benchmarks read them here.
 ECHO = f"{WORKER_NAME}.echo"
+ECHO_ROUTE = "/echo"
+ECHO_PATH = TASKS_PATH + ECHO_ROUTE
+ECHO_ASYNC_PATH = ECHO_PATH + ASYNC_SUFFIX
 
 router = APIRouter(prefix=TASKS_PATH)
 
 
-@task_routes(router, "/echo", summary="Send `text` through a worker and back")
+@task_routes(router, ECHO_ROUTE, summary="Send `text` through a worker and back")
 def echo(body: EchoIn) -> Signature:
     return signature(ECHO, args=(body.text,))
 
