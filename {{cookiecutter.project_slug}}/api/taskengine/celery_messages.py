@@ -129,7 +129,8 @@ class BuildingBackend(RedisBackend):  # type: ignore[misc]
                 size_key=self.get_key_for_group(group_id, ".s"),
                 counter_key=self.get_key_for_group(group_id, ".c"),
                 size=chord_size,
-                expires=self.chord_expires or None,
+                # Celery 5.5 gave chord keys an expiry of their own; 5.4 used the results'.
+                expires=getattr(self, "chord_expires", self.expires) or None,
             )
         )
 
