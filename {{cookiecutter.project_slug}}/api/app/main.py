@@ -5,10 +5,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import make_url
 
 from app.api import API_V1_PREFIX
@@ -37,39 +33,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the clients once per process and close them when it stops."""
     settings: Settings = app.state.settings
     db_engine = create_engine(settings)
-    # For the login limits and the readiness probe; the task engine has its own.
-    # A blocking pool: a request beyond its size waits (REDIS_TIMEOUT at most)
-    # for a free connection, where a plain pool fails it, and a login flood
-    # would lift its own limits. After a restart, a dead pooled connection's
-    # command is sent again, once, on a new one.
-    redis = Redis.from_pool(
-        BlockingConnectionPool.from_url(
-            settings.CELERY_RESULT_BACKEND_URL,
-            max_connections=8,
-            timeout=settings.REDIS_TIMEOUT,
-            socket_connect_timeout=settings.REDIS_TIMEOUT,
-            socket_timeout=settings.REDIS_TIMEOUT,
-            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
-        )
-    )
     app.state.db_engine = db_engine
     app.state.sessionmaker = create_sessionmaker(db_engine)
     app.state.account_cache = AccountCache(app.state.sessionmaker, settings.ACCOUNT_CACHE_SECONDS)
-    app.state.redis = redis
-    app.state.attempt_limiter = AttemptLimiter(
-        redis,
-        settings.CELERY_RESULT_BACKEND_URL,
-        # Per deployment (its database): services sharing a Redis count apart.
-        key_prefix=f"login-attempts:{make_url(settings.POSTGRES_DATABASE_URL).database}",
-        per_address=settings.LOGIN_ATTEMPTS_PER_ADDRESS,
-        per_account=settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
-    )
     try:
         async with open_engine(settings.engine_config()) as task_engine:
             app.state.task_engine = task_engine
+            # The engine's Redis pool serves the login limits and the readiness probe too.
+            app.state.redis = task_engine.redis
+            app.state.attempt_limiter = AttemptLimiter(
+                task_engine.redis,
+                settings.CELERY_RESULT_BACKEND_URL,
+                # Per deployment (its database): services sharing a Redis count apart.
+                key_prefix=f"login-attempts:{make_url(settings.POSTGRES_DATABASE_URL).database}",
+                per_address=settings.LOGIN_ATTEMPTS_PER_ADDRESS,
+                per_account=settings.LOGIN_ATTEMPTS_PER_ACCOUNT,
+            )
             yield
     finally:
-        await redis.aclose()
         await db_engine.dispose()
 
 

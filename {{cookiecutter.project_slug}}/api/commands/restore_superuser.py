@@ -12,14 +12,20 @@ import sys
 
 from app.core.config import get_settings
 from app.core.db import create_engine, create_sessionmaker
-from app.services.users import restore_superuser
+from app.services.users import get_by_email
 
 
 async def restore(email: str) -> bool:
+    """Make the account an active superuser again; False if no account has the e-mail."""
     engine = create_engine(get_settings())
     try:
         async with create_sessionmaker(engine)() as session:
-            return await restore_superuser(session, email) is not None
+            user = await get_by_email(session, email)
+            if user is None:
+                return False
+            user.is_active = user.is_superuser = True
+            await session.commit()
+            return True
     finally:
         await engine.dispose()
 

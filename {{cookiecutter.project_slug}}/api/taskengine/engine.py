@@ -79,6 +79,11 @@ class TaskEngine:
             Leases(self._redis, f"{config.key_prefix}:followers"),
         )
 
+    @property
+    def redis(self) -> Redis:
+        """The engine's Redis client (a bounded pool), which its service may share."""
+        return self._redis
+
     async def open(self) -> None:
         await self._records.open()
 

@@ -74,14 +74,3 @@ async def update_account(session: AsyncSession, user: User, changes: dict[str, b
         setattr(user, field, value)
     await session.commit()
     return user
-
-
-async def restore_superuser(session: AsyncSession, email: str) -> User | None:
-    """Make the account an active superuser again; None if no account has the e-mail."""
-    user = await get_by_email(session, email)
-    if user is None:
-        return None
-    user.is_active = True
-    user.is_superuser = True
-    await session.commit()
-    return user
