@@ -9,8 +9,10 @@ OUTPUT_DIR ?= ..
 # `make test-render COOKIECUTTER_VERSION=2.2.0` installs that one over the pin,
 # which the next `make` puts back.
 COOKIECUTTER_VERSION ?=
+# Options of benchmarks/compare_designs.py, e.g. BENCH_ARGS="--rounds 5".
+BENCH_ARGS ?=
 
-.PHONY: install render test test-render test-service test-boot lint clean
+.PHONY: install render test test-render test-service test-boot lint clean bench-designs
 
 $(VENV)/.installed: requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,9 +42,19 @@ test-service: $(VENV)/.installed ## The rendered service's make targets against 
 test-boot: $(VENV)/.installed ## The compose stacks booted in Docker
 	$(BIN)/pytest -m boot
 
+# A rendered service with its environment (`make install` in it); PREVIOUS, a
+# render of another commit of this template, to compare with in the same run.
+RENDER ?= ../my_service
+PREVIOUS ?=
+bench-designs: ## The API of RENDER against the design it replaces (and PREVIOUS), in one run
+	$(RENDER)/.venv/bin/python -m pip install --quiet asgiref
+	$(RENDER)/.venv/bin/python benchmarks/compare_designs.py --render $(RENDER) \
+		$(if $(PREVIOUS),--previous $(PREVIOUS) --previous-python $(PREVIOUS)/.venv/bin/python) \
+		$(BENCH_ARGS)
+
 lint: $(VENV)/.installed ## Style of the template's own Python (hooks and tests)
-	$(BIN)/ruff check hooks tests fastapi_celery_filters.py
-	$(BIN)/ruff format --check hooks tests fastapi_celery_filters.py
+	$(BIN)/ruff check hooks tests benchmarks fastapi_celery_filters.py
+	$(BIN)/ruff format --check hooks tests benchmarks fastapi_celery_filters.py
 
 clean: ## Forget the environments and caches made by the commands above
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

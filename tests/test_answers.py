@@ -91,8 +91,8 @@ WEBSOCKET_WORDS = re.compile(r"(?i:websocket)|\bWS_[A-Z]|/live\b")
 # What only a project with the examples mentions: the example resource, the
 # example tasks and their workflows, the live page that starts them.
 EXAMPLE_WORDS = re.compile(
-    r"(?i:\bnotes?\b|integers?[-_ ](multiplication|sum)|(?<!cancel_)long[-_ ]running|/workflows/|/live\b"
-    r"|example[-_ ]tasks?)"
+    r"(?i:\bnotes?\b|integers?[-_ ](multiplication|sum)|(?<!cancel_)long[-_ ]running"
+    r"|/workflows/|/live\b|example[-_ ]tasks?)"
 )
 
 

@@ -477,3 +477,25 @@ def test_make_test_oldest_runs_the_engines_tests_on_the_floors_of_celery_and_kom
     assert f"celery {versions['celery']} kombu {versions['kombu']}" in result.stdout
     assert re.search(r"\d+ passed", result.stdout), result.stdout
     assert " failed" not in result.stdout, result.stdout
+
+
+def test_the_comparison_with_the_original_design_runs_and_prints_its_ratios(project, serializer):
+    """The template's own benchmark (benchmarks/compare_designs.py), short: the
+    render's API and the design it replaces, in one run."""
+    if serializer != "json":
+        pytest.skip("one short run is enough to keep the script working")
+    python = str(SHARED_VENV / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "asgiref"], check=True)
+    result = subprocess.run(
+        [
+            *(python, "benchmarks/compare_designs.py", "--render", str(project)),
+            *("--rounds", "1", "--count", "5", "--seconds", "1"),
+        ],
+        cwd=TEMPLATE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the original design (sync_to_async + polling)" in result.stdout
+    assert re.search(r"this render / the original design .*: \d+\.\d\dx requests/s", result.stdout)
