@@ -39,9 +39,11 @@ PRUNED_PATHS = {
         "api/tests/sockets.py",
         "api/tests/test_live_page.py",
         "api/tests/test_task_socket.py",
+        "docs/websockets.md",
     ],
     ("use_monitoring", False): [
         "compose.monitoring.yaml",
+        "docs/monitoring.md",
         "monitoring",
     ],
     ("use_github_actions", False): [".github"],

@@ -60,9 +60,11 @@ REMOVED_BY_ANSWER = {
         "api/tests/sockets.py",
         "api/tests/test_live_page.py",
         "api/tests/test_task_socket.py",
+        "docs/websockets.md",
     },
     ("use_monitoring", False): {
         "compose.monitoring.yaml",
+        "docs/monitoring.md",
         "monitoring/alertmanager/alertmanager.yml",
         "monitoring/flower/Dockerfile",
         "monitoring/flower/celeryconfig.py",
@@ -91,7 +93,8 @@ WEBSOCKET_WORDS = re.compile(r"(?i:websocket)|\bWS_[A-Z]|/live\b")
 # What only a project with the examples mentions: the example resource, the
 # example tasks and their workflows, the live page that starts them.
 EXAMPLE_WORDS = re.compile(
-    r"(?i:\bnotes?\b|integers?[-_ ](multiplication|sum)|(?<!cancel_)long[-_ ]running"
+    r"\bnotes?\b|\bNote(Create|Public|Update)?\b(?!:)"
+    r"|(?i:integers?[-_ ](multiplication|sum)|(?<!cancel_)long[-_ ]running"
     r"|/workflows/|/live\b|example[-_ ]tasks?)"
 )
 

@@ -7,6 +7,7 @@ the tests' settings point at.
 """
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -389,8 +390,11 @@ class StandInApi(http.server.BaseHTTPRequestHandler):
         elif StandInApi.tasks_without_worker:
             StandInApi.tasks_without_worker -= 1
             self.answer(504, b'{"detail": "no worker"}')
+        elif self.path == "/api/v1/tasks/echo":
+            reply = {"task_id": "x", "status": "SUCCESS", "result": json.loads(body)["text"]}
+            self.answer(200, json.dumps(reply).encode())
         else:
-            self.answer(200, b'{"task_id": "x", "status": "SUCCESS", "result": 42}')
+            self.answer(404, b'{"detail": "Not Found"}')
 
     def answer(self, status, body):
         self.send_response(status)
@@ -434,7 +438,7 @@ def test_make_smoke_reads_env_as_compose_does_and_waits_for_a_worker(
     )
     result = smoke(project, stand_in_api)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "came back: 21 x 2 = 42" in result.stdout
+    assert "came back: echo 'smoke test'" in result.stdout
     assert StandInApi.tasks_without_worker == 0
 
 

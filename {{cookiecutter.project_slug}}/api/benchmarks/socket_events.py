@@ -337,7 +337,7 @@ def main() -> None:
             "SECRET_KEY": secret,
             # One user holds every socket here.
             "WS_SOCKETS_PER_USER": str(args.sockets + 10),
-            # As `python -m app.serve` runs it (uvicorn's command line reads UVICORN_*).
+            # As `python -m commands.serve` runs it (uvicorn's command line reads UVICORN_*).
             "UVICORN_WS_PER_MESSAGE_DEFLATE": "false",
         }
         celery = celery_client(

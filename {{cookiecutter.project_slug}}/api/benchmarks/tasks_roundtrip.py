@@ -153,10 +153,10 @@ def rate_line(label: str, rate: float, unit: str) -> str:
     return f"  {label:<52} {rate:8.0f} {unit}"
 
 
-def report_served(label: str, served: Served, note: str = "") -> None:
+def report_served(label: str, served: Served, remark: str = "") -> None:
     print(
         f"{rate_line(label, served.load.rate, 'req/s')}"
-        f"  {served.cpu_per_answer * 1000:5.2f} ms CPU/request{note}"
+        f"  {served.cpu_per_answer * 1000:5.2f} ms CPU/request{remark}"
     )
 
 

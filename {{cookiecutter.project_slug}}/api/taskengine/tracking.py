@@ -26,7 +26,7 @@ from taskengine.states import FINAL, Meta, combine, ended_early, verdict
 logger = logging.getLogger(__name__)
 
 # Workers look for this mark before they start a task, and a long task between
-# its steps (worker/worker/revocations.py writes the same prefix). Unlike
+# its steps (worker/worker/revocations.py reads the same prefix). Unlike
 # Celery's revoke broadcast, it reaches workers that were down or restarted
 # since, and stops only the task cancelled.
 REVOKED_KEY_PREFIX = "celery-task-revoked-"

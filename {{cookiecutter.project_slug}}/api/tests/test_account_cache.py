@@ -1,4 +1,4 @@
-"""Accounts kept per process (app/services/account_cache.py): a change reaches
+"""Accounts kept per process (app/services/accounts.py): a change reaches
 every API process within ACCOUNT_CACHE_SECONDS, and concurrent requests for an
 account share one read of it."""
 

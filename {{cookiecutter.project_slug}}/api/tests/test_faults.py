@@ -224,7 +224,7 @@ async def test_worker_killed_mid_task(
     running_at_kill: list[str] = []
 
     async def kill_holding() -> None:
-        """Note the tasks the worker holds and runs, then kill it."""
+        """Find the tasks the worker holds and runs, then kill it."""
         inspect = celery.control.inspect(destination=[worker.node], timeout=2)
         scheduled = await asyncio.to_thread(inspect.scheduled) or {}
         active = await asyncio.to_thread(inspect.active) or {}

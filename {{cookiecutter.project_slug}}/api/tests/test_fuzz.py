@@ -83,7 +83,7 @@ def test_every_answer_is_documented_and_never_a_server_error(fuzzed_api: str, to
 
 
 def revoke_what_still_runs(base: str, token: str) -> None:
-    """The fuzz started long-running tasks: stop them, so the test worker is
+    """The fuzz started tasks that may still run: stop them, so the test worker is
     free for the tests after this one."""
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
         tasks = client.get("/api/v1/tasks", params={"limit": 100}).json()["items"]

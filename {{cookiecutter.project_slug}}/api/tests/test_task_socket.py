@@ -1,7 +1,6 @@
 """WS /api/v1/ws/tasks/{task_id} over real sockets, served by uvicorn, with a
 real worker, broker and result backend: the echo task that every render has,
-and workflows and failures made of it. (The example tasks, their progress
-among them: test_example_task_socket.py.)"""
+and workflows and failures made of it."""
 
 import asyncio
 import json

@@ -1,6 +1,6 @@
 """Tasks through the API and the task engine, run by a real worker on the real
 broker and result backend: the echo task that every render has, and
-workflows and failures made of it. (The example tasks: test_example_tasks.py.)"""
+workflows and failures made of it."""
 
 import asyncio
 import socket

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # TASK_LOST_AFTER), so that an unread result is never taken for lost.
     RESULT_EXPIRES: int = 86400
     # Seconds Redis may take to accept a connection or answer a command.
-    REDIS_TIMEOUT: float = 5.0
+    REDIS_TIMEOUT: float = 2.0
     # Send an event when a task is received, started, succeeded, failed,
     # retried or revoked (`celery worker -E`), for a Celery monitor to read.
     # Each event is one more message to the broker.

@@ -1,6 +1,6 @@
 """Revoked tasks are dropped when they start, and long ones stop between steps.
 
-The API revokes a task by writing a mark in Redis (app/core/producer/revoker.py),
+The API revokes a task by writing a mark in Redis (api/taskengine/tracking.py),
 not through Celery's revoke broadcast, which lives in the memory of the
 workers that were up to hear it. Every task of this worker looks for the mark
 before it runs: one Redis read per task (`make bench` measures it).

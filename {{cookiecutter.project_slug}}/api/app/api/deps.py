@@ -1,6 +1,6 @@
 """Dependencies of the routes, as Annotated aliases: `session: SessionDep`.
 
-They take an HTTPConnection, so that HTTP and WebSocket routes share them, and
+They take an HTTPConnection, so that routes of every protocol share them, and
 are async even when they await nothing: FastAPI runs a plain function in its
 thread pool, a thread switch on every request.
 """

@@ -29,7 +29,7 @@ MIN_SUPERUSER_PASSWORD_LENGTH = 12
 
 
 class Settings(BaseSettings):
-    """Every setting, with its default; README.md's settings table says what each does."""
+    """Every setting, with its default; docs/settings.md says what each does."""
 
     model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 

@@ -12,10 +12,8 @@ the render's real worker, each with a part of its own for this run.
 
 Settings come from the environment, where the service's tests take them too:
 POSTGRES_DATABASE_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND_URL, with
-localhost defaults. TASK_SERIALIZER (default "json") must name the serializer
-the render's worker was rendered with (TASK_SERIALIZER in
-worker/worker/config.py): these tests import neither the service nor the
-worker, so they are told it.
+localhost defaults; the serializer is the one the project was rendered with
+(these tests import neither the service nor the worker, which say the same).
 
 Nothing here imports the service (`app`): the engine is tested on its own.
 """
@@ -53,7 +51,7 @@ POSTGRES_URL = os.environ.get(
 )
 BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS_URL = os.environ.get("CELERY_RESULT_BACKEND_URL", "redis://127.0.0.1:6379/0")
-SERIALIZER = os.environ.get("TASK_SERIALIZER", "json")
+SERIALIZER = "{{ cookiecutter.task_serializer }}"
 
 RUN = uuid.uuid4().hex[:12]
 # What the engine counts in Redis, and the queue its tasks go to, are this run's own.

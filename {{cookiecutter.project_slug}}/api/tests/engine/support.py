@@ -1,6 +1,5 @@
 """What the engine's tests share: signatures of the worker's `echo` task, the
-one task every render has (the example tasks exist only when the template's
-examples are on), in the four shapes the engine sends (a task, a chain, a
+one task every render has, in the four shapes the engine sends (a task, a chain, a
 group and a chord, each with the result the worker gives for it); polling a
 task until it ends; reading a record as PostgreSQL holds it."""
 

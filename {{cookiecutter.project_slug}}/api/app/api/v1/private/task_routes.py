@@ -1,6 +1,6 @@
 """The routes that send a task, made from one function per task.
 
-`@task_routes(router, "/tasks/echo", summary=...)` on a function that turns
+`@task_routes(router, "/echo", summary=...)` on a function that turns
 a request body into a Celery signature gives two routes: `POST path` sends
 the task and waits for its result in the request; `POST path/async` answers
 202 with the task's id to come back with, and a Location header. The body's

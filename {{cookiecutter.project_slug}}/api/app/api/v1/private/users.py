@@ -34,12 +34,10 @@ async def list_users(
     return Page(items=items, total=total, offset=offset, limit=limit)
 
 
-# operation_id: the one these routes had before their functions got clearer names.
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create an account (superusers)",
-    operation_id="create_api_v1_users_post",
     responses={
         409: error("E-mail already registered"),
         503: error("Too many password checks at once"),
@@ -52,7 +50,6 @@ async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> Us
 @router.patch(
     "/{user_id:uuid}",
     summary="Activate, deactivate, promote or demote (superusers)",
-    operation_id="update_api_v1_users__user_id__patch",
     responses={
         404: error("No account has this id"),
         409: error("The last active superuser cannot be demoted or deactivated"),
@@ -77,6 +74,6 @@ async def update_user(
             detail="The last active superuser cannot be demoted or deactivated",
         ) from None
     # At once on this process; the others see the change when their copy
-    # expires (app/services/account_cache.py).
+    # expires (app/services/accounts.py).
     accounts.forget(user.id)
     return UserPublic.model_validate(user)
