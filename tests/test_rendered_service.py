@@ -4,6 +4,7 @@ One virtual environment serves every render (RENDERED_VENV, or .cache/ in the
 template checkout), so only the first `make install` downloads anything.
 """
 
+import json
 import os
 import re
 import shutil
@@ -499,3 +500,107 @@ def test_the_comparison_with_the_original_design_runs_and_prints_its_ratios(proj
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the original design (sync_to_async + polling)" in result.stdout
     assert re.search(r"this render / the original design .*: \d+\.\d\dx requests/s", result.stdout)
+
+
+def docs_steps(page: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """The code changes of a docs page's steps, as (path, old, new) with old
+    empty for an addition at the end of the file, and its shell blocks."""
+    changes, shells, path, replaced = [], [], None, None
+    blocks = re.split(r"^```(\w*)\n(.*?)^```\n", page, flags=re.MULTILINE | re.DOTALL)
+    for index in range(0, len(blocks) - 1, 3):
+        prose, language, code = blocks[index], blocks[index + 1], blocks[index + 2]
+        named = re.findall(r"`([\w/.]+\.py)`", prose)
+        path = named[-1] if named else path
+        if language == "sh":
+            shells.append(code)
+        elif re.search(r"replace the line\s*$", prose):
+            replaced = code
+        elif replaced is not None:
+            changes.append((path, replaced, code))
+            replaced = None
+        elif re.search(r"(?i)at the end of", prose):
+            changes.append((path, "", code))
+    return changes, shells
+
+
+def json_objects(text: str) -> list[dict]:
+    """Every JSON object in the text, in order (curl prints no newline after one)."""
+    decoder, found, index = json.JSONDecoder(), [], text.find("{")
+    while index != -1:
+        value, end = decoder.raw_decode(text, index)
+        found.append(value)
+        index = text.find("{", end)
+    return found
+
+
+def test_adding_a_task_as_the_docs_say(tmp_path):
+    """docs/tasks.md, "Add a task", followed literally on a fresh render: its
+    code goes where it says, lint and its test pass, and its commands get the
+    answers it promises, over the waiting route, /async and the WebSocket."""
+    project = render(tmp_path / "render")
+    page = (project / "docs" / "tasks.md").read_text()
+    section = page.split("## Add a task", 1)[1].split("\n## ", 1)[0]
+    changes, shells = docs_steps(section)
+    assert [path for path, *_ in changes] == [
+        "worker/worker/tasks.py",
+        "api/app/schemas/task.py",
+        "api/app/api/v1/private/tasks.py",
+        "api/app/api/v1/private/tasks.py",
+        "api/tests/test_tasks.py",
+    ], changes
+    for path, old, new in changes:
+        target = project / path
+        text = target.read_text()
+        if old:
+            assert text.count(old) == 1, (path, old)
+            target.write_text(text.replace(old, new))
+        else:
+            target.write_text(text.rstrip("\n") + "\n\n\n" + new)
+    make(project, "lint")
+    (test_name,) = re.findall(r"^async def (test_\w+)", changes[-1][2], re.MULTILINE)
+    pytest = [str(SHARED_VENV / "bin" / "pytest"), "-q", "-p", "no:cacheprovider"]
+    tested = subprocess.run(
+        [*pytest, f"tests/test_tasks.py::{test_name}"],
+        cwd=project / "api",
+        capture_output=True,
+        text=True,
+    )
+    assert "1 passed" in tested.stdout, tested.stdout + tested.stderr
+
+    database = f"docs_steps_{uuid.uuid4().hex[:10]}"
+    port = free_port()
+    env = {
+        "POSTGRES_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
+        "API_PORT": str(port),
+        "CELERY_TASK_QUEUE": f"test.docs.{uuid.uuid4().hex[:10]}",
+    }
+    try:
+        make(project, "migrate", **env)
+        with (
+            running(project, "worker", tmp_path / "worker.log", **env),
+            running(project, "api", tmp_path / "api.log", **env),
+        ):
+            base = f"http://127.0.0.1:{port}"
+            api_log = (tmp_path / "api.log").read_text
+            wait_for(
+                lambda: answers(f"{base}/api/v1/health"), 30, "make api did not answer", api_log
+            )
+            script = "\n".join(shells).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            script = script.replace(".venv/bin/python", str(SHARED_VENV / "bin" / "python"))
+            ran = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", script],
+                cwd=project,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+    finally:
+        venv_python(project, DATABASE_COUNT, database, "drop")
+        venv_python(project / "api", DELETE_QUEUE, env["CELERY_TASK_QUEUE"])
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    answers_seen = json_objects(ran.stdout)
+    # The waiting route, GET after /async (or PENDING: the docs say ask again),
+    # and the WebSocket's states, the final one last.
+    assert answers_seen[0]["result"] == "olleh", ran.stdout
+    assert answers_seen[1]["status"] in ("SUCCESS", "PENDING"), ran.stdout
+    assert answers_seen[-1] == {**answers_seen[-1], "status": "SUCCESS", "result": "olleh"}
