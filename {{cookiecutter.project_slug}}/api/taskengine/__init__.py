@@ -1,16 +1,5 @@
-"""The task engine: Celery tasks sent, awaited and followed for their owners,
-from async code, without blocking the event loop or parking a thread.
-
-The service knows it through these names only (README.md beside this file):
-
-- `open_engine(EngineConfig(...))`: one TaskEngine per process;
-- `wait()`, `submit()`: send a Celery signature (a task, a chain, a group, a
-  chord) and wait for its result, or get the id to come back with;
-- `status()`, `cancel()`, `tasks()`, `follow()`: what became of a task, for
-  its owner only;
-- `task_records`: the table the service's migrations create;
-- the replies and errors below.
-"""
+"""The task engine: Celery tasks sent, awaited and followed for their owners, from
+async code. What a service calls is below; README.md beside this file tells how."""
 
 from taskengine.config import EngineConfig
 from taskengine.engine import TaskEngine, open_engine

@@ -1,10 +1,7 @@
-"""Writes that concurrent requests share.
-
-A request queues its item; whoever finds no write under way starts one, which
-takes everything queued so far and writes it at once, then goes on while more
-is queued. Nobody waits for a timer: at one request at a time a batch is one
-item, and under load a batch holds whatever came during the previous write.
-"""
+"""Writes that concurrent requests share. A request queues its item; whoever
+finds no write under way starts one, which writes everything queued so far at
+once, and goes on while more is queued. No timer: one request alone is a batch
+of one, and under load a batch holds what came during the previous write."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -15,9 +12,8 @@ Result = TypeVar("Result")
 
 
 class Batches(Generic[Item, Result]):
-    """Items written `write(batch)` at a time; `write` returns one result per
-    item, and each caller gets its own, or the batch's error (what a batch
-    holds is made so that only a store out of reach can refuse it)."""
+    """`write(batch)` returns one result per item: each caller gets its own, or
+    the batch's error (a batch is made so that only a store out of reach refuses it)."""
 
     def __init__(self, write: Callable[[list[Item]], Awaitable[list[Result]]]) -> None:
         self._write = write
@@ -37,7 +33,6 @@ class Batches(Generic[Item, Result]):
         self.add(item).add_done_callback(lambda done: done.cancelled() or done.exception())
 
     async def close(self) -> None:
-        """Wait for what is queued to be written."""
         if self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
 

@@ -1,16 +1,13 @@
 """Celery builds the messages of a task or a workflow; nothing here sends them.
 
-The one module of the engine that relies on how Celery works inside. Celery's
-canvas (chains, groups, chords) turns a signature into task messages, and
-publishes each through a blocking kombu producer as it goes. Here the app
-hands its canvas a stand-in producer that keeps the messages instead
-(`producer_or_acquire`, `Producer.publish` and the connection's
-`_reraise_as_library_errors` are what Celery calls), and its Redis backend
-keeps a chord's size instead of writing it (`set_chord_size`), so that the
-publisher sends both without blocking the event loop.
-
-tests/engine/test_celery_messages.py compares these messages with the ones
-Celery itself puts on a real queue: it fails the day a release changes them.
+The one module of the engine that relies on Celery's insides. Its canvas turns
+a signature into task messages and publishes each through a blocking kombu
+producer as it goes: here it gets a stand-in that keeps them instead (Celery
+calls `producer_or_acquire`, `Producer.publish` and the connection's
+`_reraise_as_library_errors`), and the Redis backend keeps a chord's size
+instead of writing it (`set_chord_size`); the publisher sends both without
+blocking the event loop. tests/engine/test_celery_messages.py compares these
+messages with Celery's own: it fails the day a release changes them.
 """
 
 from collections.abc import Iterator
@@ -26,7 +23,8 @@ from celery.canvas import Signature, chord
 from celery.result import AsyncResult, GroupResult, ResultBase
 from kombu.serialization import dumps
 
-# The AMQP properties of a task message that the publisher sends on.
+# The AMQP properties of a task message that the publisher sends on (as
+# aio_pika.Message's keywords of the same names).
 PROPERTIES = ("delivery_mode", "correlation_id", "reply_to", "priority", "expiration")
 
 
@@ -39,9 +37,7 @@ class Message:
     content_encoding: str
     headers: dict[str, Any]
     properties: dict[str, Any]
-    # kombu Queues to declare before sending (their type hints miss the
-    # attributes set from a table of options).
-    declare: list[Any]
+    declare: list[Any]  # kombu Queues (their hints miss attributes set from options)
 
 
 @dataclass
@@ -90,15 +86,11 @@ class MessageCapture:
         if compression:
             raise ValueError("compressed task messages are not supported")
         content_type, encoding, payload = dumps(body, serializer=serializer)  # type: ignore[no-untyped-call]
+        payload = payload.encode(encoding) if isinstance(payload, str) else payload
+        properties = {name: options[name] for name in PROPERTIES if name in options}
+        queues = list(declare or [])
         message = Message(
-            exchange,
-            routing_key,
-            payload.encode(encoding) if isinstance(payload, str) else payload,
-            content_type,
-            encoding,
-            headers,
-            {name: options[name] for name in PROPERTIES if name in options},
-            list(declare or []),
+            exchange, routing_key, payload, content_type, encoding, headers, properties, queues
         )
         self.outgoing.messages.append(message)
 
@@ -108,9 +100,8 @@ _capture: ContextVar[MessageCapture] = ContextVar("capture")
 
 
 class BuildingBackend(RedisBackend):  # type: ignore[misc]
-    """Celery's Redis backend, for its keys and its decoding only: no result
-    consumer of its own (the engine listens itself), and a chord's size kept
-    with the messages (the publisher writes it)."""
+    """Celery's Redis backend for its keys and decoding: no result consumer (the
+    engine listens itself), and a chord's size kept for the publisher to write."""
 
     def on_task_call(self, producer: Any, task_id: str) -> None:
         return None
@@ -136,8 +127,7 @@ class BuildingBackend(RedisBackend):  # type: ignore[misc]
 
 
 class MessageBuilder(Celery):  # type: ignore[misc]
-    """A Celery app that builds messages into the current capture: the canvas
-    asks the app for a producer at every step."""
+    """A Celery app whose canvas, which asks for a producer at every step, gets the capture."""
 
     @contextmanager
     def producer_or_acquire(self, producer: Any = None) -> Iterator[MessageCapture]:
@@ -165,26 +155,19 @@ def create_builder(broker_url: str, redis_url: str, serializer: str) -> MessageB
 class Built:
     """A signature frozen and built: its ids, and what sending it takes."""
 
-    # The id the caller gets: a task's, a chain's last task's, a group's or a chord's body's.
+    # A task's id, a chain's last task's, a group's or a chord's body's.
     task_id: str
-    # A group answers one value per member, anything else one value.
-    is_group: bool
-    # The tasks whose results make the answer, and every task created.
-    answer_ids: list[str]
+    is_group: bool  # one value per member answers, else one value
+    answer_ids: list[str]  # the tasks whose results make the answer
     all_ids: list[str]
     outgoing: Outgoing
 
 
 def build(
-    builder: MessageBuilder,
-    signature: Signature,
-    *,
-    queue: str,
-    serializer: str,
-    expires: datetime,
+    builder: MessageBuilder, signature: Signature, *, queue: str, serializer: str, expires: datetime
 ) -> Built:
-    """Give every task of the signature its queue (unless it names one), the
-    serializer and the expiry; freeze it and build its messages."""
+    """Every task of the signature given its queue (unless it names one), the
+    serializer and the expiry; the signature frozen, and its messages built."""
     for task in each_task(signature):
         task.set(queue=task.options.get("queue") or queue, serializer=serializer, expires=expires)
     # Signatures made without an app (celery.signature, chain...) use the
@@ -198,18 +181,11 @@ def build(
     finally:
         _capture.reset(token)
     is_group = isinstance(result, GroupResult)
-    answer = list(result.results) if is_group else [result]
-    return Built(
-        task_id=result.id,
-        is_group=is_group,
-        answer_ids=[item.id for item in answer],
-        all_ids=every_id(result),
-        outgoing=capture.outgoing,
-    )
+    answer_ids = [item.id for item in (result.results if is_group else [result])]
+    return Built(result.id, is_group, answer_ids, every_id(result), capture.outgoing)
 
 
 def each_task(signature: Signature) -> Iterator[Signature]:
-    """The single tasks of a signature, through chains, groups and chords."""
     if isinstance(signature, chord):
         parts = [*signature.tasks, signature.body]
     elif isinstance(signature, group) or signature.subtask_type == "chain":

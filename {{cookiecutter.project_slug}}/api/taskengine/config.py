@@ -16,9 +16,8 @@ class EngineConfig:
     # may wait in the queue before workers drop them.
     wait_timeout: float = 10.0
     expires: float = 3600.0
-    # Seconds after a task's expiry when, if no worker stored how it ended,
-    # it is LOST: longer than a task may run, plus the time a worker keeps
-    # trying to store its result.
+    # Seconds after its expiry when a task whose end no worker stored is LOST:
+    # longer than a task may run, plus a worker's retries to store its result.
     lost_after: float = 300.0
     # Tasks an owner may have sent and not seen end, across every process.
     tasks_in_flight: int = 100

@@ -1,4 +1,4 @@
-"""The engine: its settings, and the calls a service makes."""
+"""The engine: its parts put together, and the calls a service makes (README.md)."""
 
 import contextlib
 import uuid
@@ -43,46 +43,33 @@ def create_redis(url: str, timeout: float, pool_size: int) -> Redis:
 
 
 class TaskEngine:
-    """Sends Celery tasks for their owners, without blocking the event loop,
-    and tells what became of them; one per process, opened and closed with it."""
+    """One per process, opened and closed with it (open_engine)."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         builder = create_builder(config.broker_url, config.redis_url, config.serializer)
-        backend = builder.backend
-        self._redis = create_redis(config.redis_url, config.redis_timeout, config.redis_pool_size)
-        self._records = TaskRecords(
+        redis = create_redis(config.redis_url, config.redis_timeout, config.redis_pool_size)
+        records = TaskRecords(
             config.postgres_url, config.postgres_timeout, config.postgres_pool_size
         )
-        stored = StoredResults(self._redis, backend.get_key_for_task, backend.decode_result)
+        backend = builder.backend
+        stored = StoredResults(redis, backend.get_key_for_task, backend.decode_result)
+        listener = ResultListener(redis, stored, config.redis_timeout)
+        publisher = Publisher(
+            config.broker_url, redis, config.publish_timeout, config.publish_pool_size
+        )
+        in_flight = Leases(redis, f"{config.key_prefix}:in-flight")
+        tracker = Tracker(records, stored, redis, in_flight, config.lost_after)
+        followers = Leases(redis, f"{config.key_prefix}:followers")
+        self._sender = Sender(config, builder, publisher, records, listener, in_flight, tracker)
+        self._following = Following(records, stored, listener, tracker, followers)
+        self.redis = redis  # a bounded pool, which the service may share
+        self._records = records
         self._stored = stored
-        self._listener = ResultListener(self._redis, stored, config.redis_timeout)
-        self._publisher = Publisher(
-            config.broker_url, self._redis, config.publish_timeout, config.publish_pool_size
-        )
-        in_flight = Leases(self._redis, f"{config.key_prefix}:in-flight")
-        self._tracker = Tracker(self._records, stored, self._redis, in_flight, config.lost_after)
-        self._sender = Sender(
-            config,
-            builder,
-            self._publisher,
-            self._records,
-            self._listener,
-            in_flight,
-            self._tracker,
-        )
+        self._listener = listener
+        self._publisher = publisher
         self._in_flight = in_flight
-        self._following = Following(
-            self._records,
-            self._listener,
-            self._tracker,
-            Leases(self._redis, f"{config.key_prefix}:followers"),
-        )
-
-    @property
-    def redis(self) -> Redis:
-        """The engine's Redis client (a bounded pool), which its service may share."""
-        return self._redis
+        self._tracker = tracker
 
     async def open(self) -> None:
         await self._records.open()
@@ -94,42 +81,31 @@ class TaskEngine:
         await self._stored.close()
         await self._publisher.close()
         await self._in_flight.close()
-        await self._redis.aclose()
+        await self.redis.aclose()
 
+    # What each call does and raises: README.md.
     async def wait(self, owner_id: uuid.UUID, name: str, signature: Signature) -> TaskReply:
-        """Send the signature's tasks and wait for their result, for at most
-        wait_timeout seconds (then TaskTimeoutError, and the task is cancelled).
-        TaskFailedError for a task that failed or was cancelled meanwhile."""
         return await self._sender.wait(owner_id, name, signature)
 
     async def submit(self, owner_id: uuid.UUID, name: str, signature: Signature) -> uuid.UUID:
-        """Send the signature's tasks; the id to ask status() about."""
         return await self._sender.submit(owner_id, name, signature)
 
     async def status(self, owner_id: uuid.UUID, task_id: uuid.UUID) -> TaskReply:
-        """The owner's task as it is now (TaskNotFoundError for anyone else)."""
         return await self._tracker.state(await self._find(owner_id, task_id))
 
     async def cancel(self, owner_id: uuid.UUID, task_id: uuid.UUID) -> TaskReply:
-        """Cancel the owner's task: none of its tasks starts from now on, and a
-        long one stops between its steps. TaskEndedError once it has ended."""
         return await self._tracker.cancel(await self._find(owner_id, task_id))
 
     async def tasks(
         self, owner_id: uuid.UUID, offset: int, limit: int
     ) -> tuple[int, list[TaskSummary]]:
-        """How many tasks the owner sent, and one page of them, newest first."""
         total, records = await self._records.page(owner_id, offset, limit)
         return total, [record.summary() for record in records]
 
     def follow(
         self, owner_id: uuid.UUID, task_id: uuid.UUID, *, at_most: int = 10, queue_size: int = 32
     ) -> AsyncGenerator[TaskReply]:
-        """The owner's task's state each time it changes, the final one last.
-        TooManyFollowersError when the owner follows `at_most` tasks already,
-        across every process; a slow reader misses intermediate states beyond
-        `queue_size`, never the final one. Use it in contextlib.aclosing(), so
-        that leaving early lets go of it at once."""
+        """Use it in contextlib.aclosing(), so that leaving early lets go of it at once."""
         return self._following.follow(owner_id, task_id, at_most=at_most, queue_size=queue_size)
 
     async def _find(self, owner_id: uuid.UUID, task_id: uuid.UUID) -> TaskRecord:

@@ -1,6 +1,8 @@
 """What the engine raises. A service answers each with its own status code."""
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 
 from taskengine.replies import TaskReply
 
@@ -19,6 +21,16 @@ class RedisUnavailableError(ServiceUnavailableError):
 
 class PostgresUnavailableError(ServiceUnavailableError):
     """PostgreSQL, which holds the task records, did not answer."""
+
+
+@contextlib.contextmanager
+def redis_unavailable() -> Iterator[None]:
+    """Any error of the Redis commands within, as a RedisUnavailableError: redis
+    raises several unrelated types."""
+    try:
+        yield
+    except Exception as error:
+        raise RedisUnavailableError(repr(error)) from error
 
 
 class TaskNotFoundError(Exception):

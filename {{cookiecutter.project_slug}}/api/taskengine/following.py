@@ -1,10 +1,7 @@
-"""Following a task: its state each time it changes, until the final one.
-
-A follower subscribes to its tasks' channels, reads what they stored before,
-and is told each later state; every QUIET_RECHECK seconds without news it
-reads the task's state as a status request would, for an end that no worker
-publishes (cancelled in the queue, lost).
-"""
+"""Following a task: its state each time it changes, the final one last. A
+follower subscribes to its tasks' channels, reads what they stored before, and
+is told each later state; after QUIET_RECHECK seconds without news, it reads
+the state as status() does."""
 
 import asyncio
 import contextlib
@@ -12,6 +9,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 from taskengine.errors import RedisUnavailableError, TaskNotFoundError, TooManyFollowersError
 from taskengine.leases import Leases
@@ -19,6 +17,7 @@ from taskengine.listener import ResultListener
 from taskengine.progress import TaskProgress
 from taskengine.record_store import TaskRecords
 from taskengine.replies import TaskReply
+from taskengine.results import StoredResults
 from taskengine.states import FINAL, Meta
 from taskengine.tracking import Tracker
 
@@ -29,9 +28,8 @@ LEASE = 30.0
 
 
 class Outbox:
-    """At most `size` replies waiting for one follower, in order. Filled by the
-    listener, which must never wait: when a slow reader lets it fill up, the
-    oldest intermediate reply is dropped, never the final one."""
+    """At most `size` replies for one follower, in order. The listener fills it and
+    must never wait: when full, it drops the oldest intermediate reply, never the final."""
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -61,65 +59,61 @@ class Outbox:
         return self._replies.popleft()
 
 
-class Follower:
-    """Turns each state the listener delivers into the reply to send."""
+class Follower(Outbox):
+    """One follower's outbox, to which the listener delivers its tasks' states."""
 
-    def __init__(self, progress: TaskProgress, outbox: Outbox) -> None:
-        self._progress = progress
-        self._outbox = outbox
+    def __init__(self, progress: TaskProgress, size: int) -> None:
+        super().__init__(size)
+        self.progress = progress
 
     def deliver(self, meta: Meta) -> None:
-        reply = self._progress.update(meta)
+        reply = self.progress.update(meta)
         if reply is not None:
-            self._outbox.put(reply)
-
-    def fail(self, error: Exception) -> None:
-        self._outbox.fail(error)
+            self.put(reply)
 
 
+@dataclass
 class Following:
-    """Every follower of this process's tasks. Each holds one of its owner's
-    slots (leases.py: counted across processes), renewed as it goes."""
+    """Every follower of this process's tasks, each holding one of its owner's
+    slots (counted across processes), renewed as it goes."""
 
-    def __init__(
-        self, records: TaskRecords, listener: ResultListener, tracker: Tracker, leases: Leases
-    ) -> None:
-        self._records = records
-        self._listener = listener
-        self._tracker = tracker
-        self._leases = leases
+    records: TaskRecords
+    stored: StoredResults
+    listener: ResultListener
+    tracker: Tracker
+    leases: Leases
 
     async def follow(
         self, owner_id: uuid.UUID, task_id: uuid.UUID, *, at_most: int, queue_size: int
     ) -> AsyncGenerator[TaskReply]:
-        """Each state of the owner's task as it changes, the final one last (kept
-        in the record before it is given)."""
+        """The final state is kept in the record before it is given."""
         owner, slot = str(owner_id), uuid.uuid4().hex
-        if not await self._leases.take(owner, slot, time.time() + LEASE, at_most):
+        if not await self.leases.take(owner, slot, time.time() + LEASE, at_most):
             raise TooManyFollowersError(at_most)
         try:
             async for reply in self._states(owner, slot, owner_id, task_id, queue_size):
                 yield reply
         finally:
-            self._leases.release_soon(owner, [slot])
+            self.leases.release_soon(owner, [slot])
 
     async def _states(
         self, owner: str, slot: str, owner_id: uuid.UUID, task_id: uuid.UUID, queue_size: int
     ) -> AsyncGenerator[TaskReply]:
-        records, tracker = self._records, self._tracker
+        records, tracker = self.records, self.tracker
         record = await records.find(owner_id, task_id)
         if record is None:
             raise TaskNotFoundError(task_id)
         if record.status in FINAL:
             yield record.reply()
             return
-        progress = TaskProgress(record)
-        outbox = Outbox(queue_size)
-        async with self._listener.subscribed(record.all_ids, Follower(progress, outbox)) as sub:
-            first = progress.start(await sub.stored())
+        follower = Follower(TaskProgress(record), queue_size)
+        async with self.listener.subscribed(record.all_ids, follower) as confirmations:
+            await self.listener.confirmed(confirmations)
+            # Read once subscribed: every state stored later is delivered.
+            first = follower.progress.start(await self.stored.fetch(record.all_ids))
             # Queued at once: the listener may queue newer states meanwhile.
             if first is not None:
-                outbox.put(first)
+                follower.put(first)
             if first is None or first.status not in FINAL:
                 # Another reader may have kept the end, and had Redis forget
                 # it, before the subscription: then only the record knows it.
@@ -130,12 +124,12 @@ class Following:
             while True:
                 try:
                     async with asyncio.timeout(QUIET_RECHECK):
-                        reply = await outbox.get()
+                        reply = await follower.get()
                 except TimeoutError:
                     # Quiet: the slot's lease renewed, and the record read for
                     # an end no worker publishes (cancelled in the queue, lost).
                     with contextlib.suppress(RedisUnavailableError):
-                        await self._leases.renew(owner, slot, time.time() + LEASE)
+                        await self.leases.renew(owner, slot, time.time() + LEASE)
                     record = await records.find(owner_id, task_id) or record
                     reply = await tracker.state(record)  # concluded if final
                     if reply.status in FINAL:

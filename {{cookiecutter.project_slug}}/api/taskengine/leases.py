@@ -1,11 +1,9 @@
 """Counted slots per owner, shared by every process: a sorted set per owner in
 Redis, one member per slot, scored with the time its lease ends. A count kept
 in one process would miss the others, and a process that dies without giving
-its slots back frees them when their leases end.
-
-The engine counts two things so: an owner's tasks in flight (each leased
-until its deadline) and the tasks an owner follows (leased for a while, and
-renewed while the follower lives).
+its slots back frees them when their leases end. The engine counts an owner's
+tasks in flight (leased until their deadline) and followers (leased for a
+while, and renewed while they live).
 """
 
 import time
@@ -14,7 +12,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from taskengine.batches import Batches
-from taskengine.errors import RedisUnavailableError
+from taskengine.errors import redis_unavailable
 
 # KEYS[1]: the owner's set. ARGV: now, limit, the lease's end, the member.
 # Drops the leases that ended, then adds the member unless the set is full;
@@ -45,38 +43,28 @@ class Leases:
 
     async def take(self, owner: str, member: str, until: float, limit: int) -> bool:
         """A slot until `until` (a Unix time), unless the owner holds `limit`."""
-        try:
-            taken = await self._take(
-                keys=[self.key(owner)], args=[time.time(), limit, until, member]
-            )
-        except Exception as error:  # redis raises several unrelated types
-            raise RedisUnavailableError(repr(error)) from error
+        with redis_unavailable():
+            taken = await self._take([self.key(owner)], [time.time(), limit, until, member])
         return bool(taken)
 
     async def members(self, owner: str) -> list[str]:
-        try:
+        with redis_unavailable():
             # Without scores, the members alone, as bytes.
             members = cast(list[bytes], await self._redis.zrange(self.key(owner), 0, -1))
-        except Exception as error:
-            raise RedisUnavailableError(repr(error)) from error
         return [member.decode() for member in members]
 
     async def renew(self, owner: str, member: str, until: float) -> None:
         """Extend a slot's lease, if it still exists."""
-        try:
+        with redis_unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zadd(self.key(owner), {member: until}, xx=True)
                 pipe.expireat(self.key(owner), int(until) + 1, gt=True)
                 await pipe.execute()
-        except Exception as error:
-            raise RedisUnavailableError(repr(error)) from error
 
     async def release(self, owner: str, members: list[str]) -> None:
         if members:
-            try:
+            with redis_unavailable():
                 await self._redis.zrem(self.key(owner), *members)
-            except Exception as error:
-                raise RedisUnavailableError(repr(error)) from error
 
     def release_soon(self, owner: str, members: list[str]) -> None:
         """Give the slots back in the background; if that fails, they end with their lease."""

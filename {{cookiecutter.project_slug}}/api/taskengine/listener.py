@@ -1,10 +1,8 @@
-"""Results as they arrive: one Redis pub/sub connection per process.
-
-A worker publishes each state of a task on a channel named like its key. A
-subscriber is told every state published once Redis confirmed its
-subscription: a waiter sends its tasks only then, and misses nothing. A lost
-connection is replaced within the timeout, subscribed again to every channel,
-whose keys are then read for what was published meanwhile.
+"""Results as they arrive, on one Redis pub/sub connection per process: a worker
+publishes each state of a task on a channel named like its key. A subscriber is
+told every state published once Redis confirmed its subscription (a waiter
+sends its tasks only then). A lost connection is replaced within the timeout,
+subscribed again to every channel, whose keys are read for what came meanwhile.
 """
 
 import asyncio
@@ -17,9 +15,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from taskengine.batches import Batches
-from taskengine.errors import RedisUnavailableError
+from taskengine.errors import RedisUnavailableError, redis_unavailable
 from taskengine.results import StoredResults
-from taskengine.subscriptions import Subscriber, Subscription
+from taskengine.subscriptions import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +32,7 @@ class ResultListener:
     def __init__(self, redis: Redis, stored: StoredResults, timeout: float) -> None:
         self._redis = redis
         self._stored = stored
-        # For a subscription to be confirmed, and a lost connection replaced.
-        self.timeout = timeout
+        self.timeout = timeout  # to confirm a subscription, and to replace a connection
         self._pubsub: PubSub | None = None
         self._connected = asyncio.Event()
         self._starting = asyncio.Lock()
@@ -50,9 +47,9 @@ class ResultListener:
     @contextlib.asynccontextmanager
     async def subscribed(
         self, task_ids: list[str], subscriber: Subscriber
-    ) -> AsyncIterator["Subscription"]:
-        """Tell the subscriber every state its tasks publish within the block;
-        the block may work before it awaits Subscription.confirmed()."""
+    ) -> AsyncIterator[list["asyncio.Future[None]"]]:
+        """Tell the subscriber every state its tasks publish within the block; the
+        block may work before it awaits confirmed() of the confirmations it gets."""
         channels = [self._stored.key_of(task_id) for task_id in task_ids]
         pubsub = await self._start()
         loop = asyncio.get_running_loop()
@@ -61,14 +58,10 @@ class ResultListener:
             self._confirmations.setdefault(channel, loop.create_future())
         confirmations = [self._confirmations[channel] for channel in channels]
         try:
-            try:
+            with redis_unavailable():
                 async with asyncio.timeout(self.timeout):
                     await pubsub.subscribe(*channels)
-            except Exception as error:  # redis raises several unrelated types
-                raise RedisUnavailableError(repr(error)) from error
-            yield Subscription(
-                confirmations, self.timeout, self.replace_connection, self._stored.fetch, task_ids
-            )
+            yield confirmations
         finally:
             for channel in channels:
                 remaining = self._subscribers.get(channel, set())
@@ -78,10 +71,16 @@ class ResultListener:
                     self._confirmations.pop(channel, None)
             self._unsubscribing.add_in_background(channels)
 
-    def replace_connection(self) -> None:
-        """A subscription went unconfirmed: the reader opens a new connection."""
-        if self._listening is not None:
-            self._listening.cancel()
+    async def confirmed(self, confirmations: list["asyncio.Future[None]"]) -> None:
+        """Return once Redis confirmed: every state published from then on is delivered."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.gather(*confirmations)
+        except TimeoutError:
+            # Unconfirmed: the reader opens a new connection.
+            if self._listening is not None:
+                self._listening.cancel()
+            raise RedisUnavailableError("Redis did not confirm the subscription") from None
 
     async def close(self) -> None:
         await self._unsubscribing.close()
@@ -108,12 +107,11 @@ class ResultListener:
         """A new connection, subscribed to every channel somebody listens to."""
         pubsub = self._redis.pubsub()
         try:
-            async with asyncio.timeout(self.timeout):
-                await pubsub.subscribe(IDLE_CHANNEL, *self._subscribers)
-        except BaseException as error:  # cancelled too: the pool gets the connection back
+            with redis_unavailable():
+                async with asyncio.timeout(self.timeout):
+                    await pubsub.subscribe(IDLE_CHANNEL, *self._subscribers)
+        except BaseException:  # cancelled too: the pool gets the connection back
             await pubsub.aclose()  # type: ignore[no-untyped-call]
-            if isinstance(error, Exception):
-                raise RedisUnavailableError(repr(error)) from error
             raise
         return pubsub
 

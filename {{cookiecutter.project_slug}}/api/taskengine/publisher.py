@@ -1,11 +1,8 @@
-"""Publishing without blocking the event loop, and without a thread.
-
-aio-pika sends the messages Celery built (celery_messages.py) over one robust
-connection, through a bounded pool of channels in confirm mode: RabbitMQ
-acknowledges every message, and many confirms are awaited at once. What cannot
-be published within the timeout (no channel free, no connection, no confirm,
-a message the broker could not route) is a BrokerUnavailableError.
-"""
+"""Publishing without blocking the event loop, and without a thread: aio-pika
+sends the messages Celery built over one robust connection, through a bounded
+pool of channels in confirm mode (many confirms awaited at once). What is not
+published within the timeout (no channel free, no connection, no confirm, a
+message the broker could not route) is a BrokerUnavailableError."""
 
 import asyncio
 import contextlib
@@ -19,7 +16,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from redis.asyncio import Redis
 
 from taskengine.celery_messages import ChordSize, Message, Outgoing
-from taskengine.errors import BrokerUnavailableError, RedisUnavailableError
+from taskengine.errors import BrokerUnavailableError, redis_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +41,11 @@ class Publisher:
     async def publish(self, outgoing: Outgoing) -> None:
         """Write the chord sizes, then send the messages and await their confirms."""
         await self._write_chord_sizes(outgoing.chord_sizes)
+        messages = outgoing.messages
         try:
             async with asyncio.timeout(self.timeout), self._channel() as channel:
-                await self._declare_queues(channel, outgoing.messages)
-                await asyncio.gather(
-                    *(self._send(channel, message) for message in outgoing.messages)
-                )
+                await self._declare_queues(channel, messages)
+                await asyncio.gather(*(self._send(channel, message) for message in messages))
         except (TimeoutError, *CONNECTION_EXCEPTIONS) as error:
             # A queue deleted since it was declared is declared again next time.
             self._declared.clear()
@@ -77,14 +73,12 @@ class Publisher:
         """Before the header is sent: the worker that ends its last task reads the size."""
         if not chord_sizes:
             return
-        try:
+        with redis_unavailable():
             async with asyncio.timeout(self.timeout), self._redis.pipeline() as pipe:
                 for chord in chord_sizes:
                     pipe.delete(chord.counter_key)  # a chord sent again counts anew
                     pipe.set(chord.size_key, chord.size, ex=chord.expires)
                 await pipe.execute()
-        except Exception as error:  # redis raises several unrelated types
-            raise RedisUnavailableError(repr(error)) from error
 
     async def _connect(self) -> AbstractRobustConnection:
         """One connection per process; aio-pika reconnects it once lost."""
@@ -136,24 +130,17 @@ class Publisher:
                 self._declared.add(name)
 
     async def _send(self, channel: AbstractChannel, message: Message) -> None:
-        exchange = (
-            await channel.get_exchange(message.exchange, ensure=False)
-            if message.exchange
-            else channel.default_exchange
-        )
-        properties = message.properties
+        exchange = channel.default_exchange
+        if message.exchange:
+            exchange = await channel.get_exchange(message.exchange, ensure=False)
         await exchange.publish(
             aio_pika.Message(
                 message.body,
                 content_type=message.content_type,
                 content_encoding=message.content_encoding,
                 headers=message.headers,
-                delivery_mode=properties.get("delivery_mode"),
-                correlation_id=properties.get("correlation_id"),
-                reply_to=properties.get("reply_to"),
-                priority=properties.get("priority"),
-                # Seconds, as Celery gives it: RabbitMQ drops the message then.
-                expiration=properties.get("expiration"),
+                # Its expiration in seconds, as Celery gives it: RabbitMQ drops it then.
+                **message.properties,
             ),
             routing_key=message.routing_key,
         )

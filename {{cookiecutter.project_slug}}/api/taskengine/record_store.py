@@ -1,11 +1,9 @@
 """The task records in PostgreSQL, over a small asyncpg pool of the engine's own.
-
-Every task costs two writes, its record before it is sent and its end once
-known; both are queued and written in batches (batches.py), one statement over
-arrays (`unnest`): through SQLAlchemy's ORM each write took about 1.2 ms of
-CPU, through asyncpg 0.07. A write that need not wait for PostgreSQL's log
-flush says so inside its statement (RELAXED): one round trip instead of four.
-"""
+A task costs two writes, its record before it is sent and its end once known,
+both queued and written in batches (batches.py), one statement over arrays:
+through SQLAlchemy's ORM a write took about 1.2 ms of CPU, through asyncpg 0.07.
+A write that need not wait for the log flush says so in its statement (RELAXED):
+one round trip instead of four."""
 
 import asyncio
 import contextlib
@@ -53,6 +51,10 @@ WITH ended AS (
 SELECT {COLUMNS} FROM task_records
 WHERE id = ANY($1::uuid[]) AND id NOT IN (SELECT id FROM kept)
 """
+PAGE = f"""
+SELECT {COLUMNS} FROM task_records WHERE owner_id = $1
+ORDER BY created_at DESC, id OFFSET $2 LIMIT $3
+"""
 FINAL_STATES = sorted(FINAL)
 # asyncpg's errors that say PostgreSQL is out of reach, not that a statement is wrong.
 UNREACHABLE = (
@@ -69,8 +71,6 @@ UNREACHABLE = (
 
 
 class TaskRecords:
-    """The task records, over a small asyncpg pool of the engine's own."""
-
     def __init__(self, dsn: str, timeout: float, pool_size: int) -> None:
         self._dsn = dsn
         self._timeout = timeout
@@ -100,15 +100,14 @@ class TaskRecords:
                 await self._pool.close()
 
     def add(self, record: TaskRecord, *, durable: bool) -> "asyncio.Future[None]":
-        """Queue a new record; the future ends once it is committed. Durable:
-        the commit waits for the log flush (a client comes back for it later).
-        Otherwise a database crash in that instant could lose the record of a
-        task whose answer its client got anyway, never corrupt anything."""
+        """Queue a new record, committed when the future ends. Durable: after the log
+        flush (a client comes back for it); else a crash in that instant may lose
+        the record of a task whose answer its client got, never corrupt anything."""
         return (self._durable if durable else self._relaxed).add(record)
 
     async def keep_end(self, task_id: uuid.UUID, reply: TaskReply) -> TaskReply:
-        """Keep the task's end, unless its record has one already; the end it
-        keeps (a record that is gone keeps nothing: its reply comes back)."""
+        """Keep the task's end unless its record has one; the end kept (the reply
+        itself for a record that is gone)."""
         return await self._ends.add((task_id, reply))
 
     async def find(self, owner_id: uuid.UUID, task_id: uuid.UUID) -> TaskRecord | None:
@@ -127,18 +126,11 @@ class TaskRecords:
     async def page(
         self, owner_id: uuid.UUID, offset: int, limit: int
     ) -> tuple[int, list[TaskRecord]]:
-        """How many records the owner has, and one page of them, newest first."""
         async with self._connection() as connection:
             total = await connection.fetchval(
                 "SELECT count(*) FROM task_records WHERE owner_id = $1", owner_id
             )
-            rows = await connection.fetch(
-                f"SELECT {COLUMNS} FROM task_records WHERE owner_id = $1"
-                " ORDER BY created_at DESC, id OFFSET $2 LIMIT $3",
-                owner_id,
-                offset,
-                limit,
-            )
+            rows = await connection.fetch(PAGE, owner_id, offset, limit)
         return total, [from_row(row) for row in rows]
 
     async def mark_cancelled(self, task_id: uuid.UUID) -> None:

@@ -1,8 +1,6 @@
-"""Task records: who sent which task, and how it ended.
-
-The table below is in the service's migrations; a record read from it is a
-frozen TaskRecord, which requests share without a session.
-"""
+"""Task records: who sent which task, and how it ended. The table is in the
+service's migrations; a row read from it is a frozen TaskRecord, which requests
+share without a session."""
 
 import json
 import uuid
@@ -69,6 +67,7 @@ class TaskRecord:
 
 def from_row(row: asyncpg.Record) -> TaskRecord:
     error_type = row["error_type"]
+    error = TaskError(type=error_type, message=row["error_message"] or "") if error_type else None
     return TaskRecord(
         id=row["id"],
         owner_id=row["owner_id"],
@@ -79,9 +78,7 @@ def from_row(row: asyncpg.Record) -> TaskRecord:
         expires_at=row["expires_at"],
         status=row["status"],
         result=None if row["result"] is None else json.loads(row["result"]),
-        error=TaskError(type=error_type, message=row["error_message"] or "")
-        if error_type
-        else None,
+        error=error,
         cancelled_at=row["cancelled_at"],
         created_at=row["created_at"],
     )
@@ -106,11 +103,5 @@ def text_column(text: str, length: int) -> str:
 
 def end_row(task_id: uuid.UUID, kept: TaskReply) -> tuple[object, ...]:
     """KEEP_ENDS's values of one end (as_kept)."""
-    error = kept.error
-    return (
-        task_id,
-        kept.status,
-        json.dumps(kept.result),
-        error.type if error else None,
-        error.message if error else None,
-    )
+    error_type, message = (kept.error.type, kept.error.message) if kept.error else (None, None)
+    return task_id, kept.status, json.dumps(kept.result), error_type, message

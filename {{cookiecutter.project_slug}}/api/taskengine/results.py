@@ -1,6 +1,6 @@
-"""The results workers stored in Redis: read, decoded, and forgotten once kept
-elsewhere. A worker stores each state of a task under its key (and publishes
-it on a channel of the same name: listener.py)."""
+"""The results workers stored in Redis, each state of a task under its key (and
+published on a channel of that name: listener.py): read, decoded, and forgotten
+once a record keeps them."""
 
 import contextlib
 from collections.abc import Callable
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from taskengine.batches import Batches
-from taskengine.errors import RedisUnavailableError
+from taskengine.errors import redis_unavailable
 from taskengine.states import Meta
 
 
@@ -24,21 +24,17 @@ class StoredResults:
 
     async def fetch(self, task_ids: list[str]) -> list[Meta | None]:
         """Each task's stored state; None where nothing is stored (yet)."""
-        try:
+        with redis_unavailable():
             payloads = await self._redis.mget([self.key_of(task_id) for task_id in task_ids])
-        except Exception as error:  # redis raises several unrelated types
-            raise RedisUnavailableError(repr(error)) from error
         return [self.decode(payload) if payload else None for payload in payloads]
 
     async def read(self, key: bytes) -> bytes | str | None:
-        try:
+        with redis_unavailable():
             payload: bytes | str | None = await self._redis.get(key)
-        except Exception as error:
-            raise RedisUnavailableError(repr(error)) from error
         return payload
 
     def forget_soon(self, task_ids: list[str]) -> None:
-        """Delete results that a record keeps now (they expire anyway)."""
+        """Delete, in the background, results a record keeps now (they expire anyway)."""
         self._forgetting.add_in_background(task_ids)
 
     async def close(self) -> None:

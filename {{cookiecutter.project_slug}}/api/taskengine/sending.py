@@ -1,19 +1,17 @@
 """Sending a task for its owner: counted, recorded, published, and waited for
-or not.
-
-Every task is recorded before it is sent, so none runs without its owner's
-record; a publish that fails cancels what may have gone out.
-"""
+or not. Every task is recorded before it is sent, so none runs without its
+owner's record; a publish that fails cancels what may have gone out."""
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import states
 from celery.canvas import Signature
 
-from taskengine.celery_messages import MessageBuilder, build
+from taskengine.celery_messages import MessageBuilder, Outgoing, build
 from taskengine.config import EngineConfig
 from taskengine.errors import (
     RedisUnavailableError,
@@ -28,56 +26,44 @@ from taskengine.publisher import Publisher
 from taskengine.record_store import TaskRecords
 from taskengine.records import TaskRecord
 from taskengine.replies import TaskReply
-from taskengine.states import FINAL, Meta, combine, ended_early
+from taskengine.states import FINAL, Meta
 from taskengine.subscriptions import FinalStates
 from taskengine.tracking import Tracker
 
 
+@dataclass
 class Sender:
-    def __init__(
-        self,
-        config: EngineConfig,
-        builder: MessageBuilder,
-        publisher: Publisher,
-        records: TaskRecords,
-        listener: ResultListener,
-        in_flight: Leases,
-        tracker: Tracker,
-    ) -> None:
-        self._config = config
-        self._builder = builder
-        self._publisher = publisher
-        self._records = records
-        self._listener = listener
-        self._in_flight = in_flight
-        self._tracker = tracker
+    config: EngineConfig
+    builder: MessageBuilder
+    publisher: Publisher
+    records: TaskRecords
+    listener: ResultListener
+    in_flight: Leases
+    tracker: Tracker
 
     async def submit(self, owner_id: uuid.UUID, name: str, signature: Signature) -> uuid.UUID:
-        """Record the task, then publish it; its owner comes back for the result."""
-        record, outgoing = self._prepare(owner_id, name, signature, self._config.expires)
+        record, outgoing = self._prepare(owner_id, name, signature, self.config.expires)
         await self._admit(record)
         await self._record(record, durable=True)
         try:
-            await self._publisher.publish(outgoing)
+            await self.publisher.publish(outgoing)
         except ServiceUnavailableError:
-            await self._tracker.cancel_quietly(record)
+            await self.tracker.cancel_quietly(record)
             raise
         return record.id
 
     async def wait(self, owner_id: uuid.UUID, name: str, signature: Signature) -> TaskReply:
-        """Record the task, publish it and wait for its end, within wait_timeout.
-        TaskFailedError or TaskTimeoutError when there is no result to give."""
-        record, outgoing = self._prepare(owner_id, name, signature, self._config.wait_timeout)
+        record, outgoing = self._prepare(owner_id, name, signature, self.config.wait_timeout)
         await self._admit(record)
         final_states = FinalStates(record.answer_ids, record.all_ids)
-        async with self._listener.subscribed(record.all_ids, final_states) as subscription:
+        async with self.listener.subscribed(record.all_ids, final_states) as confirmations:
             # Recorded while Redis confirms the subscription: sent once both are done.
             await self._record(record, durable=False)
             try:
-                await subscription.confirmed()
+                await self.listener.confirmed(confirmations)
             except BaseException:  # no confirmation, or the request went away
-                self._tracker.cancel_later(record)
-                self._in_flight.release_soon(str(owner_id), [str(record.id)])
+                self.tracker.cancel_later(record)
+                self.in_flight.release_soon(str(owner_id), [str(record.id)])
                 raise
             try:
                 reply = await self._publish_and_wait(record, outgoing, final_states)
@@ -88,42 +74,40 @@ class Sender:
         return reply
 
     async def _publish_and_wait(
-        self, record: TaskRecord, outgoing: Any, final_states: FinalStates
+        self, record: TaskRecord, outgoing: Outgoing, final_states: FinalStates
     ) -> TaskReply:
-        publishing = asyncio.ensure_future(self._publisher.publish(outgoing))
+        publishing = asyncio.ensure_future(self.publisher.publish(outgoing))
         try:
-            async with asyncio.timeout(self._config.wait_timeout):
+            async with asyncio.timeout(self.config.wait_timeout):
                 metas = await first_result(publishing, final_states.ended)
         except TimeoutError:
-            reply = await self._tracker.cancel_quietly(record)
+            reply = await self.tracker.cancel_quietly(record)
             if reply.status not in FINAL or reply.status == states.REVOKED:
-                raise TaskTimeoutError(record.id, self._config.wait_timeout) from None
+                raise TaskTimeoutError(record.id, self.config.wait_timeout) from None
             return reply  # it ended just in time
         except RedisUnavailableError:
             # Sent or not, the record stays, to be read later.
             if not await published(publishing):
-                await self._tracker.cancel_quietly(record)
+                await self.tracker.cancel_quietly(record)
             raise
         except ServiceUnavailableError:
-            await self._tracker.cancel_quietly(record)
+            await self.tracker.cancel_quietly(record)
             raise
         finally:
-            self._publisher.finish_in_background(publishing)
-        answer = [metas.get(task_id) for task_id in record.answer_ids]
-        every_task = [metas.get(task_id) for task_id in record.all_ids]
-        reply = ended_early(record.id, combine(record.id, answer, record.is_group), every_task)
-        return await self._tracker.conclude(record, reply)
+            self.publisher.finish_in_background(publishing)
+        # Final: every answer's task ended, or one of its tasks failed or was revoked.
+        return await self.tracker.conclude(record, self.tracker.decide(record, metas))
 
     def _prepare(
         self, owner_id: uuid.UUID, name: str, signature: Signature, seconds: float
-    ) -> tuple[TaskRecord, Any]:
+    ) -> tuple[TaskRecord, Outgoing]:
         # When an unstarted task becomes worthless: a worker drops it then.
         expires_at = datetime.now(UTC) + timedelta(seconds=seconds)
         built = build(
-            self._builder,
+            self.builder,
             signature,
-            queue=self._config.queue,
-            serializer=self._config.serializer,
+            queue=self.config.queue,
+            serializer=self.config.serializer,
             expires=expires_at,
         )
         record = TaskRecord(
@@ -138,27 +122,25 @@ class Sender:
         return record, built.outgoing
 
     async def _admit(self, record: TaskRecord) -> None:
-        """Count the task among its owner's tasks in flight, or TooManyTasksError
-        (once the tasks that ended unread were counted out)."""
+        """Count the task in flight, or TooManyTasksError once ended ones are counted out."""
         owner, member = str(record.owner_id), str(record.id)
-        until = self._tracker.deadline(record).timestamp()
-        limit = self._config.tasks_in_flight
-        if await self._in_flight.take(owner, member, until, limit):
-            return
-        await self._tracker.count_out_ended(record.owner_id)
-        if not await self._in_flight.take(owner, member, until, limit):
-            raise TooManyTasksError(limit)
+        until = self.tracker.deadline(record).timestamp()
+        limit = self.config.tasks_in_flight
+        if not await self.in_flight.take(owner, member, until, limit):
+            await self.tracker.count_out_ended(record.owner_id)
+            if not await self.in_flight.take(owner, member, until, limit):
+                raise TooManyTasksError(limit)
 
     async def _record(self, record: TaskRecord, *, durable: bool) -> None:
-        writing = self._records.add(record, durable=durable)
+        writing = self.records.add(record, durable=durable)
         try:
             # Shielded: a request that goes away leaves its row in the batch.
             await asyncio.shield(writing)
         except BaseException:
             # Its tasks will never be sent, and its row may be written all
             # the same: once the write has ended, the record says so.
-            self._in_flight.release_soon(str(record.owner_id), [str(record.id)])
-            writing.add_done_callback(lambda _: self._tracker.cancel_later(record))
+            self.in_flight.release_soon(str(record.owner_id), [str(record.id)])
+            writing.add_done_callback(lambda _: self.tracker.cancel_later(record))
             raise
 
 

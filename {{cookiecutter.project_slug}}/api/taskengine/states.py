@@ -1,8 +1,5 @@
-"""What state a task's Celery tasks are in, as one reply: the precedence rules.
-
-Pure functions of what Celery stored for each task, tested on their own
-(tests/engine/test_states.py).
-"""
+"""What state a task's Celery tasks are in, as one reply: the precedence rules,
+pure functions of what Celery stored for each task (tests/engine/test_states.py)."""
 
 import uuid
 from typing import Any
@@ -22,13 +19,7 @@ PROGRESS = "PROGRESS"
 LOST = "LOST"
 FINAL = frozenset(states.READY_STATES | {LOST})
 # How far along an unfinished state is: a group reports its least advanced member.
-RANKS = {
-    states.PENDING: 0,
-    states.RECEIVED: 1,
-    states.STARTED: 2,
-    states.RETRY: 2,
-    PROGRESS: 3,
-}
+RANKS = {states.PENDING: 0, states.RECEIVED: 1, states.STARTED: 2, states.RETRY: 2, PROGRESS: 3}
 # A worker runs the task now, and will store how it ends.
 RUNNING = frozenset((states.STARTED, PROGRESS))
 
@@ -39,12 +30,10 @@ def jsonable(value: object) -> Any:
 
 
 def combine(task_id: uuid.UUID, metas: list[Meta | None], is_group: bool) -> TaskReply:
-    """One reply for the tasks that make an answer (None: nothing stored yet).
-
-    A failure wins over everything, then a revocation; then a task not yet
-    seen keeps the answer PENDING; a group succeeds when all of its members
-    did, and until then reports its least advanced member's state.
-    """
+    """One reply for the tasks that make an answer (None: nothing stored yet). A
+    failure wins, then a revocation; then a task not seen yet keeps it PENDING;
+    a group succeeds when all its members did, until then its least advanced
+    member's state is its own."""
     present = [meta for meta in metas if meta is not None]
     failed = next((meta for meta in present if meta["status"] == states.FAILURE), None)
     if failed is not None:
@@ -57,9 +46,8 @@ def combine(task_id: uuid.UUID, metas: list[Meta | None], is_group: bool) -> Tas
         return TaskReply(task_id=task_id, status=states.PENDING)
     if all(meta["status"] == states.SUCCESS for meta in present):
         values = [jsonable(meta["result"]) for meta in present]
-        return TaskReply(
-            task_id=task_id, status=states.SUCCESS, result=values if is_group else values[0]
-        )
+        result = values if is_group else values[0]
+        return TaskReply(task_id=task_id, status=states.SUCCESS, result=result)
     unfinished = [meta["status"] for meta in present if meta["status"] != states.SUCCESS]
     status = min(unfinished, key=lambda state: RANKS.get(state, len(RANKS)))
     progress = present[0]["result"] if status == PROGRESS and not is_group else None
@@ -80,16 +68,14 @@ def verdict(
 ) -> TaskReply:
     """The end of a task that no worker reported, when the evidence decides it.
 
-    - A final state a worker stored is the answer: `reply` is returned as is.
-    - Cancelled (before its deadline), and none of its tasks running:
-      REVOKED. The revocation is stored before the record says cancelled, a
-      worker stores STARTED before it looks for the revocation, and a result
-      outlives the deadline: a task with nothing stored and nothing running
-      had not started, and never will.
-    - Past its deadline (its expiry plus `lost_after`): LOST. No worker takes
-      a task after its expiry, and one taken before has long ended: it
-      expired in the queue, or its result was lost (Redis restarted, or the
-      result expired before anyone read it).
+    - A final state a worker stored is the answer: `reply`, as is.
+    - Cancelled before its deadline, none of its tasks running: REVOKED. The
+      revocation is stored before the record says cancelled, a worker stores
+      STARTED before it looks for it, and a result outlives the deadline: such a
+      task had not started, and never will.
+    - Past its deadline (its expiry plus `lost_after`): LOST. No worker takes a
+      task after its expiry, and one taken before has long ended: it expired in
+      the queue, or its result was lost (Redis restarted, or it expired unread).
     """
     if reply.status in FINAL:
         return reply

@@ -1,12 +1,10 @@
-"""What a subscriber of the result listener (listener.py) is, and is given."""
+"""The subscribers of the result listener (listener.py)."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from celery import states
 
-from taskengine.errors import RedisUnavailableError
 from taskengine.states import Meta
 
 
@@ -16,36 +14,6 @@ class Subscriber(Protocol):
     def deliver(self, meta: Meta) -> None: ...
 
     def fail(self, error: Exception) -> None: ...
-
-
-class Subscription:
-    def __init__(
-        self,
-        confirmations: list["asyncio.Future[None]"],
-        timeout: float,
-        on_unconfirmed: Callable[[], None],
-        fetch: Callable[[list[str]], Awaitable[list[Meta | None]]],
-        task_ids: list[str],
-    ) -> None:
-        self._confirmations = confirmations
-        self._timeout = timeout
-        self._on_unconfirmed = on_unconfirmed
-        self._fetch = fetch
-        self._task_ids = task_ids
-
-    async def confirmed(self) -> None:
-        """Return once Redis confirmed: every state published from then on is delivered."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                await asyncio.gather(*self._confirmations)
-        except TimeoutError:
-            self._on_unconfirmed()
-            raise RedisUnavailableError("Redis did not confirm the subscription") from None
-
-    async def stored(self) -> list[Meta | None]:
-        """The states stored before the subscription: later ones are delivered."""
-        await self.confirmed()
-        return await self._fetch(self._task_ids)
 
 
 class FinalStates:

@@ -12,7 +12,5 @@ async def create_account(session: AsyncSession, body: UserCreate) -> UserPublic:
     try:
         user = await create_user(session, body.email, body.password)
     except EmailTakenError:
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT, detail="E-mail already registered"
-        ) from None
+        raise HTTPException(status.HTTP_409_CONFLICT, "E-mail already registered") from None
     return UserPublic.model_validate(user)

@@ -1,12 +1,10 @@
-"""Dependencies of the routes, as Annotated aliases: `session: SessionDep`.
-
-They take an HTTPConnection, so that routes of every protocol share them, and
-are async even when they await nothing: FastAPI runs a plain function in its
-thread pool, a thread switch on every request.
-"""
+"""Dependencies of the routes, as Annotated aliases: `session: SessionDep`. They
+take an HTTPConnection, so that routes of every protocol share them, and are
+async even when they await nothing: FastAPI runs a plain function in its thread
+pool, a thread switch on every request."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, status
 from fastapi.requests import HTTPConnection
@@ -27,32 +25,27 @@ bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 async def app_settings(connection: HTTPConnection) -> Settings:
     """The settings the app was created with (tests create apps with their own)."""
-    settings: Settings = connection.app.state.settings
-    return settings
+    return cast(Settings, connection.app.state.settings)
 
 
 async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    """A session per request. Routes commit what they mean to keep; the rest is
-    rolled back when the session closes."""
+    """A session per request: what a route does not commit is rolled back."""
     async with open_session(connection.app.state.sessionmaker) as session:
         yield session
 
 
 async def account_cache(connection: HTTPConnection) -> AccountCache:
-    accounts: AccountCache = connection.app.state.account_cache
-    return accounts
+    return cast(AccountCache, connection.app.state.account_cache)
 
 
 async def task_engine(connection: HTTPConnection) -> TaskEngine:
-    engine: TaskEngine = connection.app.state.task_engine
-    return engine
+    return cast(TaskEngine, connection.app.state.task_engine)
 
 
 async def get_current_user(
     connection: HTTPConnection, token: Annotated[str | None, Depends(bearer_token)]
 ) -> Account:
-    # The state read here, not through two more dependencies: every private
-    # request solves this one.
+    # The state read here, not through two more dependencies: every private request solves this.
     state = connection.app.state
     try:
         if token is None:

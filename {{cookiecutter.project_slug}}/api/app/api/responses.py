@@ -1,8 +1,5 @@
-"""Error answers documented in OpenAPI, for the routes that can give them.
-
-Every error body is {"detail": ...}. Listing each status a route can answer
-lets clients (and the fuzz test, tests/test_fuzz.py) rely on the document.
-"""
+"""Error answers ({"detail": ...}) documented in OpenAPI for the routes that can
+give them: clients, and the fuzz test (tests/test_fuzz.py), rely on the document."""
 
 from typing import Any
 

@@ -38,11 +38,9 @@ class AttemptLimiter:
         self._per_account = parse(per_account)
 
     async def attempt(self, action: str, address: str, account: str | None = None) -> None:
-        """Count one attempt; TooManyAttemptsError if it goes over a limit.
-
-        An account is counted with the address it is tried from: one address
-        cannot guess on, yet nobody elsewhere can lock its owner out.
-        """
+        """Count one attempt; TooManyAttemptsError over a limit. An account is
+        counted with the address it is tried from: one address cannot guess on,
+        yet nobody elsewhere can lock its owner out."""
         address = network_of(address)
         checks: list[tuple[RateLimitItem, str]] = [(self._per_address, f"address:{address}")]
         if account is not None:

@@ -11,16 +11,14 @@ from sqlalchemy import make_url
 
 from taskengine import EngineConfig
 
-# api/app/core/config.py -> the rendered project's root, where `make` writes .env.
-# Anchored to this file so the API reads the same .env from any working directory;
-# in a container the file is absent and the environment alone configures the API.
+# The project's root, where `make` writes .env: anchored to this file, so that any
+# working directory reads the same; in a container the environment alone configures the API.
 ENV_FILE = Path(__file__).resolve().parents[3] / ".env"
 
 DATABASE_NAME = "{{ cookiecutter.project_slug }}"
 # The worker's name, which its queues and tasks are named after.
 WORKER_NAME = "{{ cookiecutter.worker_name }}"
-# The format of task messages and results, chosen when the project was
-# rendered; the worker's settings say the same.
+# Of task messages and results, chosen at render time; the worker's settings say the same.
 TASK_SERIALIZER = "{{ cookiecutter.task_serializer }}"
 
 # Values that ship in .env.example; fine on a laptop, never in a deployment.
@@ -98,11 +96,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def refuse_unusable_secrets(self) -> "Settings":
-        if not self.SECRET_KEY.get_secret_value():
+        key = self.SECRET_KEY.get_secret_value()
+        if not key:
             raise ValueError("SECRET_KEY must be set")
         if self.ENVIRONMENT in ("local", "test"):
             return self
-        key = self.SECRET_KEY.get_secret_value()
         # A key at least as long as the algorithm's hash (RFC 7518, section 3.2):
         # 32 bytes for HS256.
         shortest = int(self.JWT_ALGORITHM.removeprefix("HS")) // 8
@@ -115,8 +113,7 @@ class Settings(BaseSettings):
         if password.startswith(PLACEHOLDER_PREFIX) or len(password) < MIN_SUPERUSER_PASSWORD_LENGTH:
             raise ValueError(
                 "FIRST_SUPERUSER_PASSWORD must be set to a real password of at least"
-                f" {MIN_SUPERUSER_PASSWORD_LENGTH} characters when ENVIRONMENT is"
-                f" {self.ENVIRONMENT!r}"
+                f" {MIN_SUPERUSER_PASSWORD_LENGTH} characters when ENVIRONMENT is {self.ENVIRONMENT!r}"
             )
         return self
 

@@ -16,8 +16,7 @@ from app.core.config import Settings
 
 
 class DatabaseUnavailableError(Exception):
-    """PostgreSQL cannot be reached, or did not answer in time; the routes
-    answer 503 (app/core/errors.py)."""
+    """PostgreSQL is out of reach or did not answer in time: a 503 (core/errors.py)."""
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -28,12 +27,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "timeout": settings.POSTGRES_TIMEOUT,
             "command_timeout": settings.POSTGRES_TIMEOUT,
         },
-        # A request queues for a pooled connection as long as a busy one can
-        # take to come back (a statement, or a new connection): under load it
-        # waits its turn; only a database that does not answer gives 503.
+        # As long as a busy pooled connection can take to come back (a statement,
+        # a new connection): under load a request waits; only a silent database gives 503.
         pool_timeout=2 * settings.POSTGRES_TIMEOUT,
-        # Replace connections the server closed while they sat in the pool (a
-        # restart): the request gets a fresh one instead of an error.
+        # A connection the server closed in the pool (a restart) is replaced, not an error.
         pool_pre_ping=True,
     )
 
@@ -43,10 +40,9 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-# What asyncpg raises when the server is out of reach: plain OSError (refused,
-# reset) and TimeoutError for a connection or a statement past its timeout,
-# and its own errors while the server starts up, shuts down or has no
-# connection left. SQLAlchemy raises its TimeoutError when no pooled
+# What asyncpg raises when the server is out of reach: OSError (refused, reset),
+# TimeoutError past a timeout, its own errors while the server starts, stops or
+# has no connection left; and SQLAlchemy's TimeoutError when no pooled
 # connection frees up in time.
 UNREACHABLE = (
     OSError,
@@ -59,8 +55,7 @@ UNREACHABLE = (
 
 
 def is_unavailable(error: BaseException) -> bool:
-    """Whether an error from a session means "the database is out of reach",
-    not a mistake of the request or of the code."""
+    """Whether a session's error means the database is out of reach, not a mistake."""
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True
@@ -74,8 +69,7 @@ async def open_session(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
     """A session whose errors say whether the database is out of reach
-    (DatabaseUnavailableError, a 503). What was not committed, and everything
-    after an error, is rolled back when it closes."""
+    (DatabaseUnavailableError); what was not committed is rolled back."""
     async with sessionmaker() as session:
         try:
             yield session

@@ -1,10 +1,7 @@
-"""Every error answer is JSON of one shape: {"detail": ...}.
-
-FastAPI already answers HTTP errors so. This adds validation errors without
-the input that failed (it may be a password or a token, and some inputs, such as
-NaN, cannot even be encoded), what the task engine raises, and the unexpected
-errors, whose traceback goes to the log and never to the client.
-"""
+"""Every error answer is {"detail": ...}, as FastAPI's HTTP errors are: also the
+validation errors, without the input that failed (a password or a token, maybe,
+or NaN, which cannot be encoded), what the task engine raises, and unexpected
+errors, whose traceback goes to the log and never to the client."""
 
 import logging
 
@@ -27,7 +24,6 @@ from taskengine import (
 
 logger = logging.getLogger(__name__)
 
-# What the task engine says of a task (task_error below answers each).
 TASK_ERRORS: tuple[type[Exception], ...] = (
     TaskNotFoundError,
     TaskEndedError,
@@ -44,11 +40,9 @@ TRY_AGAIN_LATER: dict[type[Exception], str] = {
 }
 
 
-def error_answer(
-    status_code: int, detail: object, headers: dict[str, str] | None = None
-) -> JSONResponse:
+def error_answer(code: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
     """The one shape of every error answer: {"detail": ...}."""
-    return JSONResponse(status_code=status_code, content={"detail": detail}, headers=headers)
+    return JSONResponse(status_code=code, content={"detail": detail}, headers=headers)
 
 
 async def invalid_request(request: Request, error: Exception) -> JSONResponse:

@@ -67,9 +67,8 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
 
 
 # A client sends the same token until it expires: its signature and claims are
-# checked once, then only its expiry (the check costs more than the rest of an
-# authenticated request). The key is among the arguments: a token is never
-# taken as verified under another key.
+# checked once (it costs more than the rest of the request), then only its expiry.
+# The key is an argument: a token is never taken as verified under another key.
 @lru_cache(maxsize=10_000)
 def verified_claims(
     token: str, key: str, algorithm: str, issuer: str, audience: str
@@ -87,9 +86,9 @@ def verified_claims(
     return claims["sub"], claims.get("type"), float(claims["exp"])
 
 
-# Argon2 is slow (tens of ms of CPU) and big (64 MiB) on purpose: hash in the
-# thread pool, no more at once than there are cores (more gain nothing and cost
-# memory); others wait up to HASHING_WAIT seconds, then get 503.
+# Argon2 is slow (tens of ms of CPU) and big (64 MiB) on purpose: hashes run in the
+# thread pool, at most one per core (more gain nothing and cost memory); others
+# wait up to HASHING_WAIT seconds, then get 503.
 HASHING_SLOTS = os.cpu_count() or 2
 HASHING_WAIT = 10.0
 # A semaphore belongs to the event loop that first waits on it: one per loop

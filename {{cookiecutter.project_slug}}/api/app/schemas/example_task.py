@@ -10,8 +10,8 @@ MAX_WORKFLOW_SIZE = 50
 # Below the worker's default soft time limit (TASK_SOFT_TIME_LIMIT, 60 s).
 MAX_SECONDS = 50
 MAX_STEPS = 100
-# The integers a JSON client can hold exactly (JavaScript's safe integers). A
-# chain of the largest size doubles one 51 times: still a small Python int.
+# What a JSON client holds exactly (JavaScript's safe integers); doubled 51 times
+# by the longest chain, still a small Python int.
 MAX_TASK_INTEGER = 2**53 - 1
 
 # Strict: a boolean or a numeric string is refused where an integer is

@@ -1,11 +1,8 @@
 """The accounts that tokens belong to, read from PostgreSQL at most once per
-ACCOUNT_CACHE_SECONDS per account and process.
-
-Every private request needs its account (is it still active? a superuser?),
-and reading it each time cost more than everything else /users/me does
-(`make bench`). A change made anyhow, on any process, is seen everywhere
-within ACCOUNT_CACHE_SECONDS; the process that makes it through the API
-forgets its copy at once. Requests for an account being read share the read.
+ACCOUNT_CACHE_SECONDS per account and process: every private request needs its
+account, and reading it each time cost more than the rest of /users/me (`make
+bench`). A change is seen everywhere within ACCOUNT_CACHE_SECONDS, at once by
+the process that made it through the API; requests for one account share a read.
 """
 
 import uuid

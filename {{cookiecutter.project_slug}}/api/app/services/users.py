@@ -26,11 +26,8 @@ async def create_user(
     """Add and commit an account; EmailTakenError if the e-mail is in use."""
     # The hash may wait in line: hold no database connection meanwhile.
     await session.commit()
-    user = User(
-        email=email.lower(),
-        hashed_password=await hash_password(password),
-        is_superuser=is_superuser,
-    )
+    hashed = await hash_password(password)
+    user = User(email=email.lower(), hashed_password=hashed, is_superuser=is_superuser)
     session.add(user)
     try:
         await session.commit()
@@ -44,8 +41,7 @@ async def create_user(
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
     """The account with this e-mail and password, or None; same cost either way."""
     user = await get_by_email(session, email)
-    # Give the connection back before the hash check, which may wait in line:
-    # waiting logins must not hold the database pool.
+    # The connection given back before the hash check: logins waiting in line must not hold the pool.
     await session.commit()
     if not await verify_password(password, user.hashed_password if user else None):
         return None
@@ -55,9 +51,8 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
 async def update_account(session: AsyncSession, user: User, changes: dict[str, bool]) -> User:
     """Apply is_active / is_superuser changes and commit; LastSuperuserError if
     they would leave no active superuser (nobody could then undo them)."""
-    # Every active superuser locked, in one order, so that two superusers
-    # demoting each other at once wait for each other instead of deadlocking;
-    # then the target's flags are read again, under that lock.
+    # Every active superuser locked, in one order (two superusers demoting each
+    # other at once wait instead of deadlocking); then the target read again.
     superusers = set(
         await session.scalars(
             select(User.id)

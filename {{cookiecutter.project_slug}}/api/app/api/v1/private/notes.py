@@ -73,9 +73,7 @@ async def read_note(session: SessionDep, user: CurrentUser, note_id: uuid.UUID) 
 
 
 @router.patch(
-    "/{note_id:uuid}",
-    summary="Change one of your notes",
-    responses={**NOT_FOUND, **TITLE_TAKEN},
+    "/{note_id:uuid}", summary="Change one of your notes", responses={**NOT_FOUND, **TITLE_TAKEN}
 )
 async def update_note(
     session: SessionDep, user: CurrentUser, note_id: uuid.UUID, body: NoteUpdate

@@ -1,12 +1,8 @@
-"""The routes that send a task, made from one function per task.
-
-`@task_routes(router, "/echo", summary=...)` on a function that turns
-a request body into a Celery signature gives two routes: `POST path` sends
-the task and waits for its result in the request; `POST path/async` answers
-202 with the task's id to come back with, and a Location header. The body's
-model is the function's parameter annotation; the path's last segment names
-the task in its record.
-"""
+"""`@task_routes(router, "/echo", summary=...)` on a function that turns a
+request body (the model its parameter is annotated with) into a Celery signature
+gives two routes: `POST path` sends the task and waits for its result; `POST
+path/async` answers 202 with the task's id, and a Location header. The path's
+last segment names the task in its record."""
 
 import inspect
 import uuid
@@ -65,23 +61,15 @@ def task_routes(
 
         # FastAPI reads the body's model from the annotation.
         wait.__annotations__["body"] = start.__annotations__["body"] = body_model
-        router.add_api_route(
-            path,
-            wait,
-            methods=["POST"],
-            name=f"{name}-wait",
-            summary=f"{summary}, and wait for the result",
-            responses=WAITING,
-        )
-        router.add_api_route(
+        waiting = f"{summary}, and wait for the result"
+        router.post(path, name=f"{name}-wait", summary=waiting, responses=WAITING)(wait)
+        router.post(
             path + ASYNC_SUFFIX,
-            start,
-            methods=["POST"],
             name=f"{name}-async",
             status_code=status.HTTP_202_ACCEPTED,
             summary=summary + "; GET /tasks/{task_id} for the result",
             responses=SENDING,
-        )
+        )(start)
         return build
 
     return add

@@ -1,9 +1,6 @@
-"""Your tasks: send the echo task, list them, read one, cancel one.
-
-Every task is recorded with its owner; nobody else can see it (another
-user's task answers 404, like an unknown one). The worker's tasks are known
-by name only: the API never imports worker code.
-"""
+"""Your tasks: send the echo task, list them, read one, cancel one. Nobody else
+sees them (another user's task answers 404, like an unknown one). The worker's
+tasks are known by name only: the API never imports worker code."""
 
 import uuid
 

@@ -70,10 +70,8 @@ async def update_user(
         await update_account(session, user, changes)
     except LastSuperuserError:
         raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT,
-            detail="The last active superuser cannot be demoted or deactivated",
+            status.HTTP_409_CONFLICT, "The last active superuser cannot be demoted or deactivated"
         ) from None
-    # At once on this process; the others see the change when their copy
-    # expires (app/services/accounts.py).
+    # At once here; other processes within ACCOUNT_CACHE_SECONDS (services/accounts.py).
     accounts.forget(user.id)
     return UserPublic.model_validate(user)

@@ -1,9 +1,6 @@
-"""Liveness and readiness probes.
-
-A dead dependency makes GET /health/ready answer 503 within READINESS_TIMEOUT,
-never hang. The answer names the failing component and the kind of failure;
-the details (hosts, messages) go to the log, not to anonymous callers.
-"""
+"""Liveness and readiness probes. A dead dependency makes GET /health/ready answer
+503 within READINESS_TIMEOUT, never hang, naming the component and the kind of
+failure; the details (hosts, messages) go to the log, not to anonymous callers."""
 
 import asyncio
 import logging
@@ -81,9 +78,8 @@ async def probe(name: str, check: Coroutine[Any, Any, object], seconds: float) -
     except Exception as error:  # any failure means "not ready", whatever its type
         logger.warning("Readiness: %s failed: %r", name, error)
         outcome = "error"
-    return ComponentStatus(
-        status=outcome, latency_ms=round((time.perf_counter() - started) * 1000, 1)
-    )
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    return ComponentStatus(status=outcome, latency_ms=latency_ms)
 
 
 async def postgres_answers(engine: AsyncEngine) -> None:

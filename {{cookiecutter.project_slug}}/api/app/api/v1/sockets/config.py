@@ -15,8 +15,7 @@ class SocketSettings(BaseSettings):
     WS_AUTH_TIMEOUT: float = Field(default=5.0, gt=0)
     # Sockets one user may hold open at once, across every API process.
     WS_SOCKETS_PER_USER: int = Field(default=10, gt=0)
-    # Replies queued for a slow reader before its oldest intermediate one is
-    # dropped; the final reply is never dropped.
+    # Replies queued for a slow reader; past it, the oldest intermediate one is dropped.
     WS_QUEUE_SIZE: int = Field(default=32, gt=1)
 
 

@@ -1,11 +1,10 @@
 """`WS /api/v1/ws/tasks/{task_id}`: a task's state, pushed as it changes.
 
 The client sends `{"token": "<access token>"}` first: not in the URL, which
-proxies log, nor in a header, which a browser's WebSocket cannot set. Then
-the server sends the task's state (the body of GET /tasks/{task_id}) each time
-it changes, the final one last, and closes with a CloseCode. uvicorn pings
-each socket every 20 s and drops a peer silent for 20 s more.
-"""
+proxies log, nor in a header, which a browser's WebSocket cannot set. The
+server sends the body of GET /tasks/{task_id} at each change, the final one
+last, and closes with a CloseCode. uvicorn pings a socket every 20 s and drops
+a peer silent for 20 s more."""
 
 import asyncio
 import contextlib
@@ -24,12 +23,7 @@ from app.api.v1.sockets.config import SocketSettings, get_socket_settings
 from app.core.config import Settings
 from app.core.security import InvalidTokenError
 from app.services.accounts import Account, AccountCache, InactiveUserError, account_for_token
-from taskengine import (
-    ServiceUnavailableError,
-    TaskNotFoundError,
-    TaskReply,
-    TooManyFollowersError,
-)
+from taskengine import ServiceUnavailableError, TaskNotFoundError, TaskReply, TooManyFollowersError
 
 logger = logging.getLogger(__name__)
 
