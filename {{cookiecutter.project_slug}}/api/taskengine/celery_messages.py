@@ -23,8 +23,7 @@ from celery.canvas import Signature, chord
 from celery.result import AsyncResult, GroupResult, ResultBase
 from kombu.serialization import dumps
 
-# The AMQP properties of a task message that the publisher sends on (as
-# aio_pika.Message's keywords of the same names).
+# The AMQP properties that the publisher sends on, as aio_pika.Message's keywords.
 PROPERTIES = ("delivery_mode", "correlation_id", "reply_to", "priority", "expiration")
 
 
@@ -106,9 +105,7 @@ class BuildingBackend(RedisBackend):  # type: ignore[misc]
     def on_task_call(self, producer: Any, task_id: str) -> None:
         return None
 
-    def add_pending_result(
-        self, result: Any, weak: bool = False, start_drainer: bool = True
-    ) -> Any:
+    def add_pending_result(self, result: Any, *args: Any, **kwargs: Any) -> Any:
         return result
 
     def remove_pending_result(self, result: Any) -> Any:

@@ -22,8 +22,7 @@ from taskengine.states import FINAL, Meta
 from taskengine.tracking import Tracker
 
 QUIET_RECHECK = 5.0
-# Seconds a follower's slot is leased for: renewed at every quiet recheck, so
-# a process that dies frees its followers' slots within this.
+# Seconds a follower's slot is leased, renewed at each quiet recheck: a dead process frees it then.
 LEASE = 30.0
 
 
@@ -74,8 +73,7 @@ class Follower(Outbox):
 
 @dataclass
 class Following:
-    """Every follower of this process's tasks, each holding one of its owner's
-    slots (counted across processes), renewed as it goes."""
+    """This process's followers, each holding one of its owner's slots, renewed as it goes."""
 
     records: TaskRecords
     stored: StoredResults

@@ -62,9 +62,8 @@ class Leases:
                 await pipe.execute()
 
     async def release(self, owner: str, members: list[str]) -> None:
-        if members:
-            with redis_unavailable():
-                await self._redis.zrem(self.key(owner), *members)
+        with redis_unavailable():
+            await self._release_batch([(owner, members)])
 
     def release_soon(self, owner: str, members: list[str]) -> None:
         """Give the slots back in the background; if that fails, they end with their lease."""

@@ -192,7 +192,8 @@ class ResultListener:
         deadline = loop.time() + self.timeout
         while channel in self._subscribers:
             try:
-                payload = await self._stored.read(channel)
+                with redis_unavailable():
+                    payload: bytes | str | None = await self._redis.get(channel)
             except RedisUnavailableError as error:
                 if loop.time() + RECONNECT_PAUSE < deadline:
                     await asyncio.sleep(RECONNECT_PAUSE)

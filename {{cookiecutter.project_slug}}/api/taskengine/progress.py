@@ -27,9 +27,8 @@ class TaskProgress:
     def __init__(self, task: TaskRecord) -> None:
         self._task = task
         self._metas: dict[str, Meta] = {}
-        # Per task, the state read from Redis when following began. A message
-        # published before that read may be delivered after it: until a message
-        # catches up with the state read, older ones are stale and ignored.
+        # Per task, the state read from Redis when following began: a message
+        # published before the read may come after it, and is ignored as stale.
         self._read: dict[str, Meta] = {}
         self.last: TaskReply | None = None
 

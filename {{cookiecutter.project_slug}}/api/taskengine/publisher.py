@@ -20,8 +20,7 @@ from taskengine.errors import BrokerUnavailableError, redis_unavailable
 
 logger = logging.getLogger(__name__)
 
-# Seconds between attempts to reconnect (aio-pika's 5 s would keep requests
-# failing long after RabbitMQ is back from a restart).
+# Seconds between reconnects (aio-pika's 5 s keeps requests failing long after a restart).
 RECONNECT_INTERVAL = 1
 
 
@@ -84,9 +83,8 @@ class Publisher:
         """One connection per process; aio-pika reconnects it once lost."""
         async with self._connecting:
             if self._connection is None:
-                connection = aio_pika.RobustConnection(
-                    make_url(self._url), reconnect_interval=RECONNECT_INTERVAL
-                )
+                url = make_url(self._url)
+                connection = aio_pika.RobustConnection(url, reconnect_interval=RECONNECT_INTERVAL)
                 try:
                     await connection.connect(timeout=self.timeout)
                 except BaseException:

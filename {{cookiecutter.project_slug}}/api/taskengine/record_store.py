@@ -26,9 +26,7 @@ COLUMNS = ", ".join(column.name for column in task_records.columns)
 # flush: `true` limits the setting to the statement's own transaction.
 RELAXED = "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
 INSERT = """
-INSERT INTO task_records (
-    id, owner_id, name, is_group, answer_ids, all_ids, status, expires_at
-)
+INSERT INTO task_records (id, owner_id, name, is_group, answer_ids, all_ids, status, expires_at)
 SELECT given.* FROM unnest(
     $1::uuid[], $2::uuid[], $3::text[], $4::boolean[], $5::json[], $6::json[], $7::text[],
     $8::timestamptz[]

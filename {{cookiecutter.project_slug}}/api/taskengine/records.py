@@ -1,6 +1,5 @@
-"""Task records: who sent which task, and how it ended. The table is in the
-service's migrations; a row read from it is a frozen TaskRecord, which requests
-share without a session."""
+"""Task records: who sent which task, and how it ended (the table is in the
+service's migrations), read as frozen TaskRecords that requests share."""
 
 import json
 import uuid

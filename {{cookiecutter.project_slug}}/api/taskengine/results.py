@@ -1,6 +1,5 @@
-"""The results workers stored in Redis, each state of a task under its key (and
-published on a channel of that name: listener.py): read, decoded, and forgotten
-once a record keeps them."""
+"""The results workers stored in Redis, each task's under its key: fetched,
+decoded, and forgotten once a record keeps them."""
 
 import contextlib
 from collections.abc import Callable
@@ -27,11 +26,6 @@ class StoredResults:
         with redis_unavailable():
             payloads = await self._redis.mget([self.key_of(task_id) for task_id in task_ids])
         return [self.decode(payload) if payload else None for payload in payloads]
-
-    async def read(self, key: bytes) -> bytes | str | None:
-        with redis_unavailable():
-            payload: bytes | str | None = await self._redis.get(key)
-        return payload
 
     def forget_soon(self, task_ids: list[str]) -> None:
         """Delete, in the background, results a record keeps now (they expire anyway)."""

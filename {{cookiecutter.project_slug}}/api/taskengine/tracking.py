@@ -24,9 +24,8 @@ from taskengine.states import FINAL, Meta, combine, ended_early, verdict
 logger = logging.getLogger(__name__)
 
 # Workers look for this mark before they start a task, and a long task between
-# its steps (worker/worker/revocations.py reads the same prefix). Unlike
-# Celery's revoke broadcast, it reaches workers that were down or restarted
-# since, and stops only the task cancelled.
+# its steps (worker/worker/revocations.py): unlike Celery's revoke broadcast, it
+# reaches workers that were down or restarted since, and stops only this task.
 REVOKED_KEY_PREFIX = "celery-task-revoked-"
 # A record whose tasks were never sent is marked cancelled once PostgreSQL
 # answers: tried every second, for ten minutes.

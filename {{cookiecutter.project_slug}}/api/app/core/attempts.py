@@ -28,8 +28,8 @@ class AttemptLimiter:
         storage = RedisStorage(
             f"async+{url}",
             implementation="redispy",
-            # The app's own bounded pool: no connections of the library's own.
-            # (limits documents this option; its type hint leaves it out.)
+            # The shared bounded pool, no connections of the library's own (limits
+            # documents this option; its type hint leaves it out).
             connection_pool=redis.connection_pool,  # type: ignore[arg-type]
             key_prefix=key_prefix,
         )

@@ -40,10 +40,9 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-# What asyncpg raises when the server is out of reach: OSError (refused, reset),
-# TimeoutError past a timeout, its own errors while the server starts, stops or
-# has no connection left; and SQLAlchemy's TimeoutError when no pooled
-# connection frees up in time.
+# What asyncpg raises when the server is out of reach (OSError: refused, reset;
+# TimeoutError; its own errors while it starts, stops or has no connection left),
+# and SQLAlchemy's TimeoutError when no pooled connection frees up in time.
 UNREACHABLE = (
     OSError,
     exc.TimeoutError,

@@ -57,11 +57,8 @@ async def invalid_request(request: Request, error: Exception) -> JSONResponse:
 
 async def unavailable(request: Request, error: Exception) -> JSONResponse:
     logger.warning("%s: %r", type(error).__name__, error.__cause__ or error)
-    return error_answer(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        TRY_AGAIN_LATER[type(error)],
-        headers={"Retry-After": "1"},
-    )
+    detail = TRY_AGAIN_LATER[type(error)]
+    return error_answer(status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "1"})
 
 
 async def task_error(request: Request, error: Exception) -> JSONResponse:
@@ -81,10 +78,8 @@ async def task_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, TaskFailedError)
     # 500 for a task that raised, 409 for one cancelled while it was awaited.
     failed = error.reply.status == "FAILURE"
-    return error_answer(
-        status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_409_CONFLICT,
-        error.reply.model_dump(mode="json"),
-    )
+    code = status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_409_CONFLICT
+    return error_answer(code, error.reply.model_dump(mode="json"))
 
 
 async def unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -121,14 +121,13 @@ async def hash_password(password: str) -> str:
 
 @lru_cache
 def dummy_hash() -> str:
-    """Checked when no user has the e-mail: an unknown e-mail costs the same
-    time as a wrong password, so the answer time tells no account apart."""
+    """Checked when no user has the e-mail: an unknown e-mail costs the time of a
+    wrong password, so the answer time tells no account apart."""
     return password_hash.hash("not a password anybody has")
 
 
 def _verify_blocking(password: str, hashed: str | None) -> bool:
-    matches = password_hash.verify(password, hashed or dummy_hash())
-    return matches and hashed is not None
+    return password_hash.verify(password, hashed or dummy_hash()) and hashed is not None
 
 
 async def verify_password(password: str, hashed: str | None) -> bool:

@@ -1,6 +1,5 @@
-"""ORM tables, a module each. Every module of this package is imported here,
-so that Base.metadata holds every table (Alembic compares it with the
-database): a new model needs no line anywhere else."""
+"""ORM tables, a module each, all imported here: Base.metadata holds every table
+(Alembic compares it with the database), and a new model needs no other line."""
 
 import importlib
 import pkgutil

@@ -27,8 +27,7 @@ class InactiveUserError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """An account as a request sees it: a copy, not a row bound to a session,
-    so that concurrent requests can share it."""
+    """An account as requests see it: a copy they share, not a row of a session."""
 
     id: uuid.UUID
     email: str
@@ -44,8 +43,7 @@ class AccountCache:
         self._read_kept = alru_cache(maxsize=MAX_ACCOUNTS, ttl=seconds)(self._read)
 
     async def get(self, account_id: uuid.UUID) -> Account | None:
-        """The account, or None if none has this id; DatabaseUnavailableError
-        if it had to be read and PostgreSQL did not answer."""
+        """The account, or None; DatabaseUnavailableError if PostgreSQL did not answer."""
         if not self._seconds:  # 0: read on every request
             return await self._read(account_id)
         return await self._read_kept(account_id)
@@ -63,9 +61,8 @@ class AccountCache:
 
 
 async def account_for_token(accounts: AccountCache, token: str, settings: Settings) -> Account:
-    """The active account the access token was issued to. InvalidTokenError
-    for a bad token or an account that no longer exists, InactiveUserError
-    for a deactivated one."""
+    """The active account the token was issued to: InvalidTokenError for a bad token
+    or an account that is gone, InactiveUserError for a deactivated one."""
     account = await accounts.get(decode_access_token(token, settings))
     if account is None:
         raise InvalidTokenError("no such account")

@@ -64,9 +64,8 @@ LONG_RUNNING_SUMMARY = "Work for `seconds`, reporting PROGRESS after each of `st
 
 
 def long_running_task(body: LongRunningIn, settings: Settings) -> Signature:
-    return signature(
-        LONG_RUNNING, args=(body.seconds, body.steps), queue=settings.CELERY_LONG_TASK_QUEUE
-    )
+    queue = settings.CELERY_LONG_TASK_QUEUE
+    return signature(LONG_RUNNING, args=(body.seconds, body.steps), queue=queue)
 
 
 @router.post(

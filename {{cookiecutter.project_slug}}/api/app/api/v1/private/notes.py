@@ -18,25 +18,26 @@ router = APIRouter(prefix=f"{API_V1_PREFIX}/notes")
 
 
 async def get_note(session: SessionDep, note_id: uuid.UUID, owner: Account) -> Note:
-    """The owner's note; 404 whether it is missing or another's, so that ids
-    cannot be probed for existence."""
+    """The owner's note; 404 whether it is missing or another's: ids cannot be probed."""
     note = await session.scalar(select(Note).where(Note.id == note_id, Note.owner_id == owner.id))
     if note is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Note not found")
     return note
 
 
-async def commit_or_conflict(session: SessionDep) -> None:
+TITLE_IS_TAKEN = "You already have a note with this title"
+TITLE_TAKEN: Responses = {409: error(TITLE_IS_TAKEN)}
+
+
+async def saved(session: SessionDep, note: Note) -> NotePublic:
+    """The note committed and read back; 409 if its owner has one of this title."""
     try:
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT, detail="You already have a note with this title"
-        ) from None
-
-
-TITLE_TAKEN: Responses = {409: error("You already have a note with this title")}
+        raise HTTPException(status.HTTP_409_CONFLICT, TITLE_IS_TAKEN) from None
+    await session.refresh(note)
+    return NotePublic.model_validate(note)
 
 
 @router.post(
@@ -45,9 +46,7 @@ TITLE_TAKEN: Responses = {409: error("You already have a note with this title")}
 async def create_note(session: SessionDep, user: CurrentUser, body: NoteCreate) -> NotePublic:
     note = Note(owner_id=user.id, title=body.title, body=body.body)
     session.add(note)
-    await commit_or_conflict(session)
-    await session.refresh(note)
-    return NotePublic.model_validate(note)
+    return await saved(session, note)
 
 
 @router.get("", summary="Your notes, newest first")
@@ -56,13 +55,8 @@ async def list_notes(
 ) -> Page[NotePublic]:
     own = Note.owner_id == user.id
     total = await session.scalar(select(func.count()).select_from(Note).where(own)) or 0
-    notes = await session.scalars(
-        select(Note)
-        .where(own)
-        .order_by(Note.created_at.desc(), Note.id)
-        .offset(offset)
-        .limit(limit)
-    )
+    newest_first = select(Note).where(own).order_by(Note.created_at.desc(), Note.id)
+    notes = await session.scalars(newest_first.offset(offset).limit(limit))
     items = [NotePublic.model_validate(note) for note in notes]
     return Page(items=items, total=total, offset=offset, limit=limit)
 
@@ -81,9 +75,7 @@ async def update_note(
     note = await get_note(session, note_id, user)
     for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(note, field, value)
-    await commit_or_conflict(session)
-    await session.refresh(note)
-    return NotePublic.model_validate(note)
+    return await saved(session, note)
 
 
 @router.delete(

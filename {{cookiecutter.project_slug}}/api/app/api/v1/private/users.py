@@ -15,6 +15,7 @@ from app.schemas.user import UserCreate, UserPublic, UserUpdate
 from app.services.users import LastSuperuserError, update_account
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/users")
+LAST_SUPERUSER = "The last active superuser cannot be demoted or deactivated"
 
 
 @router.get("/me", summary="The account the token belongs to")
@@ -27,9 +28,8 @@ async def list_users(
     session: SessionDep, _: SuperUser, offset: Offset = 0, limit: Limit = 50
 ) -> Page[UserPublic]:
     total = await session.scalar(select(func.count()).select_from(User)) or 0
-    users = await session.scalars(
-        select(User).order_by(User.created_at, User.id).offset(offset).limit(limit)
-    )
+    oldest_first = select(User).order_by(User.created_at, User.id)
+    users = await session.scalars(oldest_first.offset(offset).limit(limit))
     items = [UserPublic.model_validate(user) for user in users]
     return Page(items=items, total=total, offset=offset, limit=limit)
 
@@ -52,7 +52,7 @@ async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> Us
     summary="Activate, deactivate, promote or demote (superusers)",
     responses={
         404: error("No account has this id"),
-        409: error("The last active superuser cannot be demoted or deactivated"),
+        409: error(LAST_SUPERUSER),
     },
 )
 async def update_user(
@@ -69,9 +69,7 @@ async def update_user(
     try:
         await update_account(session, user, changes)
     except LastSuperuserError:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "The last active superuser cannot be demoted or deactivated"
-        ) from None
+        raise HTTPException(status.HTTP_409_CONFLICT, LAST_SUPERUSER) from None
     # At once here; other processes within ACCOUNT_CACHE_SECONDS (services/accounts.py).
     accounts.forget(user.id)
     return UserPublic.model_validate(user)

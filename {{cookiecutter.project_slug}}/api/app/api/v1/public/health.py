@@ -56,9 +56,8 @@ async def ready(request: Request, response: Response, settings: SettingsDep) -> 
         "result_backend": request.app.state.redis.ping(),
     }
     # All at once: the answer takes one timeout at most.
-    results = await asyncio.gather(
-        *(probe(name, check, settings.READINESS_TIMEOUT) for name, check in probes.items())
-    )
+    timeout = settings.READINESS_TIMEOUT
+    results = await asyncio.gather(*(probe(name, check, timeout) for name, check in probes.items()))
     components = dict(zip(probes, results, strict=True))
     if all(component.status == "ok" for component in components.values()):
         return Readiness(status="ready", components=components)

@@ -63,12 +63,8 @@ async def follow_task(
     await websocket.accept()
     try:
         user = await authenticate(websocket, accounts, settings, socket_settings.WS_AUTH_TIMEOUT)
-        states = engine.follow(
-            user.id,
-            parse_id(task_id),
-            at_most=socket_settings.WS_SOCKETS_PER_USER,
-            queue_size=socket_settings.WS_QUEUE_SIZE,
-        )
+        at_most, queue_size = socket_settings.WS_SOCKETS_PER_USER, socket_settings.WS_QUEUE_SIZE
+        states = engine.follow(user.id, parse_id(task_id), at_most=at_most, queue_size=queue_size)
         await send_until_final(websocket, states)
         await close(websocket, CloseCode.FINISHED, "")
     except WebSocketDisconnect:
