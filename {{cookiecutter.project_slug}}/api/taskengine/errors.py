@@ -25,8 +25,7 @@ class PostgresUnavailableError(ServiceUnavailableError):
 
 @contextlib.contextmanager
 def redis_unavailable() -> Iterator[None]:
-    """Any error of the Redis commands within, as a RedisUnavailableError: redis
-    raises several unrelated types."""
+    """The Redis commands' errors within as RedisUnavailableError (redis raises many types)."""
     try:
         yield
     except Exception as error:

@@ -19,9 +19,7 @@ from taskengine.errors import redis_unavailable
 # the key lives as long as its latest lease. 1 if added.
 TAKE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-    return 0
-end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 if redis.call('EXPIRETIME', KEYS[1]) < tonumber(ARGV[3]) then
     redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[3])))

@@ -1,5 +1,4 @@
-"""The results workers stored in Redis, each task's under its key: fetched,
-decoded, and forgotten once a record keeps them."""
+"""The results workers stored in Redis: fetched, decoded, forgotten once kept."""
 
 import contextlib
 from collections.abc import Callable

@@ -1,6 +1,5 @@
-"""Sending a task for its owner: counted, recorded, published, and waited for
-or not. Every task is recorded before it is sent, so none runs without its
-owner's record; a publish that fails cancels what may have gone out."""
+"""Sending a task: every task is recorded before it is sent, so none runs without
+its owner's record; a publish that fails cancels what may have gone out."""
 
 import asyncio
 import uuid

@@ -1,7 +1,6 @@
-"""Dependencies of the routes, as Annotated aliases: `session: SessionDep`. They
-take an HTTPConnection, so that routes of every protocol share them, and are
-async even when they await nothing: FastAPI runs a plain function in its thread
-pool, a thread switch on every request."""
+"""Dependencies of the routes, as Annotated aliases: `session: SessionDep`. They take
+an HTTPConnection, so that routes of every protocol share them, and are async even
+if they await nothing: FastAPI runs a plain function in its thread pool."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated, cast

@@ -101,8 +101,7 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be set")
         if self.ENVIRONMENT in ("local", "test"):
             return self
-        # A key at least as long as the algorithm's hash (RFC 7518, section 3.2):
-        # 32 bytes for HS256.
+        # At least as long as the algorithm's hash (RFC 7518, 3.2): 32 bytes for HS256.
         shortest = int(self.JWT_ALGORITHM.removeprefix("HS")) // 8
         if key.startswith(PLACEHOLDER_PREFIX) or len(key.encode()) < shortest:
             raise ValueError(

@@ -66,9 +66,8 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
         raise InvalidTokenError("malformed subject") from error
 
 
-# A client sends the same token until it expires: its signature and claims are
-# checked once (it costs more than the rest of the request), then only its expiry.
-# The key is an argument: a token is never taken as verified under another key.
+# Signature and claims checked once per token (it costs more than the rest of the
+# request), then its expiry only; with the key an argument, never under another key.
 @lru_cache(maxsize=10_000)
 def verified_claims(
     token: str, key: str, algorithm: str, issuer: str, audience: str
@@ -86,9 +85,8 @@ def verified_claims(
     return claims["sub"], claims.get("type"), float(claims["exp"])
 
 
-# Argon2 is slow (tens of ms of CPU) and big (64 MiB) on purpose: hashes run in the
-# thread pool, at most one per core (more gain nothing and cost memory); others
-# wait up to HASHING_WAIT seconds, then get 503.
+# Argon2 is slow and big (64 MiB) on purpose: in the thread pool, one hash per core
+# at most (more gain nothing, cost memory); others wait HASHING_WAIT s, then get 503.
 HASHING_SLOTS = os.cpu_count() or 2
 HASHING_WAIT = 10.0
 # A semaphore belongs to the event loop that first waits on it: one per loop

@@ -1,9 +1,6 @@
 """The accounts that tokens belong to, read from PostgreSQL at most once per
-ACCOUNT_CACHE_SECONDS per account and process: every private request needs its
-account, and reading it each time cost more than the rest of /users/me (`make
-bench`). A change is seen everywhere within ACCOUNT_CACHE_SECONDS, at once by
-the process that made it through the API; requests for one account share a read.
-"""
+ACCOUNT_CACHE_SECONDS per account and process: reading it for every private request
+cost more than the rest of /users/me (docs/http-api.md, Security choices)."""
 
 import uuid
 from dataclasses import dataclass

@@ -1,10 +1,6 @@
-"""The example tasks: integer arithmetic, a long task that reports progress,
-and Celery's workflows of them. Delete this module, its router in
-app/api/v1/__init__.py and the worker's example tasks to start from a clean
-slate. The workflows take {"integer": n, "size": k}: a chain doubles n k + 1
-times, one task after the other (n * 2 ** (k + 1)); a group doubles it k times
-side by side ([2n] * k); a chord sums that group's results (2n * k).
-"""
+"""The example tasks: integer arithmetic, a long task that reports progress, and
+Celery's workflows of them; docs/tasks.md tells what each answers, and how to take
+them out."""
 
 from celery import chain, chord, group, signature
 from celery.canvas import Signature

@@ -1,10 +1,6 @@
-"""`WS /api/v1/ws/tasks/{task_id}`: a task's state, pushed as it changes.
-
-The client sends `{"token": "<access token>"}` first: not in the URL, which
-proxies log, nor in a header, which a browser's WebSocket cannot set. The
-server sends the body of GET /tasks/{task_id} at each change, the final one
-last, and closes with a CloseCode. uvicorn pings a socket every 20 s and drops
-a peer silent for 20 s more."""
+"""`WS /api/v1/ws/tasks/{task_id}`: a task's state, pushed as it changes, the final
+one last, after a first message `{"token": "<access token>"}` from the client (not
+in the URL, which proxies log); docs/websockets.md tells the whole protocol."""
 
 import asyncio
 import contextlib
