@@ -112,7 +112,8 @@ class Settings(BaseSettings):
         if password.startswith(PLACEHOLDER_PREFIX) or len(password) < MIN_SUPERUSER_PASSWORD_LENGTH:
             raise ValueError(
                 "FIRST_SUPERUSER_PASSWORD must be set to a real password of at least"
-                f" {MIN_SUPERUSER_PASSWORD_LENGTH} characters when ENVIRONMENT is {self.ENVIRONMENT!r}"
+                f" {MIN_SUPERUSER_PASSWORD_LENGTH} characters when ENVIRONMENT is"
+                f" {self.ENVIRONMENT!r}"
             )
         return self
 

@@ -41,7 +41,7 @@ async def create_user(
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
     """The account with this e-mail and password, or None; same cost either way."""
     user = await get_by_email(session, email)
-    # The connection given back before the hash check: logins waiting in line must not hold the pool.
+    # The connection given back before the hash check: logins in line must not hold the pool.
     await session.commit()
     if not await verify_password(password, user.hashed_password if user else None):
         return None
