@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import threading
 import time
+import tomllib
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,6 +38,11 @@ BOOT_TIMEOUT = 900  # a cold build installs every dependency in two images
 # The Compose versions that boot the stack: both unless BOOT_COMPOSE names fewer
 # (GitHub's runners have an engine that Compose v1.29 cannot drive).
 BOOT_COMPOSE = os.environ.get("BOOT_COMPOSE", "v2 v1").split()
+# The directories of the images' code, in a render.
+CODE_DIRECTORIES = (
+    *("api", "api/app", "api/asgi", "api/commands", "api/taskengine"),
+    *("worker", "worker/worker"),
+)
 
 
 def project_resources(name: str) -> list[str]:
@@ -63,8 +69,9 @@ def stack(request, tmp_path_factory):
     project = render(
         tmp_path_factory.mktemp("compose-boot"), worker_name=WORKER_NAME, use_monitoring=False
     )
-    # A careless copy of .env next to the code must not reach an image.
-    for place in ("api", "api/app", "worker", "worker/worker"):
+    # A careless copy of .env next to the code must not reach an image (nor the
+    # project's own, at the root of the images' build context).
+    for place in CODE_DIRECTORIES:
         shutil.copyfile(project / ".env", project / place / ".env")
     env_file = project / ".env"
     settings = env_file.read_text()
@@ -111,12 +118,25 @@ def test_only_the_api_is_published_and_on_loopback(stack):
     assert published == {"api": ["8000/tcp", "->", f"127.0.0.1:{stack.env['API_PORT']}"]}
 
 
+def image_of(container: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "--format", "{{.Image}}", container],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def in_container(container: str, *command: str) -> str:
+    return subprocess.run(
+        ["docker", "exec", container, *command], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def test_the_services_use_the_generated_credentials(stack):
     """The URLs inside the stack carry .env's generated passwords, and Redis wants one."""
     (api,) = stack.containers("api")
-    environment = subprocess.run(
-        ["docker", "exec", api, "env"], capture_output=True, text=True, check=True
-    ).stdout
+    environment = in_container(api, "env")
     expected = [
         f"CELERY_BROKER_URL=amqp://{stack.read_env('RABBITMQ_DEFAULT_USER')}:"
         f"{stack.read_env('RABBITMQ_DEFAULT_PASS')}@rabbitmq:5672//",
@@ -140,14 +160,7 @@ def test_the_services_use_the_generated_credentials(stack):
     )
     assert "NOAUTH" in anonymous.stdout + anonymous.stderr
     (worker,) = stack.containers("worker")
-    worker_environment = subprocess.run(
-        ["docker", "exec", worker, "env"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "SECRET_KEY" not in worker_environment
-    assert (
-        "uid=10001"
-        in subprocess.run(["docker", "exec", worker, "id"], capture_output=True, text=True).stdout
-    )
+    assert "SECRET_KEY" not in in_container(worker, "env")
 
 
 def test_no_env_file_or_secret_in_the_images(stack):
@@ -157,12 +170,7 @@ def test_no_env_file_or_secret_in_the_images(stack):
     ]
     for service in ("api", "worker"):
         (container,) = stack.containers(service)
-        image = subprocess.run(
-            ["docker", "inspect", "--format", "{{.Image}}", container],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        image = image_of(container)
         find = ["find", "/", "-xdev", "-name", ".env*"]
         found = subprocess.run(
             ["docker", "run", "--rm", "--user", "root", "--entrypoint", find[0], image, *find[1:]],
@@ -178,6 +186,28 @@ def test_no_env_file_or_secret_in_the_images(stack):
             ["docker", "image", "inspect", image], capture_output=True, text=True, check=True
         ).stdout
         assert not [secret for secret in secrets if secret in history + config], service
+
+
+# What /app holds in each image (both are targets of one Dockerfile, built
+# from the project's root) besides the packages that its pyproject.toml ships:
+# nothing of the other service's, and no tests.
+BESIDE_THE_PACKAGES = {
+    "api": {"pyproject.toml", "alembic.ini", "migrations"},
+    "worker": {"pyproject.toml"},
+}
+TESTS = ("tests", "test_*.py", "conftest.py", "testkit")
+
+
+def test_each_image_holds_its_own_code_only_and_runs_as_10001(stack):
+    for service, beside in BESIDE_THE_PACKAGES.items():
+        pyproject = tomllib.loads((stack.project / service / "pyproject.toml").read_text())
+        packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+        (container,) = stack.containers(service)
+        listed = set(in_container(container, "ls", "-A", "/app").split())
+        assert listed == {*packages, *beside}, service
+        names = " -o ".join(f"-name {name}" for name in TESTS).split()
+        assert in_container(container, "find", "/app", *names) == "", service
+        assert in_container(container, "id", "-u").strip() == "10001", service
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +244,7 @@ def test_the_image_serves_the_docs_pages_with_their_assets(stack):
 def test_make_smoke_passes_against_the_stack(stack):
     """The rendered CI's check of a booted stack: ready, login, one task."""
     output = stack.make("smoke")
-    assert "a task ran through a worker and came back: 21 x 2 = 42" in output
+    assert "a task ran through a worker and came back: echo 'smoke test'" in output
 
 
 def test_a_waiting_task_and_a_chord(stack, token):
@@ -351,8 +381,15 @@ def test_two_workers_share_a_group(stack, token):
     assert sum(ran.values()) == 2 * 24
 
 
+# A file that pip writes when it installs the API's dependencies: its time is
+# the same in a rebuilt image that kept the layer of the installed dependencies.
+INSTALLED = ["stat", "--format", "%y", "/opt/venv/bin/uvicorn"]
+
+
 def test_make_up_after_a_code_change_replaces_the_api(stack):
     (before,) = stack.containers("api")
+    installed = in_container(before, *INSTALLED)
+    worker_images = {image_of(worker) for worker in stack.containers("worker")}
     main = stack.project / "api" / "app" / "main.py"
     main.write_text(main.read_text() + "\n# changed after the first boot\n")
     stack.make("up", timeout=BOOT_TIMEOUT)
@@ -360,8 +397,11 @@ def test_make_up_after_a_code_change_replaces_the_api(stack):
     (after,) = stack.containers("api")
     assert after != before
     assert answers(f"{stack.api_url}/api/v1/health")
-    # `up` brings the workers back to the one compose.yaml asks for.
+    assert in_container(after, *INSTALLED) == installed, "the dependencies were installed again"
+    # `up` brings the workers back to the one compose.yaml asks for, from the
+    # same image: the API's code is in the build context, not in that image.
     wait_for(lambda: stack.healthy("worker"), 120, "one healthy worker", stack.logs)
+    assert {image_of(worker) for worker in stack.containers("worker")} == worker_images
 
 
 # Longer than Docker's default stop timeout (10 s), shorter than the grace periods.

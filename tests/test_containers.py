@@ -100,7 +100,7 @@ def test_compose_keeps_to_what_v1_and_scaling_need(bake):
 
 
 def test_image_defaults_agree(bake):
-    """The default base and service images are written in several files; one value each."""
+    """The default service images are written in several files; one value each."""
     project = bake()
     compose = (project / "compose.yaml").read_text()
     monitoring = (project / "compose.monitoring.yaml").read_text()
@@ -113,8 +113,12 @@ def test_image_defaults_agree(bake):
     }
     for name, image in defaults.items():
         assert f"# {name}={image}\n" in example, name
-    # Literal FROM lines, which Dependabot reads (it skips those that name a
-    # stage); the boot tests provide this image.
+
+
+def test_dockerfiles_name_their_base_literally(bake):
+    """Literal FROM lines, which Dependabot reads (it skips those that name an
+    earlier stage); the boot tests provide this image."""
+    project = bake()
     for dockerfile in (SERVICE_DOCKERFILE, FLOWER_DOCKERFILE):
         stages = dockerfile_stages((project / dockerfile).read_text())
         names = [stage["name"] for stage in stages]
@@ -166,10 +170,10 @@ def test_each_image_keeps_what_it_runs_with(bake):
 
 
 def test_each_image_gets_its_packages_and_dependencies_and_nothing_else(bake):
-    """The packages each pyproject.toml ships are copied into its image and let
-    through .dockerignore, which lets nothing else through (no .env, no tests);
-    the stages that install dependencies copy no code, so an edit of the code
-    never installs them again."""
+    """Each image copies its service's directory, of which .dockerignore lets
+    through the packages that its pyproject.toml ships and nothing else (no
+    .env, no tests); the stages that install dependencies copy no code, so an
+    edit of the code never installs them again."""
     project = bake()
     stages = dockerfile_stages((project / SERVICE_DOCKERFILE).read_text())
     ignored = [
@@ -183,8 +187,8 @@ def test_each_image_gets_its_packages_and_dependencies_and_nothing_else(bake):
         pyproject = tomllib.loads((project / directory / "pyproject.toml").read_text())
         packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
         copies = instructions([stage_chain(stages, target)[-1]], "COPY")
+        assert f"{directory}/ ./" in copies, target
         for package in packages:
-            assert f"{directory}/{package} ./{package}" in copies, (target, package)
             assert f"!{directory}/{package}/" in ignored, (target, package)
     targets = set(TARGETS)
     for stage in stages:
