@@ -1,14 +1,10 @@
-"""Celery builds the messages of a task or a workflow; nothing here sends them.
-
-The one module of the engine that relies on Celery's insides. Its canvas turns
-a signature into task messages and publishes each through a blocking kombu
-producer as it goes: here it gets a stand-in that keeps them instead (Celery
-calls `producer_or_acquire`, `Producer.publish` and the connection's
-`_reraise_as_library_errors`), and the Redis backend keeps a chord's size
-instead of writing it (`set_chord_size`); the publisher sends both without
-blocking the event loop. tests/engine/test_celery_messages.py compares these
-messages with Celery's own: it fails the day a release changes them.
-"""
+"""Celery builds a signature's messages; nothing here sends them. The one module
+that relies on Celery's insides: its canvas publishes each message through a
+blocking kombu producer, here a stand-in that keeps them (Celery calls
+`producer_or_acquire`, `Producer.publish`, the connection's
+`_reraise_as_library_errors`), and its Redis backend keeps a chord's size
+(`set_chord_size`) for the publisher. tests/engine/test_celery_messages.py
+compares them with Celery's own: it fails the day a release changes them."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -19,9 +19,9 @@ from taskengine.listener import ResultListener
 from taskengine.publisher import Publisher
 from taskengine.record_store import TaskRecords
 from taskengine.records import TaskRecord
-from taskengine.replies import TaskReply, TaskSummary
 from taskengine.results import StoredResults
 from taskengine.sending import Sender
+from taskengine.states import TaskReply, TaskSummary
 from taskengine.tracking import Tracker
 
 

@@ -4,7 +4,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-from taskengine.replies import TaskReply
+from taskengine.states import TaskReply
 
 
 class ServiceUnavailableError(Exception):
@@ -36,36 +36,36 @@ class TaskNotFoundError(Exception):
     """No task of this owner has this id (another owner's task included)."""
 
 
-class TooManyTasksError(Exception):
+class LimitError(Exception):
+    """The owner holds `limit` of something at once already."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} at once already")
+        self.limit = limit
+
+
+class TooManyTasksError(LimitError):
     """The owner has `limit` tasks in flight already."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"{limit} tasks in flight already")
-        self.limit = limit
 
-
-class TooManyFollowersError(Exception):
+class TooManyFollowersError(LimitError):
     """The owner follows `limit` tasks at once already."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"{limit} tasks followed already")
-        self.limit = limit
 
-
-class TaskEndedError(Exception):
-    """The task ended already, as the reply says: too late to cancel it."""
+class ReplyError(Exception):
+    """What happened to the task, as `reply` says."""
 
     def __init__(self, reply: TaskReply) -> None:
-        super().__init__(f"Task {reply.task_id} already {reply.status}")
+        super().__init__(f"Task {reply.task_id} is {reply.status}")
         self.reply = reply
 
 
-class TaskFailedError(Exception):
+class TaskEndedError(ReplyError):
+    """The task ended already: too late to cancel it."""
+
+
+class TaskFailedError(ReplyError):
     """A waited task ended without a result: it failed, or was cancelled meanwhile."""
-
-    def __init__(self, reply: TaskReply) -> None:
-        super().__init__(f"Task {reply.task_id} ended {reply.status}")
-        self.reply = reply
 
 
 class TaskTimeoutError(Exception):

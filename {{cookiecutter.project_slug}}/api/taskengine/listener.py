@@ -2,14 +2,13 @@
 publishes each state of a task on a channel named like its key. A subscriber is
 told every state published once Redis confirmed its subscription (a waiter
 sends its tasks only then). A lost connection is replaced within the timeout,
-subscribed again to every channel, whose keys are read for what came meanwhile.
-"""
+subscribed again to every channel, whose keys are read for what came meanwhile."""
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -17,7 +16,7 @@ from redis.asyncio.client import PubSub
 from taskengine.batches import Batches
 from taskengine.errors import RedisUnavailableError, redis_unavailable
 from taskengine.results import StoredResults
-from taskengine.subscriptions import Subscriber
+from taskengine.states import Meta
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +25,14 @@ logger = logging.getLogger(__name__)
 IDLE_CHANNEL = "taskengine-listener-idle"
 # Seconds between attempts to replace a lost connection.
 RECONNECT_PAUSE = 0.1
+
+
+class Subscriber(Protocol):
+    """Told each state published on its tasks' channels, or that none will come."""
+
+    def deliver(self, meta: Meta) -> None: ...
+
+    def fail(self, error: Exception) -> None: ...
 
 
 class ResultListener:

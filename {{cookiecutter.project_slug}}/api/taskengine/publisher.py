@@ -1,8 +1,7 @@
-"""Publishing without blocking the event loop, and without a thread: aio-pika
-sends the messages Celery built over one robust connection, through a bounded
-pool of channels in confirm mode (many confirms awaited at once). What is not
-published within the timeout (no channel free, no connection, no confirm, a
-message the broker could not route) is a BrokerUnavailableError."""
+"""Publishing without a thread: aio-pika sends the messages over one robust
+connection, through a bounded pool of confirming channels. What is not published
+within the timeout (no channel, no connection, no confirm, a message the broker
+could not route) is a BrokerUnavailableError."""
 
 import asyncio
 import contextlib

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import JSON, Boolean, Column, DateTime, MetaData, String, Table, Uuid, func
 
-from taskengine.replies import TaskError, TaskReply, TaskSummary
+from taskengine.states import TaskError, TaskReply, TaskSummary
 
 ERROR_TYPE_LENGTH = 200
 ERROR_MESSAGE_LENGTH = 2000

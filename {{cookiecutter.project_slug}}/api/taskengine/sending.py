@@ -24,10 +24,39 @@ from taskengine.listener import ResultListener
 from taskengine.publisher import Publisher
 from taskengine.record_store import TaskRecords
 from taskengine.records import TaskRecord
-from taskengine.replies import TaskReply
-from taskengine.states import FINAL, Meta
-from taskengine.subscriptions import FinalStates
+from taskengine.states import FINAL, Meta, TaskReply
 from taskengine.tracking import Tracker
+
+
+class FinalStates:
+    """Waits for the final state of the answer's tasks, or for any task to fail or
+    be revoked (a chain whose first link was revoked never runs its last one)."""
+
+    def __init__(self, answer_ids: list[str], all_ids: list[str]) -> None:
+        self._waiting = set(answer_ids)
+        self._all = set(all_ids)
+        self._metas: dict[str, Meta] = {}
+        self.ended: asyncio.Future[dict[str, Meta]] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, meta: Meta) -> None:
+        task_id, status = meta["task_id"], meta["status"]
+        if status in states.READY_STATES and task_id in self._all and task_id not in self._metas:
+            self._waiting.discard(task_id)
+            self._metas[task_id] = meta
+            ended = not self._waiting or status in (states.FAILURE, states.REVOKED)
+            if ended and not self.ended.done():
+                self.ended.set_result(dict(self._metas))
+
+    def fail(self, error: Exception) -> None:
+        if not self.ended.done():
+            self.ended.set_exception(error)
+
+    def close(self) -> None:
+        """Nobody waits any more: a failure told meanwhile is not an error to log."""
+        if not self.ended.done():
+            self.ended.cancel()
+        elif not self.ended.cancelled():
+            self.ended.exception()
 
 
 @dataclass
@@ -146,9 +175,8 @@ class Sender:
 async def first_result(
     publishing: "asyncio.Future[None]", results: "asyncio.Future[dict[str, Meta]]"
 ) -> dict[str, Meta]:
-    """The results as soon as they are there: the broker's confirm is awaited
-    only while there are none (results prove the message arrived), and a
-    failed publish ends the wait at once."""
+    """The results as soon as they are there (they prove the message arrived:
+    the confirm is awaited only while there are none); a failed publish ends it."""
     racing: list[asyncio.Future[Any]] = [publishing, results]
     done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
     if results not in done:

@@ -1,13 +1,38 @@
-"""What state a task's Celery tasks are in, as one reply: the precedence rules,
-pure functions of what Celery stored for each task (tests/engine/test_states.py)."""
+"""What the engine answers about a task (bodies a service returns as they are),
+and the pure rules that make one reply of what Celery stored for its tasks."""
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from celery import states
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from taskengine.replies import TaskError, TaskReply
+
+class TaskError(BaseModel):
+    """The exception a task raised, by type and message; never its traceback."""
+
+    type: str
+    message: str
+
+
+class TaskReply(BaseModel):
+    task_id: uuid.UUID
+    # PENDING, STARTED, PROGRESS, SUCCESS, FAILURE, REVOKED or LOST
+    status: str
+    # The value once SUCCESS (a list for a group), progress while PROGRESS.
+    result: Any = None
+    error: TaskError | None = None
+
+
+class TaskSummary(BaseModel):
+    task_id: uuid.UUID
+    # What was asked for, as the service named it when it sent the task.
+    name: str
+    status: str
+    created_at: datetime
+
 
 Meta = dict[str, Any]  # what Celery stores for a task: status, result, traceback...
 

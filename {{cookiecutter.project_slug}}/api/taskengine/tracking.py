@@ -17,9 +17,8 @@ from taskengine.errors import PostgresUnavailableError, RedisUnavailableError, T
 from taskengine.leases import Leases
 from taskengine.record_store import TaskRecords
 from taskengine.records import TaskRecord
-from taskengine.replies import TaskReply
 from taskengine.results import StoredResults
-from taskengine.states import FINAL, Meta, combine, ended_early, verdict
+from taskengine.states import FINAL, Meta, TaskReply, combine, ended_early, verdict
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +68,7 @@ class Tracker:
         return verdict(reply, every_task, cancelled=cancelled, past_deadline=past_deadline)
 
     async def count_out_ended(self, owner_id: uuid.UUID) -> None:
-        """Count out the owner's tasks whose end is known: kept in their
-        record, or stored in Redis and not read yet. One query, one read."""
+        """Count out the owner's tasks whose end is known, kept or unread: one query, one read."""
         members = await self.in_flight.members(str(owner_id))
         # A member without a record stays: its record may be being written.
         records = await self.records.find_many([uuid.UUID(member) for member in members])
@@ -118,8 +116,7 @@ class Tracker:
 
     def cancel_later(self, record: TaskRecord) -> None:
         """Mark cancelled, once PostgreSQL answers, a record whose tasks were never
-        sent (whichever way its write ended): verdict() then says REVOKED, not
-        PENDING until its deadline."""
+        sent (whichever way its write ended): verdict() then says REVOKED."""
         attempt = asyncio.create_task(self._mark_cancelled_when_possible(record.id))
         self._later.add(attempt)
         attempt.add_done_callback(self._later.discard)

@@ -34,7 +34,6 @@ from redis.asyncio import Redis
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import testkit
 from taskengine import EngineConfig, TaskEngine, open_engine, task_records
 from testkit import (
     celery_client,
@@ -43,8 +42,8 @@ from testkit import (
     database_beside,
     delete_queue,
     drop_database,
-    free_port,
 )
+from testkit.fixtures import closed_port, dead_port, silent_port  # noqa: F401
 
 POSTGRES_URL = os.environ.get(
     "POSTGRES_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/taskengine"
@@ -231,15 +230,3 @@ def idle_queue(celery: Celery) -> Iterator[str]:
 @pytest.fixture
 def owner() -> uuid.UUID:
     return uuid.uuid4()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port nothing listens on: connections are refused at once."""
-    return free_port()
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    with testkit.silent_port() as port:
-        yield port

@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from taskengine import TaskEngine
 from taskengine.celery_messages import Built, ChordSize, Message, build, create_builder
 from taskengine.publisher import Publisher
+from testkit import celery_client
 from tests.engine.conftest import BROKER_URL, REDIS_URL, SERIALIZER
 from tests.engine.support import SHAPES, Shape, until_final
 
@@ -52,16 +53,9 @@ RELEASE_CHANGED = (
 
 @pytest.fixture(scope="module")
 def celery_itself() -> Iterator[Celery]:
-    """A plain Celery app with the settings the engine's builder has, and
+    """A plain Celery app that serializes as the engine's builder does, with
     Celery's own Redis backend."""
-    app = Celery("taskengine", broker=BROKER_URL, backend=REDIS_URL, set_as_current=False)
-    accepted = sorted({SERIALIZER, "json"})
-    app.conf.update(
-        task_serializer=SERIALIZER,
-        result_serializer=SERIALIZER,
-        accept_content=accepted,
-        result_accept_content=accepted,
-    )
+    app = celery_client(BROKER_URL, REDIS_URL, SERIALIZER)
     yield app
     app.close()
 

@@ -413,19 +413,13 @@ async def test_followers_are_limited_per_owner_and_let_go_when_closed_early(
 
 
 @pytest.mark.parametrize("call", ["submit", "wait"])
-@pytest.mark.parametrize("port", ["closed_port", "silent_port"])
 async def test_a_dead_broker_is_unavailable_within_the_publish_timeout_and_revoked(
-    engine_with: OpenEngine,
-    db: asyncpg.Connection,
-    owner: uuid.UUID,
-    request: pytest.FixtureRequest,
-    port: str,
-    call: str,
+    engine_with: OpenEngine, db: asyncpg.Connection, owner: uuid.UUID, dead_port: int, call: str
 ) -> None:
     """A broker that refuses connections, or one that never answers: the request
     fails within the timeout, and the task recorded for it is revoked (part of
     a workflow may have gone out)."""
-    dead = with_port(BROKER_URL, request.getfixturevalue(port))
+    dead = with_port(BROKER_URL, dead_port)
     async with engine_with(broker_url=dead, publish_timeout=1.0) as engine:
         started = time.monotonic()
         with pytest.raises(BrokerUnavailableError):

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from taskengine.errors import RedisUnavailableError
-from taskengine.following import Outbox
-from taskengine.progress import TaskProgress
+from taskengine.following import Outbox, TaskProgress
 from taskengine.records import TaskRecord
-from taskengine.replies import TaskReply
+from taskengine.states import TaskReply
 
 
 def record(answer_ids: list[str], all_ids: list[str], is_group: bool = False) -> TaskRecord:

@@ -18,7 +18,7 @@ import pytest
 from taskengine import PostgresUnavailableError
 from taskengine.record_store import TaskRecords
 from taskengine.records import ERROR_MESSAGE_LENGTH, TaskRecord
-from taskengine.replies import TaskError, TaskReply
+from taskengine.states import TaskError, TaskReply
 from tests.engine.conftest import with_port
 from tests.engine.support import stored_row
 
