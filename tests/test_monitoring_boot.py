@@ -88,13 +88,13 @@ def stack(request, tmp_path_factory):
     )
     env_file = project / ".env"
     settings = env_file.read_text()
+    # Two API processes in the container: Prometheus must see their sum.
+    assert "\nAPI_WORKERS=1\n" in settings
+    settings = settings.replace("\nAPI_WORKERS=1\n", "\nAPI_WORKERS=2\n")
     # Scrape and evaluate every 2 s, so a short run has data; a task that runs
     # for 3 s fails at its soft time limit of 1 s: the failing task of the load.
-    settings = settings.replace("PROMETHEUS_SCRAPE_INTERVAL=15s", "PROMETHEUS_SCRAPE_INTERVAL=2s")
-    settings = settings.replace("TASK_SOFT_TIME_LIMIT=60", "TASK_SOFT_TIME_LIMIT=1")
-    settings = settings.replace("TASK_TIME_LIMIT=90", "TASK_TIME_LIMIT=5")
-    # Two API processes in the container: Prometheus must see their sum.
-    settings = settings.replace("API_WORKERS=1", "API_WORKERS=2")
+    # These keep their defaults in compose, so .env gains them.
+    settings = settings.rstrip("\n") + "\nPROMETHEUS_SCRAPE_INTERVAL=2s\nTASK_SOFT_TIME_LIMIT=1\nTASK_TIME_LIMIT=5\n"
     env_file.write_text(settings)
     ports = {name: str(free_port()) for name in PUBLISHED}
     env = {**os.environ, **images, **ports}
