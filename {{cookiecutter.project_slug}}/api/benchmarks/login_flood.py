@@ -11,18 +11,16 @@ of GET /api/v1/health meanwhile.
 
 import argparse
 import asyncio
-import secrets
 import time
 import uuid
 from collections import Counter
 from urllib.parse import urlencode, urlsplit
 
-from app.core.config import get_settings
 from benchmarks.http_load import LoadResult, run
 from benchmarks.servers import api_process
-from testkit import database_beside, rss_bytes
+from benchmarks.service import bench_service
+from testkit import rss_bytes
 from testkit.lean_http import build_request, read_response
-from testkit.migrations import migrated_database
 
 RSS_GOAL = 300 * 2**20  # bytes
 HEALTH_P99_GOAL = 0.2
@@ -104,12 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--logins", type=int, default=200, help="at once")
     args = parser.parse_args()
-    configured = get_settings()
-    secret = secrets.token_urlsafe(32)
-    with migrated_database(
-        database_beside(configured.POSTGRES_DATABASE_URL, "bench")
-    ) as database_url:
-        environment = {"POSTGRES_DATABASE_URL": database_url, "SECRET_KEY": secret}
+    with bench_service() as (configured, environment):
         print("Every login reaches the password check (per-address limit out of the way):")
         unlimited = {**environment, "LOGIN_ATTEMPTS_PER_ADDRESS": f"{args.logins * 10}/minute"}
         with api_process(**unlimited) as (base, pid):

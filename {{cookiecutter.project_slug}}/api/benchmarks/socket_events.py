@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import resource
-import secrets
 import statistics
 import time
 import uuid
@@ -33,19 +32,16 @@ from typing import TypeVar
 from celery import Celery, chain, signature, states
 from celery.backends.base import BaseKeyValueStoreBackend
 from celery.canvas import Signature
-from pydantic import SecretStr
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.api.v1.private.tasks import ECHO
-from app.core.config import TASK_SERIALIZER, Settings, get_settings
-from app.core.security import create_access_token
+from app.core.config import TASK_SERIALIZER, Settings
 from benchmarks.http_load import LoadResult, run, run_load
 from benchmarks.servers import api_process
-from benchmarks.tasks_roundtrip import create_user
+from benchmarks.service import bench_service, bench_user
 from taskengine import TaskEngine, open_engine
-from testkit import celery_client, database_beside, delete_queue, rss_bytes
-from testkit.migrations import migrated_database
+from testkit import celery_client, delete_queue, rss_bytes
 
 PROGRESS = "PROGRESS"
 Received = TypeVar("Received")
@@ -314,32 +310,16 @@ def main() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    configured = get_settings()
-    secret = secrets.token_urlsafe(32)
     # Where the tasks go: no worker consumes it, the benchmark plays the worker.
     queue = f"bench.unconsumed.{uuid.uuid4().hex[:8]}"
-    with migrated_database(
-        database_beside(configured.POSTGRES_DATABASE_URL, "bench")
-    ) as database_url:
-        settings = configured.model_copy(
-            update={
-                "POSTGRES_DATABASE_URL": database_url,
-                "SECRET_KEY": SecretStr(secret),
-                "CELERY_TASK_QUEUE": queue,
-                # One user sends every task here.
-                "TASKS_IN_FLIGHT_PER_USER": args.sockets + 100,
-            }
-        )
-        user = asyncio.run(create_user(database_url))
-        token = create_access_token(user.id, settings)
-        environment = {
-            "POSTGRES_DATABASE_URL": database_url,
-            "SECRET_KEY": secret,
-            # One user holds every socket here.
-            "WS_SOCKETS_PER_USER": str(args.sockets + 10),
-            # As `python -m commands.serve` runs it (uvicorn's command line reads UVICORN_*).
-            "UVICORN_WS_PER_MESSAGE_DEFLATE": "false",
-        }
+    # One user sends every task here (through this process's task engine).
+    sending = {"CELERY_TASK_QUEUE": queue, "TASKS_IN_FLIGHT_PER_USER": args.sockets + 100}
+    with bench_service(**sending) as (settings, environment):
+        user, token = bench_user(settings)
+        # One user holds every socket here.
+        environment["WS_SOCKETS_PER_USER"] = str(args.sockets + 10)
+        # As `python -m commands.serve` runs it (uvicorn's command line reads UVICORN_*).
+        environment["UVICORN_WS_PER_MESSAGE_DEFLATE"] = "false"
         celery = celery_client(
             settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
         )

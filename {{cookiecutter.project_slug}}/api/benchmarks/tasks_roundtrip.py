@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import math
-import secrets
 import socket
 import sys
 import time
@@ -35,18 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.api.v1.private.tasks import ECHO, ECHO_PATH
 from app.core.config import TASK_SERIALIZER, get_settings
-from app.core.security import create_access_token, password_hash
-from app.models import User
 from benchmarks.http_load import LoadResult, run, run_load
 from benchmarks.servers import cpu_seconds, process_tree, uvicorn_process
+from benchmarks.service import bench_service, bench_user
 from taskengine.tracking import REVOKED_KEY_PREFIX
-from testkit import celery_client, celery_worker, database_beside
-from testkit.migrations import migrated_database
+from testkit import celery_client, celery_worker
 
 # Threads, so that the 64 tasks of the waiting endpoint at concurrency 64 run
 # at once; (a) and (b) go through this same worker.
@@ -55,6 +50,16 @@ WORKER_CONCURRENCY = 64
 TEXT = "benchmark"
 # Seconds the 64 waiting requests of health_under_load wait for their tasks.
 HELD_FOR = 2.5
+
+
+@dataclass
+class BenchWorker:
+    """The benchmark's worker: a plain client of its broker and result
+    backend, the queue it consumes, its node name."""
+
+    client: Celery
+    queue: str
+    node: str
 
 
 def milliseconds(seconds: float) -> str:
@@ -73,10 +78,11 @@ def sequential(call: Callable[[], object], count: int) -> LoadResult:
     return result
 
 
-def task_events_rates(client: Celery, queue: str, node: str, count: int) -> tuple[float, float]:
-    """Send-then-collect throughput of the worker `node` with its task events
-    off, then on (what WORKER_SEND_TASK_EVENTS does at start, turned here by
-    remote control), in alternating rounds; the best round of each."""
+def task_events_rates(worker: BenchWorker, count: int) -> tuple[float, float]:
+    """Send-then-collect throughput of the worker with its task events off,
+    then on (what WORKER_SEND_TASK_EVENTS does at start, turned here by remote
+    control), in alternating rounds; the best round of each."""
+    client, queue, node = worker.client, worker.queue, worker.node
     without, with_ = [], []
     try:
         for _ in range(2):
@@ -110,18 +116,6 @@ def send_then_collect(client: Celery, queue: str, count: int) -> float:
         result.get(timeout=60)
         result.forget()
     return count / (time.perf_counter() - started)
-
-
-async def create_user(database_url: str) -> User:
-    engine = create_async_engine(database_url)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            user = User(email="bench@example.com", hashed_password=password_hash.hash("bench"))
-            session.add(user)
-            await session.commit()
-            return user
-    finally:
-        await engine.dispose()
 
 
 @dataclass
@@ -170,26 +164,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    configured = get_settings()
-    queue = f"bench.{configured.CELERY_TASK_QUEUE}.{uuid.uuid4().hex[:8]}"
-    secret = secrets.token_urlsafe(32)
-    with migrated_database(
-        database_beside(configured.POSTGRES_DATABASE_URL, "bench")
-    ) as database_url:
-        settings = configured.model_copy(
-            update={
-                "POSTGRES_DATABASE_URL": database_url,
-                "CELERY_TASK_QUEUE": queue,
-                "SECRET_KEY": SecretStr(secret),
-            }
-        )
-        environment = {
-            "POSTGRES_DATABASE_URL": database_url,
-            "CELERY_TASK_QUEUE": queue,
-            "SECRET_KEY": secret,
-        }
-        user = asyncio.run(create_user(database_url))
-        token = create_access_token(user.id, settings)
+    queue = f"bench.{get_settings().CELERY_TASK_QUEUE}.{uuid.uuid4().hex[:8]}"
+    with bench_service(CELERY_TASK_QUEUE=queue) as (settings, environment):
+        _, token = bench_user(settings)
         worker_options = [
             *("--pool=threads", f"--concurrency={WORKER_CONCURRENCY}", "--loglevel=WARNING"),
             *("--without-gossip", "--without-mingle", "--without-heartbeat"),
@@ -198,25 +175,22 @@ def main() -> None:
         client = celery_client(
             settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
         )
+        worker = BenchWorker(client, queue, node)
         try:
             with (
                 celery_worker(client, queue, node, worker_options),
                 uvicorn_process(environment, workers=args.workers) as api,
             ):
-                measure(args, client, queue, node, api, token)
+                measure(args, worker, api, token)
         finally:
             client.close()
 
 
 def measure(
-    args: argparse.Namespace,
-    client: Celery,
-    queue: str,
-    node: str,
-    api: tuple[str, int],
-    token: str,
+    args: argparse.Namespace, worker: BenchWorker, api: tuple[str, int], token: str
 ) -> None:
     """Print the table. `api`: the API's base URL and uvicorn process id."""
+    client, queue = worker.client, worker.queue
     api_base, api_pid = api
     authorization = {"Authorization": f"Bearer {token}"}
     json_body = {"Content-Type": "application/json"}
@@ -291,7 +265,7 @@ def measure(
         f"  ({me.load.rate / health.load.rate:.2f}x /health)",
     )
 
-    without_events, with_events = task_events_rates(client, queue, node, args.batch)
+    without_events, with_events = task_events_rates(worker, args.batch)
     print(
         f"  send-then-collect, worker without / with task events:"
         f" {without_events:.0f} / {with_events:.0f} tasks/s"
@@ -308,7 +282,7 @@ def measure(
         f"\nGET /api/v1/health while 64 requests wait {HELD_FOR:g} s for their tasks"
         " (held in the queue: the worker stops consuming it meanwhile):"
     )
-    busy, waited = run(health_under_load(post(64, count=1), api_base, client, queue, node))
+    busy, waited = run(health_under_load(post(64, count=1), api_base, worker))
     print(
         f"  p50 {milliseconds(busy.median).strip()}, p99 {milliseconds(busy.percentile(0.99)).strip()}"
         f", max {milliseconds(max(busy.latencies)).strip()} ({busy.count} requests);"
@@ -330,18 +304,14 @@ def measure(
 
 
 async def health_under_load(
-    waiting_requests: Coroutine[Any, Any, LoadResult],
-    base: str,
-    client: Celery,
-    queue: str,
-    node: str,
+    waiting_requests: Coroutine[Any, Any, LoadResult], base: str, worker: BenchWorker
 ) -> tuple[LoadResult, LoadResult]:
     """GET /api/v1/health, one request at a time, while the waiting requests
     wait HELD_FOR seconds: the worker stops consuming the queue (Celery's
     remote control), so that their tasks stay there, and resumes after. What
     the API does meanwhile is what it does for any slow task: no thread, no
     polling. The probe's figures, and the waiting requests' (all 200)."""
-    control = client.control
+    control, queue, node = worker.client.control, worker.queue, worker.node
     await asyncio.to_thread(control.cancel_consumer, queue, destination=[node], reply=True)
     try:
         waiting = asyncio.ensure_future(waiting_requests)

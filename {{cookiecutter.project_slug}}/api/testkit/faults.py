@@ -9,8 +9,9 @@ other users of the machine's services see nothing. PrivateRedis is a
 redis-server of the test's own, for a real restart. KillableWorker is a
 Celery worker that can be SIGKILLed mid-task and replaced.
 
-Written here because the tool made for this, Toxiproxy, is a Go program that
-neither PyPI nor Debian ships.
+Each is started and stopped by its start() and stop(); `started` does both
+around a block. Written here because the tool made for this, Toxiproxy, is a Go
+program that neither PyPI nor Debian ships.
 """
 
 import asyncio
@@ -27,13 +28,33 @@ import uuid
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from celery import Celery
 
 from testkit import WORKER_ROOT, delete_queue, worker_environment
 
 Mode = Literal["up", "down", "silent", "slow"]
+
+
+class Startable(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+@contextmanager
+def started(fault: S) -> Iterator[S]:
+    """The proxy, Redis or worker, started for the block and stopped after it
+    (also when it fails to start: what did start is stopped)."""
+    try:
+        fault.start()
+        yield fault
+    finally:
+        fault.stop()
 
 
 class FaultProxy:
@@ -84,7 +105,8 @@ class FaultProxy:
         (it works on it at once), and its answers are delivered once up()."""
         self._call(self._switch("slow"))
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Close the proxy: its port and every connection through it."""
         self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
@@ -172,16 +194,6 @@ class FaultProxy:
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
 
-@contextmanager
-def fault_proxy(target_host: str, target_port: int) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(target_host, target_port)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
 class PrivateRedis:
     """redis-server on a port of its own. Persistent, it keeps its keys in an
     append-only file across a restart, as compose.yaml's Redis does; if not,
@@ -241,16 +253,6 @@ class PrivateRedis:
             self.process = None
 
 
-@contextmanager
-def private_redis(port: int, directory: Path) -> Iterator[PrivateRedis]:
-    redis = PrivateRedis(port, directory)
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
-
-
 class KillableWorker:
     """A worker on a queue, in a process group of its own, that can be
     SIGKILLed (its pool processes with it) and replaced."""
@@ -289,7 +291,7 @@ class KillableWorker:
             self.process.wait()
             self.process = None
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Stop it (a warm shutdown) and delete its queue."""
         if self.process is not None:
             os.killpg(self.process.pid, signal.SIGTERM)

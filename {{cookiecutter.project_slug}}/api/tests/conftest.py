@@ -21,7 +21,6 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import testkit
 from app.core.config import get_settings
 
 CONFIGURED_URL = make_url(get_settings().POSTGRES_DATABASE_URL)
@@ -51,6 +50,7 @@ from app.main import create_app  # noqa: E402
 from app.models import Base, User  # noqa: E402
 from taskengine import TaskEngine, task_records  # noqa: E402
 from testkit import celery_client, celery_worker, delete_queue, free_port  # noqa: E402
+from testkit.fixtures import closed_port, dead_port, silent_port  # noqa: E402, F401
 from testkit.migrations import migrated_database  # noqa: E402
 from tests.browser import SAVED_SCREENSHOTS, browser_missing  # noqa: E402
 
@@ -251,14 +251,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("screenshots")
         for path in SAVED_SCREENSHOTS:
             terminalreporter.write_line(str(path))
-
-
-@pytest.fixture
-def closed_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    with testkit.silent_port() as port:
-        yield port

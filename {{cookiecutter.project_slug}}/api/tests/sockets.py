@@ -13,6 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.api.v1.sockets.config import SocketSettings, get_socket_settings
+from app.api.v1.sockets.task_socket import CloseCode
 from app.core.config import Settings
 from app.core.security import create_access_token
 from app.models import User
@@ -65,6 +66,15 @@ async def follow(
     return messages, socket.close_code, socket.close_reason or ""
 
 
+async def follow_to_the_end(server: str, task_id: object, message: str) -> list[dict[str, Any]]:
+    """Follow the task with a valid token until the server closes the socket,
+    the task ended (FINISHED), after one final state, the last; the messages."""
+    messages, code, _ = await follow(server, task_id, message)
+    assert code == CloseCode.FINISHED, (code, messages)
+    assert_one_final_last(messages)
+    return messages
+
+
 async def open_following(server: str, task_id: object, message: str) -> ClientConnection:
     """A socket that is past authentication and follows the task (its first state read)."""
     socket = await connect(socket_url(server, task_id))
@@ -81,6 +91,20 @@ def statuses(messages: list[dict[str, Any]]) -> list[str]:
 def assert_one_final_last(messages: list[dict[str, Any]]) -> None:
     assert [status in FINAL for status in statuses(messages)].count(True) == 1, messages
     assert messages[-1]["status"] in FINAL, messages
+
+
+def assert_in_order(messages: list[dict[str, Any]], order: list[str]) -> None:
+    ranks = [order.index(status) for status in statuses(messages)]
+    assert ranks == sorted(ranks), messages
+
+
+def assert_members_reported(messages: list[dict[str, Any]], total: int) -> None:
+    """A workflow's PROGRESS states: how many of its `total` tasks have ended,
+    growing, before the final state."""
+    progress = [m["result"] for m in messages if m["status"] == "PROGRESS"]
+    done = [counted["done"] for counted in progress]
+    assert done == sorted(set(done)) and all(0 < count < total for count in done), messages
+    assert all(counted["total"] == total for counted in progress), messages
 
 
 def assert_progress_grows(messages: list[dict[str, Any]]) -> list[int]:

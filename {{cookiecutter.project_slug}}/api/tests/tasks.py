@@ -1,12 +1,14 @@
-"""What the tests of tasks share: the echo task's signatures, waiting for a
-state through the API or in the result backend, and apps whose tasks go to a
-queue that no worker serves."""
+"""What the tests of tasks share: the echo task's signatures, what every task
+route is checked for (its waiting route, its /async twin, the bodies it
+refuses, a dead result backend), waiting for a state through the API or in the
+result backend, and apps whose tasks go to a queue that no worker serves."""
 
 import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, chain, chord, group, signature
@@ -54,6 +56,97 @@ def echo_workflow(kind: str, text: str) -> Signature:
 ECHO_WORKFLOWS = {"chain": ("hi", 3), "group": (["hi"] * 4, 4), "chord": (["hi"] * 3, 4)}
 
 
+async def submitted(
+    client: AsyncClient, headers: dict[str, str], path: str, body: dict[str, Any]
+) -> str:
+    """The id of the task that the route's /async twin accepted (202) for the body."""
+    response = await client.post(f"{path}/async", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"{TASKS}/{response.json()['task_id']}"
+    task_id: str = response.json()["task_id"]
+    return task_id
+
+
+async def assert_both_routes_give(
+    client: AsyncClient,
+    celery: Celery,
+    headers: dict[str, str],
+    path: str,
+    body: dict[str, Any],
+    result: object,
+) -> None:
+    """The route waits for its task and answers 200 with the result; its
+    /async twin answers 202 at once, and GET /tasks/{task_id} tells the same
+    result later. Delivered, each is forgotten by Redis; the record still
+    answers the same."""
+    response = await client.post(path, json=body, headers=headers)
+    assert response.status_code == 200
+    waited = response.json()
+    assert (waited["status"], waited["result"], waited["error"]) == ("SUCCESS", result, None)
+    uuid.UUID(waited["task_id"])
+    task_id = await submitted(client, headers, path, body)
+    later = await poll(client, headers, task_id)
+    assert (later["status"], later["result"], later["error"]) == ("SUCCESS", result, None)
+    for reply in (waited, later):
+        assert await forgotten(celery, reply["task_id"])
+        again = await client.get(f"{TASKS}/{reply['task_id']}", headers=headers)
+        assert again.json() == reply
+
+
+@dataclass(frozen=True)
+class NotFinite:
+    """A body whose `field` is a number that JSON has no words for, as raw
+    JSON text: Python's json module writes these, and some clients do too."""
+
+    field: str
+    number: str
+
+    @property
+    def content(self) -> bytes:
+        return ('{"' + self.field + '": ' + self.number + "}").encode()
+
+
+def not_finite(field: str) -> list[NotFinite]:
+    return [NotFinite(field, number) for number in ("NaN", "Infinity", "-Infinity", "1e999")]
+
+
+async def assert_refused_unsent(
+    client: AsyncClient, headers: dict[str, str], path: str, body: dict[str, Any] | NotFinite
+) -> None:
+    """422 for the body, before anything was recorded (or sent)."""
+    if isinstance(body, NotFinite):
+        response = await client.post(
+            path, content=body.content, headers={**headers, "Content-Type": "application/json"}
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"][-1] in (body.field, 0)
+    else:
+        response = await client.post(path, json=body, headers=headers)
+        assert response.status_code == 422
+    assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
+
+
+async def assert_dead_result_backend_is_503(
+    settings: Settings, headers: dict[str, str], port: int, path: str, body: dict[str, Any]
+) -> None:
+    """With the result backend at a dead port, the route answers 503 at once,
+    without blocking."""
+    broken = settings.model_copy(
+        update={"CELERY_RESULT_BACKEND_URL": f"redis://127.0.0.1:{port}/0"}
+    )
+    async with serving(create_app(broken)) as client:
+        began = time.perf_counter()
+        response = await client.post(path, json=body, headers=headers)
+        elapsed = time.perf_counter() - began
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The result backend is unavailable; try again later"}
+    assert response.headers["Retry-After"] == "1"
+    # Within a command's or a subscription's timeout (REDIS_TIMEOUT, 2 s), give
+    # or take a busy test machine (3.07 s seen on two cores shared with a
+    # compose boot); blocking would take the socket's default, minutes.
+    assert elapsed < settings.REDIS_TIMEOUT + 2.0
+
+
 async def poll(client: AsyncClient, headers: dict[str, str], task_id: object) -> dict[str, Any]:
     """GET the task until it is done."""
     deadline = time.monotonic() + POLL_TIMEOUT
@@ -69,6 +162,19 @@ async def status_of(client: AsyncClient, headers: dict[str, str], task_id: objec
     """The task's status, as GET /tasks/{task_id} tells it now."""
     status: str = (await client.get(f"{TASKS}/{task_id}", headers=headers)).json()["status"]
     return status
+
+
+async def waited_task_id(client: AsyncClient, headers: dict[str, str]) -> str:
+    """The id of the one task a waiting request sent (it is recorded before it is sent)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        items = (await client.get(TASKS, headers=headers)).json()["items"]
+        if items:
+            (item,) = items
+            task_id: str = item["task_id"]
+            return task_id
+        await asyncio.sleep(0.02)
+    raise AssertionError("the waiting request recorded no task")
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float) -> None:

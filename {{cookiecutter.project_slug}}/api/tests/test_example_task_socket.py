@@ -20,17 +20,18 @@ from app.core.config import Settings
 from app.models import User
 from tests.conftest import MakeUser
 from tests.sockets import (
+    assert_in_order,
+    assert_members_reported,
     assert_one_final_last,
     assert_progress_grows,
-    follow,
+    follow_to_the_end,
     open_following,
     read_all,
     small_socket_limits,
     socket_url,
-    statuses,
     token_message,
 )
-from tests.tasks import TASKS
+from tests.tasks import TASKS, submitted
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -43,25 +44,13 @@ def socket_settings(app: FastAPI) -> Iterator[SocketSettings]:
         yield settings
 
 
-async def start(client: AsyncClient, headers: dict, path: str, body: dict) -> str:
-    response = await client.post(f"{path}/async", json=body, headers=headers)
-    assert response.status_code == 202, response.text
-    task_id: str = response.json()["task_id"]
-    return task_id
-
-
 async def test_long_running_task_sends_each_state_in_order_then_its_result(
     server: str, client: AsyncClient, user: User, auth_headers, settings: Settings
 ) -> None:
     headers = auth_headers(user)
-    task_id = await start(client, headers, f"{TASKS}/long-running", {"seconds": 1, "steps": 5})
-    messages, code, _ = await follow(server, task_id, token_message(user, settings))
-
-    assert code == CloseCode.FINISHED
-    assert_one_final_last(messages)
-    order = ["PENDING", "STARTED", "PROGRESS", "SUCCESS"]
-    ranks = [order.index(status) for status in statuses(messages)]
-    assert ranks == sorted(ranks), messages
+    task_id = await submitted(client, headers, f"{TASKS}/long-running", {"seconds": 1, "steps": 5})
+    messages = await follow_to_the_end(server, task_id, token_message(user, settings))
+    assert_in_order(messages, ["PENDING", "STARTED", "PROGRESS", "SUCCESS"])
     done = assert_progress_grows(messages)
     assert done and done[-1] <= 5
     assert all(m["result"]["total"] == 5 for m in messages if m["status"] == "PROGRESS")
@@ -74,7 +63,7 @@ async def test_a_running_task_cancelled_ends_revoked(
     server: str, client: AsyncClient, user: User, auth_headers, settings: Settings
 ) -> None:
     headers = auth_headers(user)
-    task_id = await start(client, headers, f"{TASKS}/long-running", {"seconds": 4, "steps": 40})
+    task_id = await submitted(client, headers, f"{TASKS}/long-running", {"seconds": 4, "steps": 40})
     async with connect(socket_url(server, task_id)) as socket:
         await socket.send(token_message(user, settings))
         async with asyncio.timeout(10):
@@ -104,12 +93,9 @@ async def test_workflow_reports_members_finished_then_the_waiting_endpoints_resu
 ) -> None:
     headers = auth_headers(user)
     body = {"integer": 21, "size": size}
-    task_id = await start(client, headers, f"{WORKFLOWS}/{workflow}", body)
-    messages, code, _ = await follow(server, task_id, token_message(user, settings))
-    assert code == CloseCode.FINISHED
-    assert_one_final_last(messages)
-    assert_progress_grows(messages)
-    assert all(m["result"]["total"] == total for m in messages if m["status"] == "PROGRESS")
+    task_id = await submitted(client, headers, f"{WORKFLOWS}/{workflow}", body)
+    messages = await follow_to_the_end(server, task_id, token_message(user, settings))
+    assert_members_reported(messages, total)
     waited = (await client.post(f"{WORKFLOWS}/{workflow}", json=body, headers=headers)).json()
     assert waited["result"] == result
     assert (messages[-1]["status"], messages[-1]["result"]) == ("SUCCESS", result)
@@ -120,15 +106,14 @@ async def test_a_paused_reader_still_gets_the_final_state_and_holds_up_nobody(
 ) -> None:
     slow_user, quick_user = await make_user(), await make_user()
     body = {"seconds": 1.5, "steps": 60}
-    slow_id = await start(client, auth_headers(slow_user), f"{TASKS}/long-running", body)
-    quick_id = await start(client, auth_headers(quick_user), f"{TASKS}/long-running", body)
+    slow_id = await submitted(client, auth_headers(slow_user), f"{TASKS}/long-running", body)
+    quick_id = await submitted(client, auth_headers(quick_user), f"{TASKS}/long-running", body)
     slow = await open_following(server, slow_id, token_message(slow_user, settings))
     try:
         # The slow client stops reading from its socket.
         slow.transport.pause_reading()
         began = time.monotonic()
-        quick, code, _ = await follow(server, quick_id, token_message(quick_user, settings))
-        assert code == CloseCode.FINISHED
+        quick = await follow_to_the_end(server, quick_id, token_message(quick_user, settings))
         assert quick[-1]["status"] == "SUCCESS"
         assert len(quick) > 10  # it saw its progress as it happened
         assert time.monotonic() - began < 10

@@ -1,60 +1,45 @@
 """The example tasks and workflows through the API, run by a real worker on the
 real broker and result backend. Removed with the examples; what every render
-keeps is tested with the echo task in test_tasks.py."""
+keeps is tested with the echo task in test_tasks.py (which also checks every
+task route for what does not depend on its body: the wrong method, a body that
+cannot be read, a token)."""
 
 import asyncio
-import time
-import uuid
 
 import pytest
 from celery import Celery
 from httpx import AsyncClient
 
 from app.core.config import Settings
-from app.main import create_app
 from app.models import User
-from tests.conftest import serving
-from tests.tasks import TASKS, forgotten, poll, status_of, wait_for_state
+from tests.tasks import (
+    TASKS,
+    NotFinite,
+    assert_both_routes_give,
+    assert_dead_result_backend_is_503,
+    assert_refused_unsent,
+    not_finite,
+    poll,
+    status_of,
+    wait_for_state,
+    waited_task_id,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 WORKFLOWS = "/api/v1/workflows"
 
 
-async def test_integer_multiplication_waits_for_its_result(
-    client: AsyncClient, celery: Celery, user: User, auth_headers
-) -> None:
-    response = await client.post(
-        f"{TASKS}/integer-multiplication", json={"integer": 21}, headers=auth_headers(user)
-    )
-    assert response.status_code == 200
-    body = response.json()
-    assert (body["status"], body["result"], body["error"]) == ("SUCCESS", 42, None)
-    uuid.UUID(body["task_id"])
-    # Delivered, so forgotten by Redis; the record still answers.
-    assert await forgotten(celery, body["task_id"])
-    again = await client.get(f"{TASKS}/{body['task_id']}", headers=auth_headers(user))
-    assert again.json() == body
-
-
-async def test_integers_sum_waits_for_its_result(
-    client: AsyncClient, user: User, auth_headers
-) -> None:
-    response = await client.post(
-        f"{TASKS}/integers-sum", json={"integers": [1, 2, 3, 36]}, headers=auth_headers(user)
-    )
-    assert response.status_code == 200
-    assert response.json()["result"] == 42
-
-
 @pytest.mark.parametrize(
     ("path", "body", "expected"),
     [
+        ("integer-multiplication", {"integer": 21}, 42),
         ("integer-multiplication", {"integer": -7}, -14),
+        ("integers-sum", {"integers": [1, 2, 3, 36]}, 42),
         ("integers-sum", {"integers": [5, 5, 5]}, 15),
     ],
 )
-async def test_async_twin_answers_202_then_the_result(
+async def test_each_waits_for_its_result_and_its_async_twin_gives_it_later(
     client: AsyncClient,
     celery: Celery,
     user: User,
@@ -64,13 +49,7 @@ async def test_async_twin_answers_202_then_the_result(
     expected: int,
 ) -> None:
     headers = auth_headers(user)
-    response = await client.post(f"{TASKS}/{path}/async", json=body, headers=headers)
-    assert response.status_code == 202
-    task_id = response.json()["task_id"]
-    assert response.headers["location"] == f"{TASKS}/{task_id}"
-    reply = await poll(client, headers, task_id)
-    assert (reply["status"], reply["result"]) == ("SUCCESS", expected)
-    assert await forgotten(celery, task_id)
+    await assert_both_routes_give(client, celery, headers, f"{TASKS}/{path}", body, expected)
 
 
 WORKFLOW_CASES = [
@@ -130,58 +109,21 @@ async def test_workflows_run_in_the_background(
         (f"{TASKS}/integer-multiplication/async", {}),
         (f"{TASKS}/long-running", {"seconds": 0}),
         (f"{TASKS}/long-running/async", {"seconds": 1, "steps": 101}),
+        # `seconds` takes any JSON number: these are refused for what they
+        # are, not only for not being a string (as by echo's `text`).
+        *((f"{TASKS}/long-running", body) for body in not_finite("seconds")),
     ],
 )
 async def test_bad_bodies_are_422_and_send_nothing(
-    client: AsyncClient, user: User, auth_headers, path: str, body: dict
+    client: AsyncClient, user: User, auth_headers, path: str, body: dict | NotFinite
 ) -> None:
-    headers = auth_headers(user)
-    response = await client.post(path, json=body, headers=headers)
-    assert response.status_code == 422
-    assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
-
-
-@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
-async def test_numbers_that_are_not_finite_are_422(
-    client: AsyncClient, user: User, auth_headers, number: str
-) -> None:
-    # Raw JSON: Python's json module writes these, and some clients do too.
-    response = await client.post(
-        f"{TASKS}/long-running",
-        content=b'{"seconds": ' + number.encode() + b"}",
-        headers={**auth_headers(user), "Content-Type": "application/json"},
-    )
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"][-1] in ("seconds", 0)
-
-
-async def test_an_integer_too_long_to_read_is_400_not_a_500(
-    client: AsyncClient, user: User, auth_headers
-) -> None:
-    # Python refuses to read an integer of more than 4300 digits: not JSON we take.
-    body = b'{"integer": ' + b"9" * 5000 + b"}"
-    response = await client.post(
-        f"{TASKS}/integer-multiplication",
-        content=body,
-        headers={**auth_headers(user), "Content-Type": "application/json"},
-    )
-    assert response.status_code == 400
-    assert response.json() == {"detail": "There was an error parsing the body"}
+    await assert_refused_unsent(client, auth_headers(user), path, body)
 
 
 async def test_unknown_workflow_is_404(client: AsyncClient, user: User, auth_headers) -> None:
     body = {"integer": 1, "size": 2}
     response = await client.post(f"{WORKFLOWS}/spiral", json=body, headers=auth_headers(user))
     assert response.status_code == 404
-
-
-@pytest.mark.parametrize("path", [f"{TASKS}/integer-multiplication", f"{TASKS}/long-running"])
-async def test_a_task_endpoint_with_the_wrong_method_is_405(
-    client: AsyncClient, user: User, auth_headers, path: str
-) -> None:
-    response = await client.get(path, headers=auth_headers(user))
-    assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
 
 
 async def test_cancelling_a_running_task_stops_it(
@@ -216,19 +158,14 @@ async def test_a_waited_task_cancelled_meanwhile_is_409(
     waiting = asyncio.ensure_future(
         client.post(f"{TASKS}/long-running", json={"seconds": 3, "steps": 30}, headers=headers)
     )
-    # Recorded before it is sent: the list has it while the request waits.
-    deadline = time.monotonic() + 10
-    while not (items := (await client.get(TASKS, headers=headers)).json()["items"]):
-        assert time.monotonic() < deadline, "the waiting request recorded no task"
-        await asyncio.sleep(0.02)
-    (item,) = items
-    await wait_for_state(celery, item["task_id"], "PROGRESS")
-    cancelled = await client.delete(f"{TASKS}/{item['task_id']}", headers=headers)
+    task_id = await waited_task_id(client, headers)
+    await wait_for_state(celery, task_id, "PROGRESS")
+    cancelled = await client.delete(f"{TASKS}/{task_id}", headers=headers)
     assert cancelled.status_code == 202
     response = await asyncio.wait_for(waiting, 10)
     assert response.status_code == 409
     assert response.json()["detail"]["status"] == "REVOKED"
-    assert await status_of(client, headers, item["task_id"]) == "REVOKED"
+    assert await status_of(client, headers, task_id) == "REVOKED"
 
 
 async def test_a_wait_that_cannot_end_in_time_is_refused_and_async_takes_it(
@@ -253,31 +190,12 @@ async def test_a_wait_that_cannot_end_in_time_is_refused_and_async_takes_it(
     assert stopped.status_code == 202
 
 
-@pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
 @pytest.mark.parametrize(
     "path", [f"{WORKFLOWS}/chord", f"{WORKFLOWS}/chord/async", f"{TASKS}/integers-sum"]
 )
 async def test_dead_result_backend_is_503_without_blocking(
-    settings: Settings,
-    user: User,
-    auth_headers,
-    request: pytest.FixtureRequest,
-    port_kind: str,
-    path: str,
+    settings: Settings, user: User, auth_headers, dead_port: int, path: str
 ) -> None:
     """A chord writes its size to Redis before it is sent: that fails fast too."""
-    port = request.getfixturevalue(port_kind)
-    broken = settings.model_copy(
-        update={"CELERY_RESULT_BACKEND_URL": f"redis://127.0.0.1:{port}/0"}
-    )
     body = {"integer": 1, "size": 3, "integers": [1, 2]}
-    async with serving(create_app(broken)) as client:
-        began = time.perf_counter()
-        response = await client.post(path, json=body, headers=auth_headers(user))
-        elapsed = time.perf_counter() - began
-    assert response.status_code == 503
-    assert response.json() == {"detail": "The result backend is unavailable; try again later"}
-    assert response.headers["Retry-After"] == "1"
-    # Within a command's or a subscription's timeout (REDIS_TIMEOUT, 2 s), give
-    # or take a busy test machine; blocking would take the socket's default.
-    assert elapsed < settings.REDIS_TIMEOUT + 2.0
+    await assert_dead_result_backend_is_503(settings, auth_headers(user), dead_port, path, body)

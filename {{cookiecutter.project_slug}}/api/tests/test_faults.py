@@ -12,7 +12,7 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from app.core.config import TASK_SERIALIZER, Settings
 from app.main import create_app
 from app.models import User
 from testkit import celery_client, celery_worker, free_port
-from testkit.faults import KillableWorker, fault_proxy, private_redis
+from testkit.faults import FaultProxy, KillableWorker, PrivateRedis, started
 from testkit.steady_load import FINAL, FaultRun, SteadyLoad, under_load
 
 # Short timeouts, so that an outage shows in a few seconds.
@@ -125,42 +125,47 @@ async def load_user(make_user: Any, auth_headers: Any) -> tuple[User, dict[str, 
     return user, auth_headers(user)
 
 
-async def test_rabbitmq_restart(settings: Settings, load_user: Any, tmp_path: Path) -> None:
-    _, headers = load_user
-    with fault_proxy(*host_port(settings.CELERY_BROKER_URL)) as proxy:
-        broker = through(settings.CELERY_BROKER_URL, proxy.port)
-        with own_worker(settings, tmp_path, CELERY_BROKER_URL=broker) as queue:
-            async with api_client(
-                settings, CELERY_BROKER_URL=broker, CELERY_TASK_QUEUE=queue
-            ) as client:
-                load = SteadyLoad(client, headers)
-                run = await under_load("RabbitMQ restart", load, proxy.down, proxy.up)
-    report(run)
-    assert_recovered(run)
+# What takes a dependency down, or brings it back.
+Action = Callable[[], None]
 
 
-async def test_redis_restart(settings: Settings, load_user: Any, tmp_path: Path) -> None:
+@contextmanager
+def restartable(
+    settings: Settings, dependency: str, tmp_path: Path
+) -> Iterator[tuple[str, Action, Action]]:
+    """The dependency at that setting, to restart: yields the URL that reaches
+    it, what takes it down, and what brings it back. Redis is a redis-server
+    of the test's own, really restarted; RabbitMQ and PostgreSQL are the
+    machine's, behind a proxy that acts the restart out."""
+    if dependency == "CELERY_RESULT_BACKEND_URL":
+        with started(PrivateRedis(free_port(), tmp_path)) as redis:
+            yield redis.url, redis.stop, redis.start
+    else:
+        url = getattr(settings, dependency)
+        with started(FaultProxy(*host_port(url))) as proxy:
+            yield through(url, proxy.port), proxy.down, proxy.up
+
+
+RESTARTED = {
+    "RabbitMQ": "CELERY_BROKER_URL",
+    "Redis": "CELERY_RESULT_BACKEND_URL",
+    "PostgreSQL": "POSTGRES_DATABASE_URL",
+}
+
+
+@pytest.mark.parametrize("name", RESTARTED)
+async def test_restart(settings: Settings, load_user: Any, tmp_path: Path, name: str) -> None:
+    """The API and a worker of the test's own reach the dependency the same
+    way (the worker has no use for PostgreSQL)."""
     _, headers = load_user
+    dependency = RESTARTED[name]
     with (
-        private_redis(free_port(), tmp_path) as redis,
-        own_worker(settings, tmp_path, CELERY_RESULT_BACKEND_URL=redis.url) as queue,
+        restartable(settings, dependency, tmp_path) as (url, down, up),
+        own_worker(settings, tmp_path, **{dependency: url}) as queue,
     ):
-        async with api_client(
-            settings, CELERY_RESULT_BACKEND_URL=redis.url, CELERY_TASK_QUEUE=queue
-        ) as client:
-            load = SteadyLoad(client, headers)
-            run = await under_load("Redis restart", load, redis.stop, redis.start)
-    report(run)
-    assert_recovered(run)
-
-
-async def test_postgres_restart(settings: Settings, load_user: Any, worker: str) -> None:
-    _, headers = load_user
-    with fault_proxy(*host_port(settings.POSTGRES_DATABASE_URL)) as proxy:
-        database = through(settings.POSTGRES_DATABASE_URL, proxy.port)
-        async with api_client(settings, POSTGRES_DATABASE_URL=database) as client:
-            load = SteadyLoad(client, headers)
-            run = await under_load("PostgreSQL restart", load, proxy.down, proxy.up)
+        changes = {dependency: url, "CELERY_TASK_QUEUE": queue}
+        async with api_client(settings, **changes) as client:
+            run = await under_load(f"{name} restart", SteadyLoad(client, headers), down, up)
     report(run)
     assert_recovered(run)
 
@@ -171,7 +176,7 @@ async def test_silent_dependency(
 ) -> None:
     _, headers = load_user
     url = getattr(settings, dependency)
-    with fault_proxy(*host_port(url)) as proxy:
+    with started(FaultProxy(*host_port(url))) as proxy:
         async with api_client(settings, **{dependency: through(url, proxy.port)}) as client:
             load = SteadyLoad(client, headers)
             name = "PostgreSQL" if dependency.startswith("POSTGRES") else "Redis"
@@ -248,7 +253,7 @@ async def test_worker_killed_mid_task(
             )
             held_ends = [await final_reply(client, held_headers, task_id) for task_id in held]
     finally:
-        await asyncio.to_thread(worker.close)
+        await asyncio.to_thread(worker.stop)
         celery.close()
     report(run)
     print(f"At the kill, the worker held {len(held_at_kill)} tasks and ran {len(running_at_kill)}")

@@ -22,7 +22,7 @@ import pytest
 from app.core.config import TASK_SERIALIZER, Settings
 from benchmarks.servers import api_process
 from testkit import celery_client
-from testkit.faults import KillableWorker
+from testkit.faults import KillableWorker, started
 from testkit.task_flood import FloodReport, TaskFlood
 
 pytestmark = pytest.mark.load
@@ -46,16 +46,14 @@ def api_and_worker(settings: Settings, log: Path) -> Iterator[tuple[str, int, Ki
     celery = celery_client(
         settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
     )
-    worker = KillableWorker(celery, queue, log)
+    environment = {"CELERY_TASK_QUEUE": queue, "CELERY_PUBLISH_TIMEOUT": LOAD_PUBLISH_TIMEOUT}
     try:
-        worker.start()
-        with api_process(
-            CELERY_TASK_QUEUE=queue,
-            CELERY_PUBLISH_TIMEOUT=LOAD_PUBLISH_TIMEOUT,
-        ) as (base, pid):
+        with (
+            started(KillableWorker(celery, queue, log)) as worker,
+            api_process(**environment) as (base, pid),
+        ):
             yield base, pid, worker
     finally:
-        worker.close()
         celery.close()
 
 

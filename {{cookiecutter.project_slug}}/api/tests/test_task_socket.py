@@ -27,12 +27,14 @@ from app.main import create_app
 from app.models import User
 from taskengine import TaskEngine
 from testkit import subscriptions
-from testkit.faults import FaultProxy, fault_proxy
+from testkit.faults import FaultProxy, started
 from tests.conftest import MakeUser, listening
 from tests.sockets import (
     SOCKET_SETTINGS,
-    assert_one_final_last,
+    assert_in_order,
+    assert_members_reported,
     follow,
+    follow_to_the_end,
     follows_nothing,
     open_following,
     read_all,
@@ -50,6 +52,7 @@ from tests.tasks import (
     eventually,
     forgotten,
     status_of,
+    submitted,
     unserved_app,
     unserved_queue,
     wait_for_state,
@@ -65,10 +68,7 @@ def socket_settings(app: FastAPI) -> Iterator[SocketSettings]:
 
 
 async def start_echo(client: AsyncClient, headers: dict[str, str], text: str) -> str:
-    response = await client.post(f"{TASKS}/echo/async", json={"text": text}, headers=headers)
-    assert response.status_code == 202, response.text
-    task_id: str = response.json()["task_id"]
-    return task_id
+    return await submitted(client, headers, f"{TASKS}/echo", {"text": text})
 
 
 async def test_echo_sends_each_state_in_order_then_its_result(
@@ -76,13 +76,8 @@ async def test_echo_sends_each_state_in_order_then_its_result(
 ) -> None:
     headers = auth_headers(user)
     task_id = await start_echo(client, headers, "hello")
-    messages, code, _ = await follow(server, task_id, token_message(user, settings))
-
-    assert code == CloseCode.FINISHED
-    assert_one_final_last(messages)
-    order = ["PENDING", "STARTED", "SUCCESS"]
-    ranks = [order.index(status) for status in statuses(messages)]
-    assert ranks == sorted(ranks), messages
+    messages = await follow_to_the_end(server, task_id, token_message(user, settings))
+    assert_in_order(messages, ["PENDING", "STARTED", "SUCCESS"])
     assert messages[-1] == {
         "task_id": task_id,
         "status": "SUCCESS",
@@ -97,9 +92,7 @@ async def test_failing_task_ends_with_its_error(
     server: str, task_engine: TaskEngine, user: User, settings: Settings
 ) -> None:
     task_id = await task_engine.submit(user.id, "failing-echo", echo("one", "two"))
-    messages, code, _ = await follow(server, task_id, token_message(user, settings))
-    assert code == CloseCode.FINISHED
-    assert_one_final_last(messages)
+    messages = await follow_to_the_end(server, task_id, token_message(user, settings))
     assert messages[-1]["status"] == "FAILURE"
     assert messages[-1]["error"] == WRONG_ARGUMENTS
 
@@ -114,12 +107,8 @@ async def test_workflow_reports_members_finished_then_the_waited_result(
 ) -> None:
     result, total = ECHO_WORKFLOWS[workflow]
     task_id = await task_engine.submit(user.id, workflow, echo_workflow(workflow, "hi"))
-    messages, code, _ = await follow(server, task_id, token_message(user, settings))
-    assert code == CloseCode.FINISHED
-    assert_one_final_last(messages)
-    done = [m["result"]["done"] for m in messages if m["status"] == "PROGRESS"]
-    assert done == sorted(set(done)) and all(0 < count < total for count in done), messages
-    assert all(m["result"]["total"] == total for m in messages if m["status"] == "PROGRESS")
+    messages = await follow_to_the_end(server, task_id, token_message(user, settings))
+    assert_members_reported(messages, total)
     waited = await task_engine.wait(user.id, workflow, echo_workflow(workflow, "hi"))
     assert waited.result == result
     assert (messages[-1]["status"], messages[-1]["result"]) == ("SUCCESS", result)
@@ -217,7 +206,7 @@ async def behind_a_proxy(settings: Settings) -> AsyncIterator[tuple[FaultProxy, 
     address. Accounts are kept for a minute: once read, a socket's
     authentication costs no query."""
     database = make_url(settings.POSTGRES_DATABASE_URL)
-    with fault_proxy(database.host or "127.0.0.1", database.port or 5432) as proxy:
+    with started(FaultProxy(database.host or "127.0.0.1", database.port or 5432)) as proxy:
         through = database.set(host="127.0.0.1", port=proxy.port)
         changes = {
             "POSTGRES_DATABASE_URL": through.render_as_string(hide_password=False),
@@ -324,8 +313,7 @@ async def test_sockets_per_user_are_limited(
             assert (messages, code) == ([], CloseCode.TOO_MANY_SOCKETS)
             # Another user's sockets are counted apart.
             theirs = await task_engine.submit(other.id, "echo", echo("theirs"))
-            messages, code, _ = await follow(server, theirs, token_message(other, settings))
-            assert code == CloseCode.FINISHED
+            await follow_to_the_end(server, theirs, token_message(other, settings))
             # A closed socket frees its slot (in the background: soon).
             await sockets.pop().close()
             sockets.append(await open_once_free(server, task_id, message, seconds=2))

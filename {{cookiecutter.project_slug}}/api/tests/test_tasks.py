@@ -25,14 +25,20 @@ from tests.tasks import (
     ECHO_WORKFLOWS,
     TASKS,
     WRONG_ARGUMENTS,
+    NotFinite,
+    assert_both_routes_give,
+    assert_dead_result_backend_is_503,
+    assert_refused_unsent,
     echo,
     echo_workflow,
     forgotten,
+    not_finite,
     poll,
     status_of,
     unserved_app,
     unserved_queue,
     wait_for_state,
+    waited_task_id,
 )
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -47,32 +53,12 @@ SENDING_PATHS = sorted(
 )
 
 
-async def test_echo_waits_for_its_result(
-    client: AsyncClient, celery: Celery, user: User, auth_headers
-) -> None:
-    response = await client.post(ECHO_PATH, json={"text": "hello"}, headers=auth_headers(user))
-    assert response.status_code == 200
-    body = response.json()
-    assert (body["status"], body["result"], body["error"]) == ("SUCCESS", "hello", None)
-    uuid.UUID(body["task_id"])
-    # Delivered, so forgotten by Redis; the record still answers.
-    assert await forgotten(celery, body["task_id"])
-    again = await client.get(f"{TASKS}/{body['task_id']}", headers=auth_headers(user))
-    assert again.json() == body
-
-
 @pytest.mark.parametrize("text", ["hello", "", 'ünïcödé ✓ "quoted" \\ {json}'])
-async def test_async_twin_answers_202_then_the_result(
+async def test_echo_waits_for_its_result_and_its_async_twin_gives_it_later(
     client: AsyncClient, celery: Celery, user: User, auth_headers, text: str
 ) -> None:
-    headers = auth_headers(user)
-    response = await client.post(f"{ECHO_PATH}/async", json={"text": text}, headers=headers)
-    assert response.status_code == 202
-    task_id = response.json()["task_id"]
-    assert response.headers["location"] == f"{TASKS}/{task_id}"
-    reply = await poll(client, headers, task_id)
-    assert (reply["status"], reply["result"]) == ("SUCCESS", text)
-    assert await forgotten(celery, task_id)
+    headers, body = auth_headers(user), {"text": text}
+    await assert_both_routes_give(client, celery, headers, ECHO_PATH, body, text)
 
 
 @pytest.mark.parametrize("workflow", ECHO_WORKFLOWS)
@@ -99,43 +85,36 @@ async def test_workflows_run_in_the_background(
 @pytest.mark.parametrize("path", [ECHO_PATH, f"{ECHO_PATH}/async"])
 @pytest.mark.parametrize(
     "body",
-    [{}, {"text": 1}, {"text": None}, {"text": ["a"]}, {"text": "x" * 1001}, {"txt": "a"}],
+    [
+        {},
+        {"text": 1},
+        {"text": None},
+        {"text": ["a"]},
+        {"text": "x" * 1001},
+        {"txt": "a"},
+        *not_finite("text"),
+    ],
 )
 async def test_bad_bodies_are_422_and_send_nothing(
-    client: AsyncClient, user: User, auth_headers, path: str, body: dict
+    client: AsyncClient, user: User, auth_headers, path: str, body: dict | NotFinite
 ) -> None:
-    headers = auth_headers(user)
-    response = await client.post(path, json=body, headers=headers)
-    assert response.status_code == 422
-    assert (await client.get(TASKS, headers=headers)).json()["total"] == 0
+    await assert_refused_unsent(client, auth_headers(user), path, body)
 
 
-@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
-async def test_numbers_that_are_not_finite_are_422(
-    client: AsyncClient, user: User, auth_headers, number: str
-) -> None:
-    # Raw JSON: Python's json module writes these, and some clients do too.
-    response = await client.post(
-        ECHO_PATH,
-        content=b'{"text": ' + number.encode() + b"}",
-        headers={**auth_headers(user), "Content-Type": "application/json"},
-    )
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"][-1] in ("text", 0)
-
-
+@pytest.mark.parametrize("path", SENDING_PATHS)
 async def test_an_integer_too_long_to_read_is_400_not_a_500(
-    client: AsyncClient, user: User, auth_headers
+    client: AsyncClient, user: User, auth_headers, path: str
 ) -> None:
-    # Python refuses to read an integer of more than 4300 digits: not JSON we take.
-    body = b'{"text": ' + b"9" * 5000 + b"}"
+    # Python refuses to read an integer of more than 4300 digits: not JSON we
+    # take, whatever the route's fields (the body is read before them).
     response = await client.post(
-        ECHO_PATH,
-        content=body,
+        path,
+        content=b'{"text": ' + b"9" * 5000 + b"}",
         headers={**auth_headers(user), "Content-Type": "application/json"},
     )
     assert response.status_code == 400
     assert response.json() == {"detail": "There was an error parsing the body"}
+    assert (await client.get(TASKS, headers=auth_headers(user))).json()["total"] == 0
 
 
 async def test_tasks_are_visible_to_their_owner_only(
@@ -163,7 +142,7 @@ async def test_unknown_and_malformed_task_ids(
     assert (await client.delete(f"{TASKS}/{uuid.uuid4()}", headers=headers)).status_code == 404
 
 
-@pytest.mark.parametrize("path", [ECHO_PATH, f"{ECHO_PATH}/async"])
+@pytest.mark.parametrize("path", SENDING_PATHS)
 async def test_a_task_endpoint_with_the_wrong_method_is_405(
     client: AsyncClient, user: User, auth_headers, path: str
 ) -> None:
@@ -291,19 +270,6 @@ async def test_cancelling_a_queued_task_revokes_it_and_a_finished_one_is_409(
         assert again.json() == {"detail": "Task already REVOKED"}
 
 
-async def waited_task_id(client: AsyncClient, headers: dict[str, str]) -> str:
-    """The id of the one task a waiting request sent (it is recorded before it is sent)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        items = (await client.get(TASKS, headers=headers)).json()["items"]
-        if items:
-            (item,) = items
-            task_id: str = item["task_id"]
-            return task_id
-        await asyncio.sleep(0.02)
-    raise AssertionError("the waiting request recorded no task")
-
-
 async def test_tasks_cancelled_in_the_queue_never_run_and_a_waiting_request_gets_409(
     settings: Settings, celery: Celery, user: User, auth_headers, tmp_path: Path
 ) -> None:
@@ -361,17 +327,15 @@ async def test_a_task_nobody_ran_is_lost_after_its_deadline(
         assert await status_of(client, headers, task_id) == "LOST"
 
 
-@pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
 async def test_dead_broker_is_503_in_under_two_seconds(
-    settings: Settings, user: User, auth_headers, request: pytest.FixtureRequest, port_kind: str
+    settings: Settings, user: User, auth_headers, dead_port: int
 ) -> None:
-    port = request.getfixturevalue(port_kind)
     # A deadline well under the bound: the answer must come from it, not from
     # the client's own retries, and a busy CI machine still has 1.5 s to
     # spare (with the default 1.5 s deadline, 2.3 s was seen there).
     broken = settings.model_copy(
         update={
-            "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{port}//",
+            "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{dead_port}//",
             "CELERY_PUBLISH_TIMEOUT": 0.5,
         }
     )
@@ -391,31 +355,12 @@ async def test_dead_broker_is_503_in_under_two_seconds(
         assert [record["status"] for record in records] == ["REVOKED", "REVOKED"]
 
 
-@pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
 @pytest.mark.parametrize("path", [ECHO_PATH, f"{ECHO_PATH}/async"])
 async def test_dead_result_backend_is_503_without_blocking(
-    settings: Settings,
-    user: User,
-    auth_headers,
-    request: pytest.FixtureRequest,
-    port_kind: str,
-    path: str,
+    settings: Settings, user: User, auth_headers, dead_port: int, path: str
 ) -> None:
-    port = request.getfixturevalue(port_kind)
-    broken = settings.model_copy(
-        update={"CELERY_RESULT_BACKEND_URL": f"redis://127.0.0.1:{port}/0"}
-    )
-    async with serving(create_app(broken)) as client:
-        began = time.perf_counter()
-        response = await client.post(path, json={"text": "x"}, headers=auth_headers(user))
-        elapsed = time.perf_counter() - began
-    assert response.status_code == 503
-    assert response.json() == {"detail": "The result backend is unavailable; try again later"}
-    assert response.headers["Retry-After"] == "1"
-    # Within a command's or a subscription's timeout (REDIS_TIMEOUT, 2 s), give
-    # or take a busy test machine (3.07 s seen on two cores shared with a
-    # compose boot); blocking would take the socket's default, minutes.
-    assert elapsed < settings.REDIS_TIMEOUT + 2.0
+    headers, body = auth_headers(user), {"text": "x"}
+    await assert_dead_result_backend_is_503(settings, headers, dead_port, path, body)
 
 
 # Celery's Redis backend still calls redis-py's setex.

@@ -29,6 +29,9 @@ from worker.celery_app import celery_app as app  # noqa: E402
 
 WORKER_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 30
+# Seconds a worker of these tests may take to stop once told to: compose.yaml
+# gives a running task up to TASK_TIME_LIMIT, but no test leaves one running.
+STOP_TIMEOUT = 30
 
 
 def unreachable(name: str, url: str, default_port: int) -> str | None:
@@ -62,7 +65,10 @@ def services() -> None:
 def worker_process(queue: str, node: str, log: Path, **settings: str) -> Iterator[str]:
     """`celery worker` as a process consuming `queue` as `node`, with these
     settings on top of the environment; yields the node once it answers.
-    Stops it (warm shutdown: a running task may finish), then deletes the queue."""
+    Then stops it as a container is stopped, with SIGTERM (a warm shutdown: a
+    running task may finish), and deletes the queue. These tests are the
+    worker's own: one that has not stopped within STOP_TIMEOUT fails them (the
+    wait raises), and is killed."""
     environment = {**worker_environment(), "CELERY_TASK_QUEUE": queue, **settings}
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -83,14 +89,14 @@ def worker_process(queue: str, node: str, log: Path, **settings: str) -> Iterato
     finally:
         process.terminate()
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+        finally:
+            process.kill()  # a no-op once it has stopped
             process.wait()
-        with app.connection_for_write() as connection:
-            # Celery declared an exchange of the same name along with the queue.
-            connection.default_channel.queue_delete(queue)
-            connection.default_channel.exchange_delete(queue)
+            with app.connection_for_write() as connection:
+                # Celery declared an exchange of the same name along with the queue.
+                connection.default_channel.queue_delete(queue)
+                connection.default_channel.exchange_delete(queue)
 
 
 @pytest.fixture(scope="session")

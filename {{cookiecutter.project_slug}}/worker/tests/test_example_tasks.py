@@ -5,16 +5,13 @@ import time
 import pytest
 from celery import Celery, chain, chord, group
 
-from tests.test_tasks import RESULT_TIMEOUT, forget_all, revoke, wait_for
+from tests.tasks import RESULT_TIMEOUT, forget_all, revoke, sent, wait_for
 from worker.config import WORKER_NAME
 
 
 def test_integer_multiplication_runs_on_the_worker(celery_app: Celery) -> None:
-    result = celery_app.send_task(f"{WORKER_NAME}.integer_multiplication", args=[21])
-    try:
+    with sent(celery_app, f"{WORKER_NAME}.integer_multiplication", 21) as result:
         assert result.get(timeout=RESULT_TIMEOUT) == 42
-    finally:
-        result.forget()
 
 
 def test_the_example_tasks_are_registered(celery_app: Celery, worker_node: str) -> None:
@@ -26,22 +23,19 @@ def test_the_example_tasks_are_registered(celery_app: Celery, worker_node: str) 
 
 def test_integers_sum_and_its_refusal_of_other_types(celery_app: Celery) -> None:
     name = f"{WORKER_NAME}.integers_sum"
-    total = celery_app.send_task(name, args=[[1, 2, 39]])
-    refused = celery_app.send_task(name, args=[[1, "2"]])
-    try:
+    with (
+        sent(celery_app, name, [1, 2, 39]) as total,
+        sent(celery_app, name, [1, "2"]) as refused,
+    ):
         assert total.get(timeout=RESULT_TIMEOUT) == 42
         with pytest.raises(TypeError, match="expected a list of integers"):
             refused.get(timeout=RESULT_TIMEOUT)
         assert refused.state == "FAILURE"
-    finally:
-        total.forget()
-        refused.forget()
 
 
 def test_long_running_task_reports_progress(celery_app: Celery) -> None:
-    result = celery_app.send_task(f"{WORKER_NAME}.long_running", args=[1.0, 4])
     seen: list[dict[str, int]] = []
-    try:
+    with sent(celery_app, f"{WORKER_NAME}.long_running", 1.0, 4) as result:
         deadline = time.monotonic() + RESULT_TIMEOUT
         while not result.ready() and time.monotonic() < deadline:
             if result.state == "PROGRESS" and result.info not in seen:
@@ -50,8 +44,6 @@ def test_long_running_task_reports_progress(celery_app: Celery) -> None:
         assert result.get(timeout=RESULT_TIMEOUT) == 4
         assert seen, "no PROGRESS state was seen"
         assert all(info["total"] == 4 and 1 <= info["done"] <= 4 for info in seen)
-    finally:
-        result.forget()
 
 
 def test_canvas_workflows_run_on_the_worker(celery_app: Celery) -> None:
@@ -71,13 +63,10 @@ def test_canvas_workflows_run_on_the_worker(celery_app: Celery) -> None:
 
 
 def test_a_long_task_revoked_while_it_runs_stops_at_its_next_step(celery_app: Celery) -> None:
-    result = celery_app.send_task(f"{WORKER_NAME}.long_running", args=[4, 40])
-    try:
+    with sent(celery_app, f"{WORKER_NAME}.long_running", 4, 40) as result:
         wait_for(result, {"PROGRESS"})
         revoke(celery_app, result.id)
         began = time.monotonic()
         assert wait_for(result, {"REVOKED", "SUCCESS"}) == "REVOKED"
         # One step is 0.1 s; the whole task would take 4 s.
         assert time.monotonic() - began < 1
-    finally:
-        result.forget()

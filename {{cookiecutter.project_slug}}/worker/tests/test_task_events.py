@@ -12,9 +12,8 @@ from typing import Any
 from celery import Celery
 
 from tests.conftest import worker_process
-from worker.config import WORKER_NAME
+from tests.tasks import ECHO, RESULT_TIMEOUT, sent
 
-RESULT_TIMEOUT = 10
 # The events a task sends on its way: received, started, and how it ended.
 TASK_STEPS = {"task-received", "task-started", "task-succeeded"}
 
@@ -42,27 +41,22 @@ def steps_of(events: list[dict[str, Any]], task_id: str) -> set[str]:
 
 
 def test_only_a_worker_told_to_sends_task_events(celery_app: Celery, tmp_path: Path) -> None:
-    name = f"{WORKER_NAME}.echo"
     # A second worker, on a queue of its own, told to send events.
     queue = f"test.events.{uuid.uuid4().hex[:12]}"
     node = f"events-{uuid.uuid4().hex[:8]}@localhost"
     with (
         worker_process(queue, node, tmp_path / "worker.log", WORKER_SEND_TASK_EVENTS="true"),
         task_events(celery_app) as events,
+        sent(celery_app, ECHO, "told", queue=queue) as told,
+        sent(celery_app, ECHO, "default") as default,
     ):
-        told = celery_app.send_task(name, args=["told"], queue=queue)
-        default = celery_app.send_task(name, args=["default"])
-        try:
-            assert told.get(timeout=RESULT_TIMEOUT) == "told"
-            assert default.get(timeout=RESULT_TIMEOUT) == "default"
-            deadline = time.monotonic() + RESULT_TIMEOUT
-            while steps_of(events, told.id) != TASK_STEPS and time.monotonic() < deadline:
-                time.sleep(0.05)
-            # Time for the default worker's events too, were it to send any.
-            time.sleep(0.5)
-        finally:
-            told.forget()
-            default.forget()
+        assert told.get(timeout=RESULT_TIMEOUT) == "told"
+        assert default.get(timeout=RESULT_TIMEOUT) == "default"
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while steps_of(events, told.id) != TASK_STEPS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Time for the default worker's events too, were it to send any.
+        time.sleep(0.5)
     assert steps_of(events, told.id) == TASK_STEPS
     assert {e["hostname"] for e in events if e.get("uuid") == told.id} == {node}
     assert steps_of(events, default.id) == set()

@@ -20,7 +20,14 @@ def upgrade() -> None:
     op.create_table(
         "notes",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("owner_id", sa.Uuid(), nullable=False),
+        # Owned by a user, and deleted with them (unlike a task record, which
+        # the task engine keeps apart from the service's tables).
+        sa.Column(
+            "owner_id",
+            sa.Uuid(),
+            sa.ForeignKey("users.id", name=op.f("fk_notes_owner_id_users"), ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("title", sa.String(200), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column(
@@ -30,9 +37,6 @@ def upgrade() -> None:
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notes")),
-        sa.ForeignKeyConstraint(
-            ["owner_id"], ["users.id"], name=op.f("fk_notes_owner_id_users"), ondelete="CASCADE"
-        ),
         sa.UniqueConstraint("owner_id", "title", name=op.f("uq_notes_owner_id")),
     )
     op.create_index(op.f("ix_notes_owner_id"), "notes", ["owner_id"])
