@@ -26,7 +26,7 @@ from celery import Celery
 from celery import group as celery_group
 from celery.canvas import Signature
 from kombu import Connection
-from kombu.serialization import loads
+from kombu.serialization import loads, prepare_accept_content
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 
@@ -40,6 +40,9 @@ from tests.engine.support import SHAPES, Shape, until_final
 # Seconds between Celery's publish and the engine's: each computes the
 # seconds left before the expiry (AMQP `expiration`) when it sends.
 EXPIRATION_SLACK_MS = 3000
+
+# What a worker of this render decodes: kombu refuses pickle unless asked.
+ACCEPTED = prepare_accept_content({SERIALIZER, "json"})
 
 RELEASE_CHANGED = (
     f"The engine no longer sends what Celery {celery_package.__version__} with kombu "
@@ -89,6 +92,10 @@ class Received:
     properties: dict[str, Any]
 
 
+def decoded(body: bytes, content_type: str, content_encoding: str) -> Any:
+    return loads(body, content_type, content_encoding, accept=ACCEPTED)
+
+
 def drain(queue: str, count: int) -> list[Received]:
     """The first `count` messages of the queue, in order, and nothing after."""
     received = []
@@ -112,7 +119,7 @@ def drain(queue: str, count: int) -> list[Received]:
                     routing_key=message.delivery_info["routing_key"],
                     content_type=message.content_type,
                     content_encoding=message.content_encoding,
-                    body=loads(message.body, message.content_type, message.content_encoding),
+                    body=decoded(message.body, message.content_type, message.content_encoding),
                     headers=message.headers,
                     properties=properties,
                 )
@@ -128,7 +135,7 @@ def captured(message: Message) -> Received:
         routing_key=message.routing_key,
         content_type=message.content_type,
         content_encoding=message.content_encoding,
-        body=loads(message.body, message.content_type, message.content_encoding),
+        body=decoded(message.body, message.content_type, message.content_encoding),
         headers=message.headers,
         properties=dict(message.properties),
     )
