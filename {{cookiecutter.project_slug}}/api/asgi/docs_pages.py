@@ -111,14 +111,15 @@ def add_docs_pages(app: FastAPI) -> None:
         root = request.scope.get("root_path", "").rstrip("/")
         page = get_swagger_ui_html(
             openapi_url=f"{root}{openapi_path}",
+            # The app's settings for Swagger UI. The password flow posts to
+            # the token route: no redirect page.
+            init_oauth=app.swagger_ui_init_oauth,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+            oauth2_redirect_url=None,
             title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{root}{assets}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{assets}/swagger-ui.css",
             swagger_favicon_url=f"{root}{assets}/favicon.png",
-            # The password flow posts to the token route: no redirect page.
-            oauth2_redirect_url=None,
-            init_oauth=app.swagger_ui_init_oauth,
-            swagger_ui_parameters=app.swagger_ui_parameters,
         )
         return with_policy(page, style_src="'self'", worker_src="'none'")
 

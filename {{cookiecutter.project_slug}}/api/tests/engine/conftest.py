@@ -182,12 +182,11 @@ def worker(celery: Celery, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def config(database: str) -> EngineConfig:
     """The run's settings, with timeouts short enough for tests that wait them out."""
     return EngineConfig(
-        broker_url=BROKER_URL,
-        redis_url=REDIS_URL,
-        postgres_url=database,
-        queue=QUEUE,
+        BROKER_URL,
+        REDIS_URL,
+        database,
+        QUEUE,
         serializer=SERIALIZER,
-        wait_timeout=10.0,
         # Revocation marks live until a task's deadline: not long after the run.
         expires=60.0,
         lost_after=30.0,

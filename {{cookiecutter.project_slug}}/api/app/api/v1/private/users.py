@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import func, select
 
 from app.api import API_V1_PREFIX
-from app.api.accounts import create_account
+from app.api.accounts import ACCOUNT_CREATION, create_account
 from app.api.deps import AccountCacheDep, CurrentUser, SessionDep, SuperUser
 from app.api.responses import error
 from app.models import User
@@ -38,10 +38,7 @@ async def list_users(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create an account (superusers)",
-    responses={
-        409: error("E-mail already registered"),
-        503: error("Too many password checks at once"),
-    },
+    responses=ACCOUNT_CREATION,
 )
 async def create_user(session: SessionDep, _: SuperUser, body: UserCreate) -> UserPublic:
     return await create_account(session, body)

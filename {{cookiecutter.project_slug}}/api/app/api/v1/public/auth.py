@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api import API_V1_PREFIX
-from app.api.accounts import create_account
+from app.api.accounts import ACCOUNT_CREATION, create_account
 from app.api.deps import SessionDep, SettingsDep
 from app.api.responses import Responses, error
 from app.core.attempts import AttemptLimiter, TooManyAttemptsError
@@ -81,11 +81,7 @@ async def login(
     "/register",
     status_code=status.HTTP_201_CREATED,
     summary="Create an account (only when OPEN_REGISTRATION is on)",
-    responses={
-        403: error("Registration is closed"),
-        409: error("E-mail already registered"),
-        **ATTEMPT_RESPONSES,
-    },
+    responses={403: error("Registration is closed"), **ATTEMPT_RESPONSES, **ACCOUNT_CREATION},
 )
 async def register(
     request: Request, session: SessionDep, settings: SettingsDep, body: UserCreate
