@@ -94,7 +94,8 @@ def stack(request, tmp_path_factory):
     # Scrape and evaluate every 2 s, so a short run has data; a task that runs
     # for 3 s fails at its soft time limit of 1 s: the failing task of the load.
     # These keep their defaults in compose, so .env gains them.
-    settings = settings.rstrip("\n") + "\nPROMETHEUS_SCRAPE_INTERVAL=2s\nTASK_SOFT_TIME_LIMIT=1\nTASK_TIME_LIMIT=5\n"
+    short = ("PROMETHEUS_SCRAPE_INTERVAL=2s", "TASK_SOFT_TIME_LIMIT=1", "TASK_TIME_LIMIT=5")
+    settings = "\n".join([settings.rstrip("\n"), *short, ""])
     env_file.write_text(settings)
     ports = {name: str(free_port()) for name in PUBLISHED}
     env = {**os.environ, **images, **ports}
