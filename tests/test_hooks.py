@@ -164,7 +164,7 @@ def test_a_switch_answered_on_the_command_line_means_what_it_says(tmp_path, word
     assert result.returncode == 0, result.stderr
     project = tmp_path / "my_service"
     assert (project / "api/app/api/v1/sockets").exists() == on
-    assert ("WS_AUTH_TIMEOUT" in (project / ".env.example").read_text()) == on
+    assert ("WS_AUTH_TIMEOUT" in (project / "docs/settings.md").read_text()) == on
 
 
 def test_every_switch_is_read_through_the_enabled_filter():

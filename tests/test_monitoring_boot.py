@@ -222,10 +222,8 @@ def test_flower_reads_the_workers_answers(loaded):
     booted, _ = loaded
     workers = flower(booted, "/api/workers?refresh=1")
     registered = {name.split("@")[0]: info.get("registered") for name, info in workers.items()}
-    expected = [
-        f"{WORKER_NAME}.{task}"
-        for task in ("integer_multiplication", "integers_sum", "long_running")
-    ]
+    tasks = ("echo", "integer_multiplication", "integers_sum", "long_running")
+    expected = [f"{WORKER_NAME}.{task}" for task in tasks]
     assert registered == {WORKER_NAME: expected, f"{WORKER_NAME}-long": expected}, workers
 
 
