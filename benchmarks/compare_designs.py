@@ -225,8 +225,11 @@ def main() -> None:
             design.latency.clear()
             design.rate.clear()
             design.cpu.clear()
-        for _ in range(args.rounds):
-            for design in designs:
+        for round_ in range(args.rounds):
+            # Each round starts with another design: none always follows the
+            # same one (whose load may still be settling in the worker).
+            turn = round_ % len(designs)
+            for design in designs[turn:] + designs[:turn]:
                 measure(design, run_load, run, args.count, args.seconds)
         report(designs, args, TASK_SERIALIZER)
     # Once the worker has stopped: a queue deleted under it is a lost connection.

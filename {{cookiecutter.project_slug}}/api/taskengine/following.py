@@ -97,15 +97,22 @@ class TaskProgress:
         return TaskReply(task_id=task.id, status=states.STARTED if started else states.PENDING)
 
 
-class Outbox:
-    """At most `size` replies for one follower, in order. The listener fills it and
-    must never wait: when full, it drops the oldest intermediate reply, never the final."""
+class Follower:
+    """One follower's next replies, at most `size` in order, made of the states the
+    listener delivers. The listener must never wait: when full, the oldest
+    intermediate reply goes, never the final."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, progress: TaskProgress, size: int) -> None:
+        self.progress = progress
         self._size = size
         self._replies: deque[TaskReply] = deque()
         self._ready = asyncio.Event()
         self._error: Exception | None = None
+
+    def deliver(self, meta: Meta) -> None:
+        reply = self.progress.update(meta)
+        if reply is not None:
+            self.put(reply)
 
     def put(self, reply: TaskReply) -> None:
         if len(self._replies) >= self._size:
@@ -127,19 +134,6 @@ class Outbox:
             self._ready.clear()
             await self._ready.wait()
         return self._replies.popleft()
-
-
-class Follower(Outbox):
-    """One follower's outbox, to which the listener delivers its tasks' states."""
-
-    def __init__(self, progress: TaskProgress, size: int) -> None:
-        super().__init__(size)
-        self.progress = progress
-
-    def deliver(self, meta: Meta) -> None:
-        reply = self.progress.update(meta)
-        if reply is not None:
-            self.put(reply)
 
 
 @dataclass

@@ -3,8 +3,7 @@ Redis, one member per slot, scored with the time its lease ends. A count kept
 in one process would miss the others, and a process that dies without giving
 its slots back frees them when their leases end. The engine counts an owner's
 tasks in flight (leased until their deadline) and followers (leased for a
-while, and renewed while they live).
-"""
+while, and renewed while they live)."""
 
 import time
 from typing import cast

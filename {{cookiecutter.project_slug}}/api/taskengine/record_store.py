@@ -85,6 +85,9 @@ class TaskRecords:
             command_timeout=self._timeout,
             # Who this is, in pg_stat_activity.
             server_settings={"application_name": "taskengine"},
+            # The engine leaves no session state (no LISTEN, no cursor, settings
+            # per transaction): no reset query, a round trip less per statement.
+            reset=nothing_to_reset,
         )
 
     async def close(self) -> None:
@@ -176,6 +179,10 @@ class TaskRecords:
             had_one = await connection.fetch(KEEP_ENDS, *columns(rows), FINAL_STATES)
         earlier = {row["id"]: from_row(row).reply() for row in had_one}
         return [earlier.get(task_id, first[task_id]) for task_id, _ in ends]
+
+
+async def nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """Back to the pool as it is; asyncpg still rolls back a transaction left open."""
 
 
 def columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:

@@ -1,5 +1,5 @@
-"""The states a follower is sent (TaskProgress), and a follower's bounded queue
-(Outbox): pure rules, no I/O."""
+"""The states a follower is sent (TaskProgress), and its bounded queue of
+replies (Follower): pure rules, no I/O."""
 
 import asyncio
 import uuid
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from taskengine.errors import RedisUnavailableError
-from taskengine.following import Outbox, TaskProgress
+from taskengine.following import Follower, TaskProgress
 from taskengine.records import TaskRecord
 from taskengine.states import TaskReply
 
@@ -116,12 +116,12 @@ def reply(status: str, done: int = 0) -> TaskReply:
     return TaskReply(task_id=uuid.UUID(int=0), status=status, result={"done": done})
 
 
-async def test_a_full_outbox_drops_the_oldest_intermediate_reply_never_the_final() -> None:
-    outbox = Outbox(3)
+async def test_a_full_follower_drops_the_oldest_intermediate_reply_never_the_final() -> None:
+    follower = Follower(TaskProgress(record(["a"], ["a"])), 3)
     for done in range(1, 6):
-        outbox.put(reply("PROGRESS", done))
-    outbox.put(reply("SUCCESS"))
-    received = [await outbox.get() for _ in range(3)]
+        follower.put(reply("PROGRESS", done))
+    follower.put(reply("SUCCESS"))
+    received = [await follower.get() for _ in range(3)]
     assert [(r.status, r.result["done"]) for r in received] == [
         ("PROGRESS", 4),
         ("PROGRESS", 5),
@@ -129,15 +129,15 @@ async def test_a_full_outbox_drops_the_oldest_intermediate_reply_never_the_final
     ]
 
 
-async def test_an_outbox_waits_for_its_next_reply_and_reports_a_failure() -> None:
-    outbox = Outbox(2)
-    getting = asyncio.ensure_future(outbox.get())
+async def test_a_follower_waits_for_its_next_reply_and_reports_a_failure() -> None:
+    follower = Follower(TaskProgress(record(["a"], ["a"])), 2)
+    getting = asyncio.ensure_future(follower.get())
     await asyncio.sleep(0)
     assert not getting.done()
-    outbox.put(reply("STARTED"))
+    follower.put(reply("STARTED"))
     assert (await getting).status == "STARTED"
-    outbox.put(reply("PROGRESS", 1))
-    outbox.fail(RedisUnavailableError("gone"))
-    assert (await outbox.get()).status == "PROGRESS"  # what was queued is still sent
+    follower.put(reply("PROGRESS", 1))
+    follower.fail(RedisUnavailableError("gone"))
+    assert (await follower.get()).status == "PROGRESS"  # what was queued is still sent
     with pytest.raises(RedisUnavailableError):
-        await outbox.get()
+        await follower.get()
