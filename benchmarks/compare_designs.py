@@ -10,8 +10,8 @@ One worker of the render (64 threads) on a queue of this run's own serves
 every design; each API runs in a uvicorn process of its own, on a database of
 its own, and is driven by the render's own load generator (benchmarks/
 http_load.py) with the same request: a waiting integer multiplication. The
-rounds are interleaved (design after design, round after round) and the
-medians printed, with the CPU each server spent per answered request (from
+rounds are interleaved (design after design, each round starting with the
+next design) and the medians printed, with the CPU each server spent per answered request (from
 /proc) and the ratios between them.
 """
 
