@@ -12,7 +12,7 @@ COOKIECUTTER_VERSION ?=
 # Options of benchmarks/compare_designs.py, e.g. BENCH_ARGS="--rounds 5".
 BENCH_ARGS ?=
 
-.PHONY: install render test test-render test-service test-boot lint clean bench-designs
+.PHONY: install render test test-render test-service test-boot lint clean bench
 
 $(VENV)/.installed: requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,9 +46,10 @@ test-boot: $(VENV)/.installed ## The compose stacks booted in Docker
 # render of another commit of this template, to compare with in the same run.
 RENDER ?= ../my_service
 PREVIOUS ?=
-bench-designs: ## The API of RENDER against the design it replaces (and PREVIOUS), in one run
-	$(RENDER)/.venv/bin/python -m pip install --quiet asgiref
-	$(RENDER)/.venv/bin/python benchmarks/compare_designs.py --render $(RENDER) \
+bench: ## RENDER's API against the original design, FastAPI + taskiq (and PREVIOUS), in one run; where the CPU goes
+	$(RENDER)/.venv/bin/python -m pip install --quiet asgiref taskiq taskiq-aio-pika taskiq-redis py-spy
+	PATH="$(abspath $(RENDER))/.venv/bin:$$PATH" $(RENDER)/.venv/bin/python benchmarks/compare_designs.py \
+		--render $(RENDER) --profile \
 		$(if $(PREVIOUS),--previous $(PREVIOUS) --previous-python $(PREVIOUS)/.venv/bin/python) \
 		$(BENCH_ARGS)
 

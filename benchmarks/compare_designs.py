@@ -1,33 +1,47 @@
-"""The rendered API against the design this template replaces, and against an
-earlier render of the template, in one run: `make bench-designs` (README).
+"""The rendered API against the designs a team would weigh it against, in one
+run: `make bench` (README).
 
-Run with the python of a render's virtual environment, with asgiref in it:
+Run with the python of a render's virtual environment, with asgiref, taskiq,
+taskiq-aio-pika and taskiq-redis in it (`make bench` installs them):
 
     python benchmarks/compare_designs.py --render ../my_service \
         [--previous OTHER_RENDER --previous-python OTHER_RENDER/.venv/bin/python]
 
-One worker of the render (64 threads) on a queue of this run's own serves
-every design; each API runs in a uvicorn process of its own, on a database of
-its own, and is driven by the render's own load generator (benchmarks/
-http_load.py) with the same request: a waiting integer multiplication. The
-rounds are interleaved (design after design, each round starting with the
-next design) and the medians printed, with the CPU each server spent per answered request (from
-/proc) and the ratios between them.
+The designs, all asked the same request (a waiting integer multiplication) by
+the render's own load generator (benchmarks/http_load.py), each API in a uvicorn
+process of its own:
+
+- this render's API (and an earlier render's), on a database of its own;
+- the design the template replaces (benchmarks/original_design.py);
+- the async-native peer, FastAPI + taskiq (benchmarks/taskiq_peer.py), with
+  its own worker, one async process;
+- at one connection only, a plain blocking Celery client, send_task().get().
+
+The Celery designs share one worker of the render, configured as the render's
+compose runs it, on a queue of this run's own. The rounds are interleaved
+(design after design, each round starting with the next one) and the medians
+printed: p50 at one connection, requests/s at 64, and the CPU each process of
+the round trip spent per answered request at 64 (from /proc: the API, its
+worker, RabbitMQ, Redis, PostgreSQL and the load generator), then the ratios.
 """
 
 import argparse
+import collections
 import json
 import os
+import re
 import secrets
+import shlex
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,22 +51,75 @@ BODY = b'{"integer": 21}'
 SUPERUSER = ("bench@example.com", secrets.token_urlsafe(16))
 
 
+# The processes of a round trip besides the API and its worker, by their
+# /proc command names: every PostgreSQL backend, RabbitMQ's Erlang VM, Redis.
+SERVICES = {"PostgreSQL": ("postgres",), "RabbitMQ": ("beam.smp",), "Redis": ("redis-server",)}
+PARTS = ("API", "worker", *SERVICES, "load generator")
+
+
 @dataclass
 class Design:
     label: str
     base: str
-    pid: int
     path: str
+    api_pid: int
+    worker_pid: int
     token: str | None = None
     latency: list[float] = field(default_factory=list)  # p50 of each round, seconds
     rate: list[float] = field(default_factory=list)  # requests/s at 64 connections
-    cpu: list[float] = field(default_factory=list)  # seconds per answered request
+    # CPU seconds per answered request at 64 connections, per part, per round.
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {part: [] for part in PARTS})
+
+    def cpu_median(self, part: str) -> float:
+        return statistics.median(self.cpu[part])
+
+    def total_cpu(self, parts: tuple[str, ...] = PARTS[:-1]) -> float:
+        """Median over rounds of the CPU per request of `parts` (the service's by default)."""
+        rounds = zip(*(self.cpu[part] for part in parts), strict=True)
+        return statistics.median(sum(spent) for spent in rounds)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system time of a process and its children so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+def tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's or taskiq's supervisor starts workers)."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            pids.extend(tree(int(child)))
+    return pids
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """User and system time of one process so far; 0 once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def service_pids() -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {name: [] for name in SERVICES}
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            command = stat.read_text().strip()
+        except OSError:
+            continue
+        for name, commands in SERVICES.items():
+            if command in commands:
+                found[name].append(int(stat.parent.name))
+    return found
+
+
+def cpu_by_part(design: Design) -> dict[str, float]:
+    """CPU seconds so far of every process of the design's round trip."""
+    spent = {
+        "API": sum(map(own_cpu_seconds, tree(design.api_pid))),
+        "worker": sum(map(own_cpu_seconds, tree(design.worker_pid))),
+        "load generator": sum(os.times()[:2]),
+    }
+    for name, pids in service_pids().items():
+        spent[name] = sum(map(own_cpu_seconds, pids))
+    return spent
 
 
 def free_port() -> int:
@@ -107,7 +174,9 @@ def log_in(base: str) -> str:
 
 
 @contextmanager
-def api(label: str, render: Path, python: str, env: dict[str, str]) -> Iterator[Design]:
+def api(
+    label: str, render: Path, python: str, env: dict[str, str], worker_pid: int
+) -> Iterator[Design]:
     """A render's API on a database of its own, migrated with its own command."""
     database = f"bench_designs_{uuid.uuid4().hex[:8]}"
     url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
@@ -122,8 +191,8 @@ def api(label: str, render: Path, python: str, env: dict[str, str]) -> Iterator[
     )
     try:
         with uvicorn(python, "app.main:app", render / "api", env, "/api/v1/health") as (base, pid):
-            design = Design(label, base, pid, "/api/v1/tasks/integer-multiplication")
-            design.token = log_in(base)
+            path = "/api/v1/tasks/integer-multiplication"
+            design = Design(label, base, path, pid, worker_pid, log_in(base))
             yield design
     finally:
         drop = f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
@@ -142,14 +211,94 @@ def measure(design: Design, run_load, run, count: int, seconds: float) -> None:
         )
 
     one = run(load(1, requests_per_connection=count))
-    before = cpu_seconds(design.pid)
+    before = cpu_by_part(design)
     many = run(load(64, duration=seconds))
-    spent = cpu_seconds(design.pid) - before
+    after = cpu_by_part(design)
     for result in (one, many):
         assert set(result.statuses) == {200}, (design.label, result.statuses)
     design.latency.append(one.median)
     design.rate.append(many.rate)
-    design.cpu.append(spent / many.count)
+    for part in PARTS:
+        design.cpu[part].append((after[part] - before[part]) / many.count)
+
+
+# A frame of py-spy's raw output: "function (path:line)".
+FRAME = re.compile(r"^(?P<function>.*) \((?P<path>.*?)(?::\d+)?\)$")
+
+
+def package_of(path: str) -> str:
+    """Who a sampled frame belongs to: a distribution, the standard library or the project's own."""
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1].split("/", 1)[0].removesuffix(".py")
+    if re.search(r"/lib/python3\.\d+/", path):
+        return "stdlib " + re.split(r"/lib/python3\.\d+/", path)[1].split("/", 1)[0].removesuffix(
+            ".py"
+        )
+    return path.lstrip("./").split("/", 1)[0].removesuffix(".py") or "?"
+
+
+def profile(design: Design, run_load, run, seconds: float) -> dict[str, collections.Counter]:
+    """Samples of where the API and the worker spend their time at 64 connections
+    (py-spy, 200 a second, without pausing them), counted by the package of the
+    frame that was running."""
+    headers = {"Content-Type": "application/json"}
+    if design.token:
+        headers["Authorization"] = f"Bearer {design.token}"
+    spent: dict[str, collections.Counter] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        samplers = {}
+        for part, pid in (("API", design.api_pid), ("worker", design.worker_pid)):
+            output = Path(directory) / f"{part}.txt"
+            command = ["py-spy", "record", "--nonblocking", "--gil", "--subprocesses", "-r", "200"]
+            command += ["-f", "raw", "-d", str(int(seconds)), "-p", str(pid), "-o", str(output)]
+            samplers[part] = (
+                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                output,
+            )
+        time.sleep(0.5)
+        load = run_load(
+            design.base + design.path,
+            concurrency=64,
+            duration=seconds - 1,
+            method="POST",
+            headers=headers,
+            body=BODY,
+        )
+        run(load)
+        for part, (sampler, output) in samplers.items():
+            sampler.wait(timeout=seconds + 30)
+            counts: collections.Counter = collections.Counter()
+            for line in output.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                frame = FRAME.match(stack.rsplit(";", 1)[-1])
+                counts[package_of(frame["path"]) if frame else "?"] += int(count)
+            spent[part] = counts
+    return spent
+
+
+def report_profile(design: Design, spent: dict[str, collections.Counter]) -> None:
+    print(
+        f"\nWhere {design.label}'s CPU goes at 64 connections (py-spy samples; ms per request from the medians above):"
+    )
+    for part, counts in spent.items():
+        total = sum(counts.values()) or 1
+        per_request = design.cpu_median(part) * 1000
+        shares = ", ".join(
+            f"{package} {count / total * per_request:.2f}"
+            for package, count in counts.most_common(8)
+        )
+        print(f"  {part} ({per_request:.2f} ms): {shares}")
+
+
+def plain_client_p50(round_trip: Callable[[], object], count: int) -> float:
+    """p50 of `count` blocking round trips, one after the other."""
+    latencies = []
+    for _ in range(count):
+        began = time.perf_counter()
+        round_trip()
+        latencies.append(time.perf_counter() - began)
+    return statistics.median(latencies)
 
 
 def main() -> None:
@@ -160,6 +309,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=200, help="requests at concurrency 1")
     parser.add_argument("--seconds", type=float, default=8.0, help="per run at 64 connections")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="then where this render's and the peer's CPU goes (py-spy)",
+    )
+    parser.add_argument("--worker-options", default="", help="more options of celery worker")
     args = parser.parse_args()
     render = args.render.resolve()
     sys.path.insert(0, str(render / "api"))
@@ -167,8 +322,10 @@ def main() -> None:
 
     settings = get_settings()
     from benchmarks.http_load import run, run_load  # the render's load generator
+    from testkit import celery_client, delete_queue
 
     queue = f"bench.designs.{uuid.uuid4().hex[:8]}"
+    task = f"{WORKER_NAME}.integer_multiplication"
     env = {
         "CELERY_TASK_QUEUE": queue,
         "CELERY_LONG_TASK_QUEUE": queue,
@@ -182,88 +339,104 @@ def main() -> None:
         "CELERY_RESULT_BACKEND_URL": settings.CELERY_RESULT_BACKEND_URL,
     }
     node = f"designs-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-    worker = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.celery_app",
-        "worker",
-        f"--hostname={node}",
-    ]
-    worker += ["--pool=threads", "--concurrency=64", "--loglevel=WARNING", f"--queues={queue}"]
-    worker += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    worker = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"]
+    worker += [f"--hostname={node}", "--loglevel=WARNING", f"--queues={queue}"]
+    worker += shlex.split(args.worker_options)
+    peer_env = {
+        "PEER_QUEUE": f"bench.taskiq.{uuid.uuid4().hex[:8]}",
+        "PEER_BROKER_URL": settings.CELERY_BROKER_URL,
+        "PEER_REDIS_URL": settings.CELERY_RESULT_BACKEND_URL,
+    }
+    peer_worker = [sys.executable, "-m", "taskiq", "worker", "taskiq_peer:broker"]
+    peer_worker += ["--workers", "1", "--log-level", "WARNING"]
+    client = celery_client(
+        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+    )
+
+    def plain_round_trip() -> None:
+        result = client.send_task(task, args=[21], queue=queue)
+        result.get(timeout=30)
+        result.forget()
+
     with ExitStack() as stack:
-        stack.enter_context(process(worker, render / "worker", env))
-        designs = [stack.enter_context(api("this render's API", render, sys.executable, env))]
+        celery_pid = stack.enter_context(process(worker, render / "worker", env)).pid
+        designs = [stack.enter_context(api("this render", render, sys.executable, env, celery_pid))]
         if args.previous:
             python = args.previous_python or sys.executable
-            designs.append(
-                stack.enter_context(
-                    api("the previous render's API", args.previous.resolve(), python, env)
-                )
-            )
-        original_env = {
-            **env,
-            "ORIGINAL_TASK": f"{WORKER_NAME}.integer_multiplication",
-            "ORIGINAL_QUEUE": queue,
-            "ORIGINAL_SERIALIZER": TASK_SERIALIZER,
-        }
-        base, pid = stack.enter_context(
-            uvicorn(sys.executable, "original_design:app", HERE, original_env, "/health")
-        )
+            previous = api("the previous render", args.previous.resolve(), python, env, celery_pid)
+            designs.append(stack.enter_context(previous))
+        original_env = {**env, "ORIGINAL_TASK": task, "ORIGINAL_QUEUE": queue}
+        original_env["ORIGINAL_SERIALIZER"] = TASK_SERIALIZER
+        served = uvicorn(sys.executable, "original_design:app", HERE, original_env, "/health")
+        base, pid = stack.enter_context(served)
+        path = "/tasks/integer-multiplication"
         designs.append(
-            Design(
-                "the original design (sync_to_async + polling)",
-                base,
-                pid,
-                "/tasks/integer-multiplication",
-            )
+            Design("the original design (sync_to_async + polling)", base, path, pid, celery_pid)
         )
+        peer_pid = stack.enter_context(process(peer_worker, HERE, peer_env)).pid
+        base, pid = stack.enter_context(
+            uvicorn(sys.executable, "taskiq_peer:app", HERE, peer_env, "/health")
+        )
+        designs.append(Design("FastAPI + taskiq", base, path, pid, peer_pid))
         for design in designs:  # warm up: connections, pools, imports
             measure(design, run_load, run, 10, 1.0)
             design.latency.clear()
             design.rate.clear()
-            design.cpu.clear()
+            for spent in design.cpu.values():
+                spent.clear()
+        plain_client_p50(plain_round_trip, 10)
+        plain: list[float] = []
         for round_ in range(args.rounds):
             # Each round starts with another design: none always follows the
             # same one (whose load may still be settling in the worker).
             turn = round_ % len(designs)
             for design in designs[turn:] + designs[:turn]:
                 measure(design, run_load, run, args.count, args.seconds)
-        report(designs, args, TASK_SERIALIZER)
+            plain.append(plain_client_p50(plain_round_trip, args.count))
+        report(designs, statistics.median(plain), args, TASK_SERIALIZER)
+        if args.profile:
+            for design in (designs[0], designs[-1]):
+                report_profile(design, profile(design, run_load, run, args.seconds))
     # Once the worker has stopped: a queue deleted under it is a lost connection.
     try:
-        from testkit import celery_client, delete_queue
-
-        client = celery_client(
-            settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
-        )
         delete_queue(client, queue)
     except Exception as error:  # a leftover queue is no reason to lose the figures
         print(f"could not delete the queue {queue}: {error!r}")
+    client.close()
 
 
-def report(designs: list[Design], args: argparse.Namespace, serializer: str) -> None:
+def report(designs: list[Design], plain: float, args: argparse.Namespace, serializer: str) -> None:
     print(
-        f"Python {sys.version.split()[0]}, {serializer}, one worker (64 threads), "
-        f"{args.rounds} interleaved rounds; medians: p50 at 1 connection ({args.count} requests), "
-        f"requests/s and server CPU per request at 64 connections ({args.seconds:g} s)\n"
+        f"Python {sys.version.split()[0]}, {serializer}; {args.rounds} interleaved rounds,"
+        f" medians: p50 at 1 connection ({args.count} requests), requests/s at 64"
+        f" connections ({args.seconds:g} s) and CPU per answered request there\n"
     )
     for design in designs:
         print(
-            f"  {design.label:<48} p50 {statistics.median(design.latency) * 1000:7.2f} ms"
-            f"  {statistics.median(design.rate):6.0f} req/s"
-            f"  {statistics.median(design.cpu) * 1000:5.2f} ms CPU/request"
+            f"  {design.label:<46} p50 {statistics.median(design.latency) * 1000:6.2f} ms"
+            f"  {statistics.median(design.rate):5.0f} req/s"
+            f"  {design.total_cpu() * 1000:5.2f} ms CPU/request"
         )
+    print(f"  {'plain blocking Celery client send_task().get()':<46} p50 {plain * 1000:6.2f} ms")
+    print("\nCPU per request at 64 connections, ms (the load generator is not in the total):")
+    print(f"  {'':<46}" + "".join(f"{part:>11}" for part in (*PARTS, "total")))
+    for design in designs:
+        figures = [design.cpu_median(part) for part in PARTS] + [design.total_cpu()]
+        print(f"  {design.label:<46}" + "".join(f"{value * 1000:11.2f}" for value in figures))
     ours, *others = designs
     print()
     for other in others:
         rate = statistics.median(ours.rate) / statistics.median(other.rate)
         latency = statistics.median(ours.latency) / statistics.median(other.latency)
+        cpu = ours.total_cpu() / other.total_cpu()
         print(
-            f"  this render / {other.label}: {rate:.2f}x requests/s at 64, {latency:.2f}x p50 at 1"
+            f"  this render / {other.label}: {rate:.2f}x requests/s at 64,"
+            f" {latency:.2f}x p50 at 1, {cpu:.2f}x CPU per request"
         )
+    print(
+        f"  this render / the plain blocking Celery client:"
+        f" {statistics.median(ours.latency) / plain:.2f}x p50 at 1"
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ celery_app.conf.update(
     worker_prefetch_multiplier=1,
     task_soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
     task_time_limit=settings.TASK_TIME_LIMIT,
-    # Producers can tell a queued task from a running one.
-    task_track_started=True,
+    # Producers can tell a queued task from a running one: every task stores
+    # STARTED itself, with its revocation check (worker/revocations.py), in
+    # one Redis round trip instead of the two of Celery's task_track_started.
     result_expires=settings.RESULT_EXPIRES,
     # Keep retrying the broker at start-up (in compose it may come up after
     # us), and for as long as it takes after a lost connection.
