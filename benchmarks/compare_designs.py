@@ -279,7 +279,8 @@ def profile(design: Design, run_load, run, seconds: float) -> dict[str, collecti
 
 def report_profile(design: Design, spent: dict[str, collections.Counter]) -> None:
     print(
-        f"\nWhere {design.label}'s CPU goes at 64 connections (py-spy samples; ms per request from the medians above):"
+        f"\nWhere {design.label}'s CPU goes at 64 connections, by package"
+        " (py-spy's samples, scaled to the medians above; ms per request):"
     )
     for part, counts in spent.items():
         total = sum(counts.values()) or 1
