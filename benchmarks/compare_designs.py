@@ -325,11 +325,8 @@ def main() -> None:
     from benchmarks.http_load import run, run_load  # the render's load generator
     from testkit import celery_client, delete_queue
 
-    queue = f"bench.designs.{uuid.uuid4().hex[:8]}"
     task = f"{WORKER_NAME}.integer_multiplication"
-    env = {
-        "CELERY_TASK_QUEUE": queue,
-        "CELERY_LONG_TASK_QUEUE": queue,
+    shared = {
         "SECRET_KEY": secrets.token_urlsafe(32),
         "ENVIRONMENT": "test",
         "FIRST_SUPERUSER_EMAIL": SUPERUSER[0],
@@ -339,10 +336,19 @@ def main() -> None:
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "CELERY_RESULT_BACKEND_URL": settings.CELERY_RESULT_BACKEND_URL,
     }
-    node = f"designs-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-    worker = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"]
-    worker += [f"--hostname={node}", "--loglevel=WARNING", f"--queues={queue}"]
-    worker += shlex.split(args.worker_options)
+    queues: list[str] = []
+
+    def render_worker(render: Path, python: str) -> tuple[dict[str, str], int]:
+        """A worker of the render, started as its compose file starts it (but
+        quieter), on a queue of its own; the environment of the render's API."""
+        queue = f"bench.designs.{uuid.uuid4().hex[:8]}"
+        queues.append(queue)
+        env = {**shared, "CELERY_TASK_QUEUE": queue, "CELERY_LONG_TASK_QUEUE": queue}
+        node = f"designs-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        command = [python, "-m", "celery", "--app", "worker.celery_app", "worker"]
+        command += [f"--hostname={node}", "--loglevel=WARNING", *shlex.split(args.worker_options)]
+        return env, stack.enter_context(process(command, render / "worker", env)).pid
+
     peer_env = {
         "PEER_QUEUE": f"bench.taskiq.{uuid.uuid4().hex[:8]}",
         "PEER_BROKER_URL": settings.CELERY_BROKER_URL,
@@ -354,25 +360,29 @@ def main() -> None:
         settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
     )
 
-    def plain_round_trip() -> None:
-        result = client.send_task(task, args=[21], queue=queue)
-        result.get(timeout=30)
-        result.forget()
-
     with ExitStack() as stack:
-        celery_pid = stack.enter_context(process(worker, render / "worker", env)).pid
-        designs = [stack.enter_context(api("this render", render, sys.executable, env, celery_pid))]
+        env, worker_pid = render_worker(render, sys.executable)
+        designs = [stack.enter_context(api("this render", render, sys.executable, env, worker_pid))]
+
+        def plain_round_trip(queue: str = env["CELERY_TASK_QUEUE"]) -> None:
+            result = client.send_task(task, args=[21], queue=queue)
+            result.get(timeout=30)
+            result.forget()
+
+        original_env = {**env, "ORIGINAL_TASK": task, "ORIGINAL_QUEUE": env["CELERY_TASK_QUEUE"]}
+        original_env["ORIGINAL_SERIALIZER"] = TASK_SERIALIZER
         if args.previous:
             python = args.previous_python or sys.executable
-            previous = api("the previous render", args.previous.resolve(), python, env, celery_pid)
+            previous_env, previous_pid = render_worker(args.previous.resolve(), python)
+            previous = api(
+                "the previous render", args.previous.resolve(), python, previous_env, previous_pid
+            )
             designs.append(stack.enter_context(previous))
-        original_env = {**env, "ORIGINAL_TASK": task, "ORIGINAL_QUEUE": queue}
-        original_env["ORIGINAL_SERIALIZER"] = TASK_SERIALIZER
         served = uvicorn(sys.executable, "original_design:app", HERE, original_env, "/health")
         base, pid = stack.enter_context(served)
         path = "/tasks/integer-multiplication"
         designs.append(
-            Design("the original design (sync_to_async + polling)", base, path, pid, celery_pid)
+            Design("the original design (sync_to_async + polling)", base, path, pid, worker_pid)
         )
         peer_pid = stack.enter_context(process(peer_worker, HERE, peer_env)).pid
         base, pid = stack.enter_context(
@@ -398,11 +408,12 @@ def main() -> None:
         if args.profile:
             for design in (designs[0], designs[-1]):
                 report_profile(design, profile(design, run_load, run, args.seconds))
-    # Once the worker has stopped: a queue deleted under it is a lost connection.
-    try:
-        delete_queue(client, queue)
-    except Exception as error:  # a leftover queue is no reason to lose the figures
-        print(f"could not delete the queue {queue}: {error!r}")
+    # Once the workers have stopped: a queue deleted under one is a lost connection.
+    for queue in queues:
+        try:
+            delete_queue(client, queue)
+        except Exception as error:  # a leftover queue is no reason to lose the figures
+            print(f"could not delete the queue {queue}: {error!r}")
     client.close()
 
 

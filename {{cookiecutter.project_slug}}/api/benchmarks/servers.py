@@ -72,6 +72,26 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+# The services of a task's round trip, by their command names in /proc: every
+# PostgreSQL process, RabbitMQ's Erlang VM, Redis. Those on other machines
+# (or in containers of another PID namespace) are not seen: they count 0.
+SERVICES = {"PostgreSQL": "postgres", "RabbitMQ": "beam.smp", "Redis": "redis-server"}
+
+
+def services_cpu_seconds() -> dict[str, float]:
+    """CPU time used so far by each of SERVICES, summed over its processes here."""
+    spent = dict.fromkeys(SERVICES, 0.0)
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            name = comm.read_text().strip()
+            for service, command in SERVICES.items():
+                if name == command:
+                    spent[service] += own_cpu_seconds(int(comm.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return spent
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time used so far by `pid` and all its descendants."""
     return sum(own_cpu_seconds(member) for member in process_tree(pid))

@@ -38,14 +38,14 @@ from celery import Celery
 from app.api.v1.private.tasks import ECHO, ECHO_PATH
 from app.core.config import TASK_SERIALIZER, get_settings
 from benchmarks.http_load import LoadResult, run, run_load
-from benchmarks.servers import cpu_seconds, process_tree, uvicorn_process
+from benchmarks.servers import cpu_seconds, process_tree, services_cpu_seconds, uvicorn_process
 from benchmarks.service import bench_service, bench_user
 from taskengine.tracking import REVOKED_KEY_PREFIX
 from testkit import celery_client, celery_worker
 
-# Threads, so that the 64 tasks of the waiting endpoint at concurrency 64 run
-# at once; (a) and (b) go through this same worker.
-WORKER_CONCURRENCY = 64
+# The worker as compose.yaml starts it (Celery's prefork pool, a process per
+# core), but quieter; (a) and (b) go through this same worker.
+WORKER_OPTIONS = ["--loglevel=WARNING"]
 # What every task of the benchmark echoes.
 TEXT = "benchmark"
 # Seconds the 64 waiting requests of health_under_load wait for their tasks.
@@ -167,10 +167,6 @@ def main() -> None:
     queue = f"bench.{get_settings().CELERY_TASK_QUEUE}.{uuid.uuid4().hex[:8]}"
     with bench_service(CELERY_TASK_QUEUE=queue) as (settings, environment):
         _, token = bench_user(settings)
-        worker_options = [
-            *("--pool=threads", f"--concurrency={WORKER_CONCURRENCY}", "--loglevel=WARNING"),
-            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-        ]
         node = f"bench-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         client = celery_client(
             settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
@@ -178,7 +174,7 @@ def main() -> None:
         worker = BenchWorker(client, queue, node)
         try:
             with (
-                celery_worker(client, queue, node, worker_options),
+                celery_worker(client, queue, node, WORKER_OPTIONS),
                 uvicorn_process(environment, workers=args.workers) as api,
             ):
                 measure(args, worker, api, token)
@@ -224,7 +220,7 @@ def measure(
 
     print(
         f"Python {sys.version.split()[0]}, {TASK_SERIALIZER} serializer, worker: "
-        f"{WORKER_CONCURRENCY} threads, API: uvicorn --workers {args.workers}"
+        f"Celery's prefork pool, API: uvicorn --workers {args.workers}"
         f" ({len(process_tree(api_pid))} processes, CPU summed over them);"
         " all numbers from this one run\n"
     )
@@ -238,11 +234,21 @@ def measure(
     print("\nThroughput (CPU: the API's user + system time per answered request):")
     batch_rate = send_then_collect(client, queue, args.batch)
     print(rate_line(f"plain client, send {args.batch} then collect", batch_rate, "tasks/s"))
+    worker_pid = int(client.control.inspect(destination=[worker.node]).stats()[worker.node]["pid"])
+    before = {"worker": cpu_seconds(worker_pid), **services_cpu_seconds()}
     api_load = served_load(api_pid, post(64, seconds=args.seconds))
+    after = {"worker": cpu_seconds(worker_pid), **services_cpu_seconds()}
     report_served(
         "(b) API waiting endpoint, 64 connections",
         api_load,
         f"  (p50 {milliseconds(api_load.load.median).strip()})",
+    )
+    spent = {"API": api_load.cpu_per_answer}
+    spent.update({part: (after[part] - before[part]) / api_load.load.count for part in before})
+    print(
+        "  its CPU per request, by process: "
+        + ", ".join(f"{part} {seconds * 1000:.2f}" for part, seconds in spent.items())
+        + f" ms; {sum(spent.values()) * 1000:.2f} ms in all"
     )
     health = served_load(
         api_pid, run_load(f"{api_base}/api/v1/health", concurrency=64, duration=args.seconds / 2)

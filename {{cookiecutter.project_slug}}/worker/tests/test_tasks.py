@@ -6,6 +6,8 @@ from celery import Celery
 
 from tests.tasks import ECHO, RESULT_TIMEOUT, revoke, sent, wait_for
 from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME
+from worker.revocations import started_unless_revoked
+from worker.tasks import echo
 
 
 def test_echo_runs_on_the_worker(celery_app: Celery) -> None:
@@ -54,3 +56,56 @@ def test_a_task_revoked_before_it_starts_never_runs(celery_app: Celery) -> None:
     revoke(celery_app, task_id)
     with sent(celery_app, ECHO, "never", task_id=task_id) as result:
         assert wait_for(result, {"REVOKED", "SUCCESS"}) == "REVOKED"
+
+
+def test_a_task_publishes_started_then_its_result(celery_app: Celery) -> None:
+    # What the API's listener hears of one task, subscribed before it is sent.
+    task_id = str(uuid.uuid4())
+    listener = celery_app.backend.client.pubsub()
+    listener.subscribe(celery_app.backend.get_key_for_task(task_id))
+    try:
+        with sent(celery_app, ECHO, "heard", task_id=task_id) as result:
+            assert result.get(timeout=RESULT_TIMEOUT) == "heard"
+            statuses: list[str] = []
+            while len(statuses) < 2:
+                message = listener.get_message(timeout=RESULT_TIMEOUT)
+                assert message is not None, f"heard only {statuses}"
+                if message["type"] == "message":
+                    statuses.append(celery_app.backend.decode_result(message["data"])["status"])
+            assert statuses == ["STARTED", "SUCCESS"]
+    finally:
+        listener.close()
+
+
+def started_meta(celery_app: Celery, task_id: str, **delivery_info: bool) -> tuple[bool, str]:
+    """What the worker's start of a task (in this process) answers and leaves stored."""
+    task = echo
+    task.push_request(id=task_id, delivery_info=delivery_info, hostname="test@here")
+    try:
+        revoked = started_unless_revoked(task)
+    finally:
+        task.pop_request()
+    return revoked, celery_app.backend.get_task_meta(task_id)["status"]
+
+
+def test_starting_stores_started_and_finds_the_revocation_mark(celery_app: Celery) -> None:
+    task_id = str(uuid.uuid4())
+    try:
+        assert started_meta(celery_app, task_id) == (False, "STARTED")
+        revoke(celery_app, task_id)
+        assert started_meta(celery_app, task_id) == (True, "STARTED")
+    finally:
+        celery_app.backend.forget(task_id)
+
+
+def test_a_redelivered_task_keeps_the_success_of_an_earlier_delivery(
+    celery_app: Celery,
+) -> None:
+    task_id = str(uuid.uuid4())
+    celery_app.backend.store_result(task_id, "done before", "SUCCESS")
+    try:
+        assert started_meta(celery_app, task_id, redelivered=True) == (False, "SUCCESS")
+        # A first delivery has no earlier end to keep: one round trip, no read.
+        assert started_meta(celery_app, task_id) == (False, "STARTED")
+    finally:
+        celery_app.backend.forget(task_id)
