@@ -55,6 +55,8 @@ SUPERUSER = ("bench@example.com", secrets.token_urlsafe(16))
 # /proc command names: every PostgreSQL backend, RabbitMQ's Erlang VM, Redis.
 SERVICES = {"PostgreSQL": ("postgres",), "RabbitMQ": ("beam.smp",), "Redis": ("redis-server",)}
 PARTS = ("API", "worker", *SERVICES, "load generator")
+ORIGINAL = "the original design (sync_to_async + polling)"
+PEER = "FastAPI + taskiq"
 
 
 @dataclass
@@ -381,14 +383,12 @@ def main() -> None:
         served = uvicorn(sys.executable, "original_design:app", HERE, original_env, "/health")
         base, pid = stack.enter_context(served)
         path = "/tasks/integer-multiplication"
-        designs.append(
-            Design("the original design (sync_to_async + polling)", base, path, pid, worker_pid)
-        )
+        designs.append(Design(ORIGINAL, base, path, pid, worker_pid))
         peer_pid = stack.enter_context(process(peer_worker, HERE, peer_env)).pid
         base, pid = stack.enter_context(
             uvicorn(sys.executable, "taskiq_peer:app", HERE, peer_env, "/health")
         )
-        designs.append(Design("FastAPI + taskiq", base, path, pid, peer_pid))
+        designs.append(Design(PEER, base, path, pid, peer_pid))
         for design in designs:  # warm up: connections, pools, imports
             measure(design, run_load, run, 10, 1.0)
             design.latency.clear()
@@ -431,7 +431,8 @@ def report(designs: list[Design], plain: float, args: argparse.Namespace, serial
         )
     print(f"  {'plain blocking Celery client send_task().get()':<46} p50 {plain * 1000:6.2f} ms")
     print("\nCPU per request at 64 connections, ms (the load generator is not in the total):")
-    print(f"  {'':<46}" + "".join(f"{part:>11}" for part in (*PARTS, "total")))
+    headings = [part.replace("load generator", "load gen.") for part in (*PARTS, "total")]
+    print(f"  {'':<46}" + "".join(f"{heading:>11}" for heading in headings))
     for design in designs:
         figures = [design.cpu_median(part) for part in PARTS] + [design.total_cpu()]
         print(f"  {design.label:<46}" + "".join(f"{value * 1000:11.2f}" for value in figures))
@@ -449,6 +450,21 @@ def report(designs: list[Design], plain: float, args: argparse.Namespace, serial
         f"  this render / the plain blocking Celery client:"
         f" {statistics.median(ours.latency) / plain:.2f}x p50 at 1"
     )
+    rate = {design.label: statistics.median(design.rate) for design in designs}
+    checks = [
+        ("requests/s at 64 >= 1.0x FastAPI + taskiq's", rate[ours.label] / rate[PEER], ">=", 1.0),
+        (
+            "requests/s at 64 >= 1.5x the original design's",
+            rate[ours.label] / rate[ORIGINAL],
+            ">=",
+            1.5,
+        ),
+        ("p50 at 1 <= 1.5x the plain client's", statistics.median(ours.latency) / plain, "<=", 1.5),
+    ]
+    print("\nTargets:")
+    for label, value, sense, bound in checks:
+        met = value >= bound if sense == ">=" else value <= bound
+        print(f"  {label:<48} {value:5.2f}x  {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":
