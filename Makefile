@@ -48,7 +48,7 @@ RENDER ?= ../my_service
 PREVIOUS ?=
 bench: ## RENDER's API against the original design, FastAPI + taskiq (and PREVIOUS), in one run; where the CPU goes
 	$(RENDER)/.venv/bin/python -m pip install --quiet -r benchmarks/requirements.txt
-	PATH="$(abspath $(RENDER))/.venv/bin:$$PATH" $(RENDER)/.venv/bin/python benchmarks/compare_designs.py \
+	$(RENDER)/.venv/bin/python benchmarks/compare_designs.py \
 		--render $(RENDER) --profile \
 		$(if $(PREVIOUS),--previous $(PREVIOUS) --previous-python $(PREVIOUS)/.venv/bin/python) \
 		$(BENCH_ARGS)

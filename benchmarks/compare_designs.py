@@ -28,6 +28,7 @@ worker, RabbitMQ, Redis, PostgreSQL and the load generator), then the ratios.
 import argparse
 import collections
 import json
+import math
 import os
 import re
 import secrets
@@ -224,6 +225,8 @@ def measure(design: Design, run_load, run, count: int, seconds: float) -> None:
         design.cpu[part].append((after[part] - before[part]) / many.count)
 
 
+# py-spy, installed with the python that runs this (benchmarks/requirements.txt).
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
 # A frame of py-spy's raw output: "function (path:line)".
 FRAME = re.compile(r"^(?P<function>.*) \((?P<path>.*?)(?::\d+)?\)$")
 
@@ -252,17 +255,18 @@ def profile(design: Design, run_load, run, seconds: float) -> dict[str, collecti
         samplers = {}
         for part, pid in (("API", design.api_pid), ("worker", design.worker_pid)):
             output = Path(directory) / f"{part}.txt"
-            command = ["py-spy", "record", "--nonblocking", "--gil", "--subprocesses", "-r", "200"]
-            command += ["-f", "raw", "-d", str(int(seconds)), "-p", str(pid), "-o", str(output)]
+            command = [PY_SPY, "record", "--nonblocking", "--gil", "--subprocesses", "-r", "200"]
+            command += ["-f", "raw", "-d", str(math.ceil(seconds) + 1), "-p", str(pid)]
+            command += ["-o", str(output)]
             samplers[part] = (
                 subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                 output,
             )
-        time.sleep(0.5)
+        time.sleep(0.5)  # py-spy attached
         load = run_load(
             design.base + design.path,
             concurrency=64,
-            duration=seconds - 1,
+            duration=seconds,
             method="POST",
             headers=headers,
             body=BODY,

@@ -480,26 +480,35 @@ def test_make_test_oldest_runs_the_engines_tests_on_the_floors_of_celery_and_kom
     assert " failed" not in result.stdout, result.stdout
 
 
-def test_the_comparison_with_the_original_design_runs_and_prints_its_ratios(project, serializer):
-    """The template's own benchmark (benchmarks/compare_designs.py), short: the
-    render's API and the design it replaces, in one run."""
+def test_the_comparison_of_designs_runs_and_prints_its_ratios(project, serializer):
+    """The template's own benchmark (benchmarks/compare_designs.py, `make bench`),
+    short: the render's API, the design it replaces, the taskiq peer and the
+    plain client in one run, the CPU of every process, the targets, the profile."""
     if serializer != "json":
         pytest.skip("one short run is enough to keep the script working")
     python = str(SHARED_VENV / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "asgiref"], check=True)
+    requirements = str(TEMPLATE / "benchmarks" / "requirements.txt")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "-r", requirements], check=True)
     result = subprocess.run(
         [
             *(python, "benchmarks/compare_designs.py", "--render", str(project)),
-            *("--rounds", "1", "--count", "5", "--seconds", "1"),
+            *("--rounds", "1", "--count", "5", "--seconds", "1", "--profile"),
         ],
         cwd=TEMPLATE,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "the original design (sync_to_async + polling)" in result.stdout
-    assert re.search(r"this render / the original design .*: \d+\.\d\dx requests/s", result.stdout)
+    output = result.stdout
+    assert result.returncode == 0, output + result.stderr
+    for design in ("the original design (sync_to_async + polling)", "FastAPI + taskiq"):
+        assert re.search(rf"this render / {re.escape(design)}: \d+\.\d\dx requests/s", output)
+        # Its CPU per request, process by process: API, worker, the three services, total.
+        assert re.search(rf"{re.escape(design)}\s+(\d+\.\d\d\s+){{6}}\d+\.\d\d\n", output)
+    assert re.search(r"plain blocking Celery client .* p50 +\d+\.\d\d ms", output)
+    assert len(re.findall(r"  .{40,50} \d+\.\d\dx  (met|NOT met)", output)) == 3, output
+    # Where the API's and the worker's CPU goes, for this render and the peer.
+    assert len(re.findall(r"^  (API|worker) \(\d+\.\d\d ms\): \w", output, re.MULTILINE)) == 4
 
 
 def docs_steps(page: str) -> tuple[list[tuple[str, str, str]], list[str]]:
