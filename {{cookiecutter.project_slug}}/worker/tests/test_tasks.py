@@ -1,12 +1,15 @@
 import json
 import pickle
+import socket
 import uuid
 
+import pytest
 from celery import Celery
+from celery.exceptions import Reject
 
 from tests.tasks import ECHO, RESULT_TIMEOUT, revoke, sent, wait_for
-from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME
-from worker.revocations import started_unless_revoked
+from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME, get_settings
+from worker.revocations import Revocable, started_unless_revoked
 from worker.tasks import echo
 
 
@@ -109,3 +112,45 @@ def test_a_redelivered_task_keeps_the_success_of_an_earlier_delivery(
         assert started_meta(celery_app, task_id) == (False, "STARTED")
     finally:
         celery_app.backend.forget(task_id)
+
+
+def test_a_redelivered_task_finds_its_revocation_mark(celery_app: Celery) -> None:
+    task_id = str(uuid.uuid4())
+    revoke(celery_app, task_id)
+    try:
+        assert started_meta(celery_app, task_id, redelivered=True) == (True, "STARTED")
+    finally:
+        celery_app.backend.forget(task_id)
+
+
+def test_started_expires_with_the_results(celery_app: Celery) -> None:
+    task_id = str(uuid.uuid4())
+    try:
+        started_meta(celery_app, task_id)
+        backend = celery_app.backend
+        seconds = backend.client.ttl(backend.get_key_for_task(task_id))
+        assert 0 < seconds <= get_settings().RESULT_EXPIRES
+    finally:
+        celery_app.backend.forget(task_id)
+
+
+def returned(text: str) -> str:
+    return text
+
+
+@pytest.mark.parametrize("redelivered", [False, True])
+def test_a_task_that_cannot_store_started_goes_back_to_the_queue(redelivered: bool) -> None:
+    """Run unseen, a cancel would call it REVOKED while it runs: it waits for Redis."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    away = Celery("away", backend=f"redis://127.0.0.1:{port}/0", set_as_current=False)
+    away.backend.retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0}
+    task = away.task(name="away.echo", base=Revocable, shared=False)(returned)
+    task.push_request(id=str(uuid.uuid4()), delivery_info={"redelivered": redelivered})
+    try:
+        with pytest.raises(Reject) as rejected:
+            started_unless_revoked(task)
+    finally:
+        task.pop_request()
+    assert rejected.value.requeue

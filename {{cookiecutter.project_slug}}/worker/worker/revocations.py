@@ -6,7 +6,8 @@ workers that were up to hear it. Every task of this worker stores STARTED,
 then looks for the mark, before it runs: one Redis round trip for both, where
 Celery's `task_track_started` took two for the state alone (`make bench`
 measures it). The order is what makes a cancel safe: the API writes the mark,
-then reads the state, so one of the two always sees the other.
+then reads the state, so one of the two always sees the other; and a task
+runs only once its STARTED is stored.
 """
 
 import logging
@@ -14,7 +15,7 @@ import os
 from typing import Any
 
 from celery import Task, states
-from celery.exceptions import Ignore
+from celery.exceptions import BackendStoreError, Ignore, Reject
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +27,22 @@ def started_unless_revoked(task: Task) -> bool:
     """Store STARTED for the task, then tell whether its mark is there."""
     backend, request = task.backend, task.request
     revoked_key = REVOKED_KEY_PREFIX + request.id
+    if task.ignore_result:  # nothing of it is stored, STARTED neither
+        return is_revoked(task)
     try:
-        if request.delivery_info and request.delivery_info.get("redelivered"):
-            # An earlier delivery may have ended: Celery's own store, which
-            # reads the state first, keeps its SUCCESS.
-            backend.store_result(request.id, running_on(task), states.STARTED, request=request)
-            return bool(backend.client.exists(revoked_key))
-        return bool(backend.ensure(store_started_then_look, (task, revoked_key)))
-    except backend.connection_errors:
-        # Redis is away: no revocation can be written meanwhile either, and
-        # the task's result waits for Redis to come back.
-        logger.warning("Cannot tell whether task %s was revoked; running it", request.id)
-        return False
+        if not (request.delivery_info and request.delivery_info.get("redelivered")):
+            return bool(backend.ensure(store_started_then_look, (task, revoked_key)))
+        # An earlier delivery may have ended: Celery's own store, which reads
+        # the state first, keeps its SUCCESS.
+        backend.store_result(request.id, running_on(task), states.STARTED, request=request)
+    except (BackendStoreError, *backend.connection_errors) as error:
+        # Without STARTED stored, a cancel could not tell that this task runs:
+        # it waits in the queue until Redis answers again, instead.
+        logger.warning("Cannot store that task %s started; back to the queue", request.id)
+        raise Reject(repr(error), requeue=True) from error
+    # STARTED is stored: a cancel now sees the task running, so running it is
+    # safe even when the mark cannot be read.
+    return is_revoked(task)
 
 
 def store_started_then_look(task: Task, revoked_key: str) -> int:
@@ -95,7 +100,8 @@ class Revocable(Task):  # type: ignore[misc]
     """A task that stores STARTED when it starts, and does not run once revoked."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # Not when called directly, in the caller's process (tests, scripts).
-        if not self.request.called_directly and started_unless_revoked(self):
+        # Not when called in the caller's process (directly, or eagerly in tests).
+        request = self.request
+        if not (request.called_directly or request.is_eager) and started_unless_revoked(self):
             stop(self)
         return super().__call__(*args, **kwargs)
