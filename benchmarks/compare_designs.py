@@ -355,8 +355,11 @@ def main() -> None:
         command += [f"--hostname={node}", "--loglevel=WARNING", *shlex.split(args.worker_options)]
         return env, stack.enter_context(process(command, render / "worker", env)).pid
 
+    peer_queue = f"bench.taskiq.{uuid.uuid4().hex[:8]}"
+    # Deleted at the end with the render's: the peer's dead letters (taskiq_peer.py).
+    queues.append(peer_queue + ".dead_letter")
     peer_env = {
-        "PEER_QUEUE": f"bench.taskiq.{uuid.uuid4().hex[:8]}",
+        "PEER_QUEUE": peer_queue,
         "PEER_BROKER_URL": settings.CELERY_BROKER_URL,
         "PEER_REDIS_URL": settings.CELERY_RESULT_BACKEND_URL,
     }

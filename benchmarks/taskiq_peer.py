@@ -12,7 +12,7 @@ with taskiq, taskiq-aio-pika and taskiq-redis in it:
     taskiq worker taskiq_peer:broker     # its worker, one async process
 
 `PEER_*` variables say where. Its queue and exchange are of this run only and
-go away with their last user.
+go away with their last user; its dead-letter queue, deleted by the benchmark.
 """
 
 import os
@@ -29,12 +29,16 @@ from taskiq_redis import RedisAsyncResultBackend
 
 NAME = os.environ.get("PEER_QUEUE", "taskiq-peer")
 CHECK_INTERVAL = float(os.environ.get("PEER_CHECK_INTERVAL", "0.01"))
+DEAD_LETTER = ".dead_letter"
 
 broker = AioPikaBroker(
     os.environ.get("PEER_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
     # Classic, as the render's queues are (taskiq-aio-pika declares quorum by default).
     task_queues=[Queue(name=NAME, type=QueueType.CLASSIC, auto_delete=True)],
     exchange=Exchange(name=NAME, auto_delete=True),
+    # Its own, not taskiq's shared default; nobody consumes it, so the
+    # benchmark deletes it (DEAD_LETTER) when it ends.
+    dead_letter_queue=Queue(name=NAME + DEAD_LETTER, type=QueueType.CLASSIC),
 ).with_result_backend(
     RedisAsyncResultBackend(
         os.environ.get("PEER_REDIS_URL", "redis://127.0.0.1:6379/0"),
