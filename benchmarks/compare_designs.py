@@ -17,12 +17,15 @@ process of its own:
   its own worker, one async process;
 - at one connection only, a plain blocking Celery client, send_task().get().
 
-The Celery designs share one worker of the render, configured as the render's
-compose runs it, on a queue of this run's own. The rounds are interleaved
+Each render has a worker of its own, started as its compose file starts it,
+on a queue of this run's own; the original design and the plain client use
+this render's. The rounds are interleaved
 (design after design, each round starting with the next one) and the medians
 printed: p50 at one connection, requests/s at 64, and the CPU each process of
 the round trip spent per answered request at 64 (from /proc: the API, its
 worker, RabbitMQ, Redis, PostgreSQL and the load generator), then the ratios.
+The load generator and the readers of /proc are the render's own (its
+benchmarks/http_load.py and benchmarks/servers.py).
 """
 
 import argparse
@@ -46,16 +49,14 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BODY = b'{"integer": 21}'
 SUPERUSER = ("bench@example.com", secrets.token_urlsafe(16))
-
-
-# The processes of a round trip besides the API and its worker, by their
-# /proc command names: every PostgreSQL backend, RabbitMQ's Erlang VM, Redis.
-SERVICES = {"PostgreSQL": ("postgres",), "RabbitMQ": ("beam.smp",), "Redis": ("redis-server",)}
-PARTS = ("API", "worker", *SERVICES, "load generator")
+# The processes of a round trip whose CPU is read; the services' as the
+# render's benchmarks/servers.py names them.
+PARTS = ("API", "worker", "PostgreSQL", "RabbitMQ", "Redis", "load generator")
 ORIGINAL = "the original design (sync_to_async + polling)"
 PEER = "FastAPI + taskiq"
 
@@ -76,53 +77,37 @@ class Design:
     def cpu_median(self, part: str) -> float:
         return statistics.median(self.cpu[part])
 
-    def total_cpu(self, parts: tuple[str, ...] = PARTS[:-1]) -> float:
-        """Median over rounds of the CPU per request of `parts` (the service's by default)."""
-        rounds = zip(*(self.cpu[part] for part in parts), strict=True)
+    def total_cpu(self) -> float:
+        """Median over rounds of the CPU per request of all but the load generator."""
+        rounds = zip(*(self.cpu[part] for part in PARTS[:-1]), strict=True)
         return statistics.median(sum(spent) for spent in rounds)
 
 
-def tree(pid: int) -> list[int]:
-    """A process and its descendants (uvicorn's or taskiq's supervisor starts workers)."""
-    pids = [pid]
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        for child in children.read_text().split():
-            pids.extend(tree(int(child)))
-    return pids
+@dataclass
+class Tools:
+    """What this script uses of the render's own benchmarks (imported from --render)."""
+
+    run: Callable[..., Any]  # runs a load on the event loop
+    run_load: Callable[..., Any]  # a load of HTTP requests
+    cpu_seconds: Callable[[int], float]  # of a process and its descendants
+    services_cpu_seconds: Callable[[], dict[str, float]]  # PostgreSQL, RabbitMQ, Redis
 
 
-def own_cpu_seconds(pid: int) -> float:
-    """User and system time of one process so far; 0 once it has gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def service_pids() -> dict[str, list[int]]:
-    found: dict[str, list[int]] = {name: [] for name in SERVICES}
-    for stat in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            command = stat.read_text().strip()
-        except OSError:
-            continue
-        for name, commands in SERVICES.items():
-            if command in commands:
-                found[name].append(int(stat.parent.name))
-    return found
-
-
-def cpu_by_part(design: Design) -> dict[str, float]:
+def cpu_by_part(design: Design, tools: Tools) -> dict[str, float]:
     """CPU seconds so far of every process of the design's round trip."""
-    spent = {
-        "API": sum(map(own_cpu_seconds, tree(design.api_pid))),
-        "worker": sum(map(own_cpu_seconds, tree(design.worker_pid))),
+    return {
+        "API": tools.cpu_seconds(design.api_pid),
+        "worker": tools.cpu_seconds(design.worker_pid),
+        **tools.services_cpu_seconds(),
         "load generator": sum(os.times()[:2]),
     }
-    for name, pids in service_pids().items():
-        spent[name] = sum(map(own_cpu_seconds, pids))
-    return spent
+
+
+def headers(design: Design) -> dict[str, str]:
+    sent = {"Content-Type": "application/json"}
+    if design.token:
+        sent["Authorization"] = f"Bearer {design.token}"
+    return sent
 
 
 def free_port() -> int:
@@ -202,21 +187,21 @@ def api(
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", drop], check=False)
 
 
-def measure(design: Design, run_load, run, count: int, seconds: float) -> None:
-    headers = {"Content-Type": "application/json"}
-    if design.token:
-        headers["Authorization"] = f"Bearer {design.token}"
-    url = design.base + design.path
-
+def measure(design: Design, tools: Tools, count: int, seconds: float) -> None:
     def load(concurrency: int, **limits: float) -> object:
-        return run_load(
-            url, concurrency=concurrency, method="POST", headers=headers, body=BODY, **limits
+        return tools.run_load(
+            design.base + design.path,
+            concurrency=concurrency,
+            method="POST",
+            headers=headers(design),
+            body=BODY,
+            **limits,
         )
 
-    one = run(load(1, requests_per_connection=count))
-    before = cpu_by_part(design)
-    many = run(load(64, duration=seconds))
-    after = cpu_by_part(design)
+    one = tools.run(load(1, requests_per_connection=count))
+    before = cpu_by_part(design, tools)
+    many = tools.run(load(64, duration=seconds))
+    after = cpu_by_part(design, tools)
     for result in (one, many):
         assert set(result.statuses) == {200}, (design.label, result.statuses)
     design.latency.append(one.median)
@@ -232,24 +217,18 @@ FRAME = re.compile(r"^(?P<function>.*) \((?P<path>.*?)(?::\d+)?\)$")
 
 
 def package_of(path: str) -> str:
-    """Who a sampled frame belongs to: a distribution, the standard library or the project's own."""
+    """Who a sampled frame belongs to: a distribution, the standard library or the render."""
     for marker in ("site-packages/", "dist-packages/"):
         if marker in path:
             return path.split(marker, 1)[1].split("/", 1)[0].removesuffix(".py")
-    if re.search(r"/lib/python3\.\d+/", path):
-        return "stdlib " + re.split(r"/lib/python3\.\d+/", path)[1].split("/", 1)[0].removesuffix(
-            ".py"
-        )
+    # py-spy names the others from their import root: asyncio/tasks.py, taskengine/...
     return path.lstrip("./").split("/", 1)[0].removesuffix(".py") or "?"
 
 
-def profile(design: Design, run_load, run, seconds: float) -> dict[str, collections.Counter]:
+def profile(design: Design, tools: Tools, seconds: float) -> dict[str, collections.Counter]:
     """Samples of where the API and the worker spend their time at 64 connections
     (py-spy, 200 a second, without pausing them), counted by the package of the
     frame that was running."""
-    headers = {"Content-Type": "application/json"}
-    if design.token:
-        headers["Authorization"] = f"Bearer {design.token}"
     spent: dict[str, collections.Counter] = {}
     with tempfile.TemporaryDirectory() as directory:
         samplers = {}
@@ -263,15 +242,15 @@ def profile(design: Design, run_load, run, seconds: float) -> dict[str, collecti
                 output,
             )
         time.sleep(0.5)  # py-spy attached
-        load = run_load(
+        load = tools.run_load(
             design.base + design.path,
             concurrency=64,
             duration=seconds,
             method="POST",
-            headers=headers,
+            headers=headers(design),
             body=BODY,
         )
-        run(load)
+        tools.run(load)
         for part, (sampler, output) in samplers.items():
             sampler.wait(timeout=seconds + 30)
             counts: collections.Counter = collections.Counter()
@@ -298,16 +277,6 @@ def report_profile(design: Design, spent: dict[str, collections.Counter]) -> Non
         print(f"  {part} ({per_request:.2f} ms): {shares}")
 
 
-def plain_client_p50(round_trip: Callable[[], object], count: int) -> float:
-    """p50 of `count` blocking round trips, one after the other."""
-    latencies = []
-    for _ in range(count):
-        began = time.perf_counter()
-        round_trip()
-        latencies.append(time.perf_counter() - began)
-    return statistics.median(latencies)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--render", type=Path, required=True)
@@ -328,7 +297,9 @@ def main() -> None:
     from app.core.config import TASK_SERIALIZER, WORKER_NAME, get_settings
 
     settings = get_settings()
-    from benchmarks.http_load import run, run_load  # the render's load generator
+    from benchmarks.http_load import run, run_load
+    from benchmarks.servers import cpu_seconds, services_cpu_seconds
+    from benchmarks.tasks_roundtrip import sequential
     from testkit import celery_client, delete_queue
 
     task = f"{WORKER_NAME}.integer_multiplication"
@@ -369,6 +340,7 @@ def main() -> None:
         settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
     )
 
+    tools = Tools(run, run_load, cpu_seconds, services_cpu_seconds)
     with ExitStack() as stack:
         env, worker_pid = render_worker(render, sys.executable)
         designs = [stack.enter_context(api("this render", render, sys.executable, env, worker_pid))]
@@ -397,24 +369,24 @@ def main() -> None:
         )
         designs.append(Design(PEER, base, path, pid, peer_pid))
         for design in designs:  # warm up: connections, pools, imports
-            measure(design, run_load, run, 10, 1.0)
+            measure(design, tools, 10, 1.0)
             design.latency.clear()
             design.rate.clear()
             for spent in design.cpu.values():
                 spent.clear()
-        plain_client_p50(plain_round_trip, 10)
+        sequential(plain_round_trip, 10)
         plain: list[float] = []
         for round_ in range(args.rounds):
             # Each round starts with another design: none always follows the
             # same one (whose load may still be settling in the worker).
             turn = round_ % len(designs)
             for design in designs[turn:] + designs[:turn]:
-                measure(design, run_load, run, args.count, args.seconds)
-            plain.append(plain_client_p50(plain_round_trip, args.count))
+                measure(design, tools, args.count, args.seconds)
+            plain.append(sequential(plain_round_trip, args.count).median)
         report(designs, statistics.median(plain), args, TASK_SERIALIZER)
         if args.profile:
             for design in (designs[0], designs[-1]):
-                report_profile(design, profile(design, run_load, run, args.seconds))
+                report_profile(design, profile(design, tools, args.seconds))
     # Once the workers have stopped: a queue deleted under one is a lost connection.
     for queue in queues:
         try:

@@ -76,7 +76,7 @@ def running_on(task: Task) -> dict[str, Any]:
 
 
 def is_revoked(task: Task) -> bool:
-    """Whether the task's mark is there, for a long task between its steps."""
+    """Whether the task's mark is there: one Redis read."""
     try:
         return bool(task.backend.client.exists(REVOKED_KEY_PREFIX + task.request.id))
     except task.backend.connection_errors:
