@@ -429,6 +429,7 @@ def report(designs: list[Design], plain: float, args: argparse.Namespace, serial
         f"  this render / the plain blocking Celery client:"
         f" {statistics.median(ours.latency) / plain:.2f}x p50 at 1"
     )
+    report_celery_bound(ours, {design.label: design for design in designs})
     rate = {design.label: statistics.median(design.rate) for design in designs}
     checks = [
         ("requests/s at 64 >= 1.0x FastAPI + taskiq's", rate[ours.label] / rate[PEER], ">=", 1.0),
@@ -444,6 +445,28 @@ def report(designs: list[Design], plain: float, args: argparse.Namespace, serial
     for label, value, sense, bound in checks:
         met = value >= bound if sense == ">=" else value <= bound
         print(f"  {label:<48} {value:5.2f}x  {'met' if met else 'NOT met'}")
+
+
+def report_celery_bound(ours: Design, by_label: dict[str, Design]) -> None:
+    """The most requests/s any FastAPI + Celery design could answer here: the CPU
+    this render's run kept busy, shared among Celery's part of a task (its worker,
+    RabbitMQ, Redis, as measured), an API as cheap as the peer's (which keeps no
+    record and checks no token), and the load generator; no PostgreSQL at all."""
+    peer, original = by_label[PEER], by_label[ORIGINAL]
+    celery = sum(ours.cpu_median(part) for part in ("worker", "RabbitMQ", "Redis"))
+    load_generator = ours.cpu_median("load generator")
+    busy = statistics.median(ours.rate) * (ours.total_cpu() + load_generator)
+    bound = busy / (celery + peer.cpu_median("API") + load_generator)
+    peer_rate, original_rate = statistics.median(peer.rate), statistics.median(original.rate)
+    print(
+        f"\nCelery's part of a task here: {celery * 1000:.2f} ms of CPU (worker, RabbitMQ, Redis;"
+        f" the peer's worker, RabbitMQ and Redis: "
+        f"{sum(peer.cpu_median(part) for part in ('worker', 'RabbitMQ', 'Redis')) * 1000:.2f} ms)."
+        f"\n  With an API as cheap as the peer's ({peer.cpu_median('API') * 1000:.2f} ms) and no"
+        f" PostgreSQL, the {busy:.2f} cores this render kept busy would answer at most"
+        f" {bound:.0f} req/s:\n  {bound / peer_rate:.2f}x {PEER}'s, {bound / original_rate:.2f}x"
+        " the original design's"
+    )
 
 
 if __name__ == "__main__":

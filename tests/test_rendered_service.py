@@ -452,6 +452,9 @@ def test_task_benchmark_runs_and_checks_its_targets(project, serializer):
         "GET /api/v1/users/me, 64 connections",
     ):
         assert line in result.stdout
+    # What (b) waits for besides its task, store by store, and (b) without it.
+    assert re.search(r"lease \d+\.\d\d ms, record \d+\.\d\d ms, end \d+\.\d\d ms", result.stdout)
+    assert re.search(r"\(b\) less those stores: +\d+\.\d\d ms, \d+\.\d\dx \(a\)", result.stdout)
     # Each of the six targets ends its line with its verdict.
     verdicts = re.findall(r"^  .+ \d+\.\d\d  (met|NOT met)$", result.stdout, re.MULTILINE)
     assert len(verdicts) == 6, result.stdout
@@ -507,6 +510,8 @@ def test_the_comparison_of_designs_runs_and_prints_its_ratios(project, serialize
         assert re.search(rf"{re.escape(design)}\s+(\d+\.\d\d\s+){{6}}\d+\.\d\d\n", output)
     assert re.search(r"plain blocking Celery client .* p50 +\d+\.\d\d ms", output)
     assert len(re.findall(r"  .{40,50} \d+\.\d\dx  (met|NOT met)", output)) == 3, output
+    # The most any FastAPI + Celery design could answer on the CPU this run used.
+    assert re.search(r"would answer at most \d+ req/s:\n  \d+\.\d\dx FastAPI \+ taskiq's", output)
     # Where the API's and the worker's CPU goes, for this render and the peer.
     assert len(re.findall(r"^  (API|worker) \(\d+\.\d\d ms\): \w", output, re.MULTILINE)) == 4
 
