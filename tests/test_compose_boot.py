@@ -193,7 +193,7 @@ def test_no_env_file_or_secret_in_the_images(stack):
 # nothing of the other service's, and no tests.
 BESIDE_THE_PACKAGES = {
     "api": {"pyproject.toml", "alembic.ini", "migrations"},
-    "worker": {"pyproject.toml"},
+    "worker": {"pyproject.toml", "healthcheck.sh"},
 }
 TESTS = ("tests", "test_*.py", "conftest.py", "testkit")
 

@@ -153,7 +153,7 @@ def test_each_image_keeps_what_it_runs_with(bake):
     stages = dockerfile_stages((bake(worker_name="billing-jobs") / SERVICE_DOCKERFILE).read_text())
     expected = {
         "api": ('CMD ["python", "-m", "commands.healthcheck"]', '"commands.serve"'),
-        "worker": ('CMD ["python", "-m", "worker.healthcheck"]', '"billing-jobs@%h"'),
+        "worker": ('CMD ["sh", "healthcheck.sh", "--ready"]', '"billing-jobs@%h"'),
     }
     for target, (healthcheck, command) in expected.items():
         chain = stage_chain(stages, target)
@@ -173,7 +173,7 @@ def test_each_image_keeps_what_it_runs_with(bake):
 def test_each_image_gets_its_packages_and_dependencies_and_nothing_else(bake):
     """Each image copies its service's directory, of which .dockerignore lets
     through the packages that its pyproject.toml ships and nothing else (no
-    .env, no tests); the stages that install dependencies copy no code, so an
+    .env, no tests) but the worker's healthcheck script; the stages that install dependencies copy no code, so an
     edit of the code never installs them again."""
     project = bake()
     stages = dockerfile_stages((project / SERVICE_DOCKERFILE).read_text())
@@ -191,6 +191,7 @@ def test_each_image_gets_its_packages_and_dependencies_and_nothing_else(bake):
         assert f"{directory}/ ./" in copies, target
         for package in packages:
             assert f"!{directory}/{package}/" in ignored, (target, package)
+    assert "!worker/healthcheck.sh" in ignored
     targets = set(TARGETS)
     for stage in stages:
         if stage["name"] in targets:

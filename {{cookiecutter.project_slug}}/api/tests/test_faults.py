@@ -9,7 +9,9 @@ every render.
 """
 
 import asyncio
+import os
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,7 +30,7 @@ from app.api.v1.private.tasks import ECHO, ECHO_PATH
 from app.core.config import TASK_SERIALIZER, Settings
 from app.main import create_app
 from app.models import User
-from testkit import celery_client, celery_worker, free_port
+from testkit import WORKER_ROOT, celery_client, celery_worker, free_port
 from testkit.faults import FaultProxy, KillableWorker, PrivateRedis, started
 from testkit.steady_load import FINAL, FaultRun, SteadyLoad, under_load
 
@@ -168,6 +170,47 @@ async def test_restart(settings: Settings, load_user: Any, tmp_path: Path, name:
             run = await under_load(f"{name} restart", SteadyLoad(client, headers), down, up)
     report(run)
     assert_recovered(run)
+
+
+def worker_health(health_dir: Path, *arguments: str) -> int:
+    """The exit code of the worker image's healthcheck, on the files of a worker
+    whose temporary directory is `health_dir`."""
+    command = ["sh", "healthcheck.sh", *arguments]
+    environment = {**os.environ, "TMPDIR": str(health_dir)}
+    return subprocess.run(command, cwd=WORKER_ROOT, env=environment, check=False).returncode
+
+
+def within(seconds: float, condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_worker_is_not_ready_while_its_broker_restarts_and_alive_throughout(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The worker's healthcheck (worker/healthcheck.sh) through a
+    RabbitMQ restart: its consumer stops, so it is not ready, and starts again
+    once connected; a short outage does not make it look dead."""
+    health_dir = tmp_path / "health"
+    health_dir.mkdir()
+    url = settings.CELERY_BROKER_URL
+    with (
+        started(FaultProxy(*host_port(url))) as proxy,
+        own_worker(
+            settings, tmp_path, CELERY_BROKER_URL=through(url, proxy.port), TMPDIR=str(health_dir)
+        ),
+    ):
+        assert worker_health(health_dir, "--ready") == 0
+        proxy.down()
+        assert within(10, lambda: worker_health(health_dir, "--ready") == 1)
+        assert worker_health(health_dir) == 0
+        proxy.up()
+        assert within(20, lambda: worker_health(health_dir, "--ready") == 0)
+        assert worker_health(health_dir) == 0
 
 
 @pytest.mark.parametrize("dependency", ["POSTGRES_DATABASE_URL", "CELERY_RESULT_BACKEND_URL"])

@@ -3,6 +3,7 @@
 from celery import Celery
 
 from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME, get_settings
+from worker.heartbeat import HealthFiles
 
 settings = get_settings()
 
@@ -57,3 +58,5 @@ celery_app.conf.update(
     # Task events for a Celery monitor (WORKER_SEND_TASK_EVENTS).
     worker_send_task_events=settings.WORKER_SEND_TASK_EVENTS,
 )
+# The heartbeat and ready files of the image's healthcheck (healthcheck.sh).
+celery_app.steps["consumer"].add(HealthFiles)
