@@ -172,9 +172,9 @@ def test_each_image_keeps_what_it_runs_with(bake):
 
 def test_each_image_gets_its_packages_and_dependencies_and_nothing_else(bake):
     """Each image copies its service's directory, of which .dockerignore lets
-    through the packages that its pyproject.toml ships and nothing else (no
-    .env, no tests) but the worker's healthcheck script; the stages that install dependencies copy no code, so an
-    edit of the code never installs them again."""
+    through the packages that its pyproject.toml ships, the worker's healthcheck
+    script and nothing else (no .env, no tests); the stages that install
+    dependencies copy no code, so an edit of the code never installs them again."""
     project = bake()
     stages = dockerfile_stages((project / SERVICE_DOCKERFILE).read_text())
     ignored = [

@@ -1,10 +1,14 @@
 """`python -m commands.migrate`: create the database if it is missing, migrate it,
 and create the first superuser from the settings.
 
-`make migrate` runs this; it is safe to run again at any time.
+`make migrate` runs this; it is safe to run again at any time, and by several
+processes at once (replicas that each migrate before they serve): they take
+turns, and the later ones find the work done.
 """
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -17,6 +21,25 @@ from app.core.db import create_engine, create_sessionmaker
 from app.services.users import create_user, get_by_email
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
+
+
+@contextlib.asynccontextmanager
+async def migration_lock(database_url: str) -> AsyncIterator[None]:
+    """Hold PostgreSQL's advisory lock of this database's migrations, taken on
+    the server's `postgres` database (the target may not exist yet). It is the
+    session's: a run that dies lets it go with its connection."""
+    target = make_url(database_url)
+    server = create_async_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    key = {"key": f"migrate {target.database}"}
+    try:
+        async with server.connect() as connection:
+            await connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+            try:
+                yield
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
+    finally:
+        await server.dispose()
 
 
 async def create_database_if_missing(database_url: str) -> bool:
@@ -72,14 +95,19 @@ async def create_first_superuser(settings: Settings) -> bool:
         await engine.dispose()
 
 
-def main() -> None:
-    settings = get_settings()
+async def migrate(settings: Settings) -> None:
     database_url = settings.POSTGRES_DATABASE_URL
-    if asyncio.run(create_database_if_missing(database_url)):
-        print(f"Created database {make_url(database_url).database!r}")
-    upgrade_to_head(database_url)
-    if asyncio.run(create_first_superuser(settings)):
-        print(f"Created superuser {settings.FIRST_SUPERUSER_EMAIL}")
+    async with migration_lock(database_url):
+        if await create_database_if_missing(database_url):
+            print(f"Created database {make_url(database_url).database!r}")
+        # Alembic runs an event loop of its own: on a thread, while this one holds the lock.
+        await asyncio.to_thread(upgrade_to_head, database_url)
+        if await create_first_superuser(settings):
+            print(f"Created superuser {settings.FIRST_SUPERUSER_EMAIL}")
+
+
+def main() -> None:
+    asyncio.run(migrate(get_settings()))
 
 
 if __name__ == "__main__":

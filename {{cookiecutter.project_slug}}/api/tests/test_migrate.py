@@ -1,5 +1,9 @@
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -86,3 +90,42 @@ async def test_first_superuser_is_created_once(settings: Settings, engine: Async
     assert row.is_superuser and row.is_active
     password = settings.FIRST_SUPERUSER_PASSWORD.get_secret_value()
     assert password_hash.verify(password, row.hashed_password)
+
+
+# As many as the replicas whose init containers start at once.
+AT_ONCE = 4
+
+
+def test_migrate_run_by_several_processes_at_once_does_everything_once(
+    database_url: str,
+) -> None:
+    """`python -m commands.migrate` started AT_ONCE times together on a database
+    that does not exist yet: every run ends well, one creates the database, all
+    find it at head, one creates the superuser (the others wait for its lock)."""
+    name = f"{make_url(database_url).database}_c{uuid.uuid4().hex[:6]}"
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    environment = {**os.environ, "POSTGRES_DATABASE_URL": url}
+    api_root = Path(ALEMBIC_INI).parent
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "commands.migrate"],
+            cwd=api_root,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(AT_ONCE)
+    ]
+    try:
+        outputs = [run.communicate(timeout=120)[0] for run in runs]
+        assert [run.returncode for run in runs] == [0] * AT_ONCE, "\n".join(outputs)
+        assert sum("Created database" in output for output in outputs) == 1, outputs
+        assert sum("Created superuser" in output for output in outputs) == 1, outputs
+        head = ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_current_head()
+        assert asyncio.run(applied_revision(url)) == head
+    finally:
+        for run in runs:
+            run.kill()
+            run.wait()
+        asyncio.run(drop_database(url))
