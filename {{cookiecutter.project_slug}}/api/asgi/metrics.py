@@ -8,8 +8,10 @@ counters: set PROMETHEUS_MULTIPROC_DIR to an empty directory shared by all of
 them, and /metrics aggregates their files (prometheus_client multiprocess mode).
 """
 
+import glob
 import os
 import time
+from collections.abc import Iterable
 
 from fastapi import Response
 from prometheus_client import (
@@ -19,6 +21,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -101,7 +104,28 @@ def metrics() -> Response:
     """The Prometheus text format. A plain def: FastAPI runs it in the thread pool,
     as multiprocess mode reads one file per process."""
     registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(SizedFilesCollector(directory))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class SizedFilesCollector:
+    """Multiprocess mode's collector, but for the files of processes that have
+    created theirs and not sized it yet: read at 0 bytes, one such file fails
+    the whole scrape with prometheus_client's own collector (its issue #1199)."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        files = [path for path in glob.glob(os.path.join(self._directory, "*.db")) if sized(path)]
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def sized(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:  # its process ended, and the file was removed
+        return False

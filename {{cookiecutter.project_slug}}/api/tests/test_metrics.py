@@ -1,10 +1,14 @@
 import re
+from pathlib import Path
 
+import pytest
 from httpx import AsyncClient
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from app.core.config import Settings
 from app.main import create_app
 from app.models import User
+from asgi.metrics import metrics
 from tests.conftest import serving
 
 
@@ -80,3 +84,18 @@ async def test_unusual_methods_share_one_label(client: AsyncClient) -> None:
     text = await scrape(client)
     assert sample(text, "http_requests_total", method="OTHER", route="/api/v1/health") >= 1
     assert 'method="PURGE"' not in text
+
+
+def test_a_scrape_of_several_processes_skips_a_file_not_sized_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Multiprocess mode: a process that has just created its file (0 bytes
+    until it sizes it) does not fail the scrape of every other's counts."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    counted = MmapedDict(str(tmp_path / "counter_1.db"))
+    counted.write_value(mmap_key("jobs_total", "jobs_total", [], [], "Jobs."), 3.0, 0.0)
+    counted.close()
+    (tmp_path / "counter_2.db").touch()  # created, not sized yet
+    response = metrics()
+    assert response.status_code == 200
+    assert b"jobs_total 3.0" in response.body
