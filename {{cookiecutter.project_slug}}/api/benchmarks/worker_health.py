@@ -1,7 +1,8 @@
 """What one check of a worker's health costs: the image's healthcheck, which reads
 the two files the worker keeps (worker/healthcheck.sh), against a ping of
 the worker's node through the broker by Celery's own command (`celery inspect
-ping`), what the image's check did before.
+ping`): a Python process with the Celery app and a round trip through the
+broker, as the image's check was before (it called the app's control.ping).
 
 Run from api/: `../.venv/bin/python -m benchmarks.worker_health` (part of `make
 bench`). It starts a worker on a queue of its own, runs each check `--count`

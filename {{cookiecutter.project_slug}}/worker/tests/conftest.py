@@ -128,6 +128,16 @@ def wait_until_answering(process: subprocess.Popen[bytes], node: str, log: Path)
     pytest.fail(f"the worker did not answer within {STARTUP_TIMEOUT}s:\n{log.read_text()}")
 
 
+@pytest.fixture
+def health_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary directory of a worker under test (its TMPDIR), where it
+    keeps its health files, and of this process."""
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setenv("TMPDIR", str(directory))
+    return directory
+
+
 @pytest.fixture(scope="session")
 def celery_app(worker_node: str) -> Celery:
     """The worker's app, as a producer talks to it, with the worker running."""

@@ -1,12 +1,19 @@
 """The example tasks (worker/example_tasks.py) on a real worker."""
 
+import os
+import signal
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 from celery import Celery, chain, chord, group
 
+from tests.conftest import worker_process
 from tests.tasks import RESULT_TIMEOUT, forget_all, revoke, sent, wait_for
+from tests.test_healthcheck import SOON_STALE, check, main_process, within
 from worker.config import WORKER_NAME
+from worker.heartbeat import health_file
 
 
 def test_integer_multiplication_runs_on_the_worker(celery_app: Celery) -> None:
@@ -70,3 +77,27 @@ def test_a_long_task_revoked_while_it_runs_stops_at_its_next_step(celery_app: Ce
         assert wait_for(result, {"REVOKED", "SUCCESS"}) == "REVOKED"
         # One step is 0.1 s; the whole task would take 4 s.
         assert time.monotonic() - began < 1
+
+
+def test_a_worker_draining_a_long_task_is_alive_and_not_ready(
+    celery_app: Celery, health_dir: Path, tmp_path: Path
+) -> None:
+    """A warm shutdown (SIGTERM, as a container is stopped) waits for the task
+    that runs: the worker is not ready at once, and alive until it exits, so
+    that a liveness check leaves a draining worker alone."""
+    node = f"drain-{uuid.uuid4().hex[:8]}@localhost"
+    queue = f"test.drain.{uuid.uuid4().hex[:12]}"
+    seconds = 2 * int(SOON_STALE)  # outlasts a heartbeat that would stop at SIGTERM
+    with (
+        worker_process(queue, node, tmp_path / "worker.log", TMPDIR=str(health_dir)),
+        sent(celery_app, f"{WORKER_NAME}.long_running", seconds, 4, queue=queue) as result,
+    ):
+        wait_for(result, {"STARTED", "PROGRESS"})
+        os.kill(main_process(celery_app, node), signal.SIGTERM)
+        assert within(5, lambda: check(health_dir, "--ready") == 1)
+        deadline = time.monotonic() + seconds + RESULT_TIMEOUT
+        while not result.ready() and time.monotonic() < deadline:
+            assert check(health_dir, SOON_STALE) == 0, "a draining worker looked dead"
+            time.sleep(0.5)
+        assert result.get(timeout=RESULT_TIMEOUT) == 4
+        assert within(10, lambda: not health_file("alive").exists())
