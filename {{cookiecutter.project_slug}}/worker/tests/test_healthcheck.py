@@ -1,8 +1,7 @@
 """The image's healthcheck (healthcheck.sh) reads the files the worker's main
 process keeps (worker/heartbeat.py): alive while that process runs its timer,
 ready while it consumes its queue, neither once it stopped. Through a lost
-broker connection: api/tests/test_faults.py; through a warm shutdown that waits
-for a long task: tests/test_example_tasks.py."""
+broker connection: api/tests/test_faults.py."""
 
 import os
 import signal
