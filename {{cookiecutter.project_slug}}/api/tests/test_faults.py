@@ -11,7 +11,6 @@ every render.
 import asyncio
 import os
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -33,6 +32,7 @@ from app.models import User
 from testkit import WORKER_ROOT, celery_client, celery_worker, free_port
 from testkit.faults import FaultProxy, KillableWorker, PrivateRedis, started
 from testkit.steady_load import FINAL, FaultRun, SteadyLoad, under_load
+from tests.tasks import eventually
 
 # Short timeouts, so that an outage shows in a few seconds.
 FAST = {
@@ -172,24 +172,17 @@ async def test_restart(settings: Settings, load_user: Any, tmp_path: Path, name:
     assert_recovered(run)
 
 
-def worker_health(health_dir: Path, *arguments: str) -> int:
+async def worker_health(health_dir: Path, *arguments: str) -> int:
     """The exit code of the worker image's healthcheck, on the files of a worker
     whose temporary directory is `health_dir`."""
-    command = ["sh", "healthcheck.sh", *arguments]
     environment = {**os.environ, "TMPDIR": str(health_dir)}
-    return subprocess.run(command, cwd=WORKER_ROOT, env=environment, check=False).returncode
+    check = await asyncio.create_subprocess_exec(
+        "sh", "healthcheck.sh", *arguments, cwd=WORKER_ROOT, env=environment
+    )
+    return await check.wait()
 
 
-def within(seconds: float, condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
-def test_a_worker_is_not_ready_while_its_broker_restarts_and_beats_again_after(
+async def test_a_worker_is_not_ready_while_its_broker_restarts_and_beats_again_after(
     settings: Settings, tmp_path: Path
 ) -> None:
     """The worker's healthcheck (worker/healthcheck.sh) through a RabbitMQ
@@ -198,20 +191,28 @@ def test_a_worker_is_not_ready_while_its_broker_restarts_and_beats_again_after(
     dead. (Its heartbeat waits while it reconnects: a longer outage would.)"""
     health_dir = tmp_path / "health"
     health_dir.mkdir()
+    alive = health_dir / "worker.alive"
+
+    async def ready_is(exit_code: int) -> bool:
+        return await worker_health(health_dir, "--ready") == exit_code
+
     url = settings.CELERY_BROKER_URL
     with started(FaultProxy(*host_port(url))) as proxy:
         proxied = through(url, proxy.port)
         with own_worker(settings, tmp_path, CELERY_BROKER_URL=proxied, TMPDIR=str(health_dir)):
-            assert worker_health(health_dir, "--ready") == 0
+            assert await ready_is(0)
             proxy.down()
-            assert within(10, lambda: worker_health(health_dir, "--ready") == 1)
-            assert worker_health(health_dir) == 0
+            await eventually(lambda: ready_is(1), 10)
+            assert await worker_health(health_dir) == 0
             proxy.up()
-            assert within(20, lambda: worker_health(health_dir, "--ready") == 0)
+            await eventually(lambda: ready_is(0), 20)
             # Beating again, not only touched once when the consumer came back.
-            alive = health_dir / "worker.alive"
             touched = alive.stat().st_mtime
-            assert within(12, lambda: alive.stat().st_mtime > touched)
+
+            async def beat_again() -> bool:
+                return alive.stat().st_mtime > touched
+
+            await eventually(beat_again, 12)
 
 
 @pytest.mark.parametrize("dependency", ["POSTGRES_DATABASE_URL", "CELERY_RESULT_BACKEND_URL"])

@@ -3,15 +3,20 @@
 import os
 import signal
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from celery import Celery, chain, chord, group
 
-from tests.conftest import worker_process
 from tests.tasks import RESULT_TIMEOUT, forget_all, revoke, sent, wait_for
-from tests.test_healthcheck import SOON_STALE, check, main_process, within
+from tests.test_healthcheck import (
+    SOON_STALE,
+    check,
+    main_process,
+    queue_of,
+    within,
+    worker_keeping_health,
+)
 from worker.config import WORKER_NAME
 from worker.heartbeat import health_file
 
@@ -85,12 +90,10 @@ def test_a_worker_draining_a_long_task_is_alive_and_not_ready(
     """A warm shutdown (SIGTERM, as a container is stopped) waits for the task
     that runs: the worker is not ready at once, and alive until it exits, so
     that a liveness check leaves a draining worker alone."""
-    node = f"drain-{uuid.uuid4().hex[:8]}@localhost"
-    queue = f"test.drain.{uuid.uuid4().hex[:12]}"
     seconds = 2 * int(SOON_STALE)  # outlasts a heartbeat that would stop at SIGTERM
     with (
-        worker_process(queue, node, tmp_path / "worker.log", TMPDIR=str(health_dir)),
-        sent(celery_app, f"{WORKER_NAME}.long_running", seconds, 4, queue=queue) as result,
+        worker_keeping_health("drain", health_dir, tmp_path) as node,
+        sent(celery_app, f"{WORKER_NAME}.long_running", seconds, 4, queue=queue_of(node)) as result,
     ):
         wait_for(result, {"STARTED", "PROGRESS"})
         os.kill(main_process(celery_app, node), signal.SIGTERM)

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from celery import Celery
@@ -39,6 +40,19 @@ def within(seconds: float, condition: Callable[[], bool]) -> bool:
     return True
 
 
+def worker_keeping_health(
+    name: str, health_dir: Path, tmp_path: Path
+) -> AbstractContextManager[str]:
+    """A worker of its own (worker_process), its health files in `health_dir`."""
+    node = f"{name}-{uuid.uuid4().hex[:12]}@localhost"
+    return worker_process(queue_of(node), node, tmp_path / "worker.log", TMPDIR=str(health_dir))
+
+
+def queue_of(node: str) -> str:
+    """The queue of worker_keeping_health's worker of that node name."""
+    return f"test.{node.split('@')[0]}"
+
+
 def main_process(app: Celery, node: str) -> int:
     stats = app.control.inspect(destination=[node], timeout=5).stats()
     return int(stats[node]["pid"])
@@ -47,9 +61,7 @@ def main_process(app: Celery, node: str) -> int:
 def test_a_running_worker_is_alive_and_ready_and_neither_once_stopped(
     celery_app: Celery, health_dir: Path, tmp_path: Path
 ) -> None:
-    node = f"health-{uuid.uuid4().hex[:8]}@localhost"
-    queue = f"test.health.{uuid.uuid4().hex[:12]}"
-    with worker_process(queue, node, tmp_path / "worker.log", TMPDIR=str(health_dir)):
+    with worker_keeping_health("health", health_dir, tmp_path):
         assert check(health_dir) == 0
         assert check(health_dir, "--ready") == 0
         first = health_file("alive").stat().st_mtime
@@ -63,9 +75,7 @@ def test_a_running_worker_is_alive_and_ready_and_neither_once_stopped(
 def test_a_stuck_main_process_stops_beating(
     celery_app: Celery, health_dir: Path, tmp_path: Path
 ) -> None:
-    node = f"stuck-{uuid.uuid4().hex[:8]}@localhost"
-    queue = f"test.health.{uuid.uuid4().hex[:12]}"
-    with worker_process(queue, node, tmp_path / "worker.log", TMPDIR=str(health_dir)):
+    with worker_keeping_health("stuck", health_dir, tmp_path) as node:
         pid = main_process(celery_app, node)
         assert check(health_dir, SOON_STALE) == 0
         os.kill(pid, signal.SIGSTOP)
