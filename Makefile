@@ -14,10 +14,11 @@ BENCH_ARGS ?=
 
 .PHONY: install render test test-render test-service test-boot lint clean bench
 
-$(VENV)/.installed: requirements-test.txt
+$(VENV)/.installed: requirements-test.txt tests/kubernetes/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	npm ci --silent --no-audit --no-fund --prefix tests/kubernetes
 	touch $@
 
 install: $(VENV)/.installed ## Install the suite's tools into VENV (the other targets do it too)

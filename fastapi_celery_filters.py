@@ -19,6 +19,7 @@ module of this name would win.
 
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -61,6 +62,18 @@ def enabled(answer: object) -> bool:
     return bool(answer)
 
 
+def kubernetes_name(value: object) -> str:
+    """A Kubernetes name (an RFC 1123 label) made of a slug: lowercase letters,
+    digits and inner hyphens; a slug may start or end with an underscore."""
+    return re.sub(r"[^a-z0-9]+", "-", str(value).lower()).strip("-")[:63].rstrip("-") or "service"
+
+
+def image_tag(value: object) -> str:
+    """A container image tag made of a version: PEP 440's `+` and `!` are not
+    allowed in one."""
+    return re.sub(r"[^\w.-]", "-", str(value))[:128]
+
+
 def forget_this_module() -> None:
     """Let the next import read this module's file again, wherever it is then.
 
@@ -87,3 +100,5 @@ class QuotingExtension(Extension):
         # The same quoting, named for where it is used.
         environment.filters["yaml_string"] = toml_string
         environment.filters["enabled"] = enabled
+        environment.filters["kubernetes_name"] = kubernetes_name
+        environment.filters["image_tag"] = image_tag

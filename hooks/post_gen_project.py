@@ -47,6 +47,12 @@ PRUNED_PATHS = {
         "monitoring",
     ],
     ("use_github_actions", False): [".github"],
+    ("use_kubernetes", False): [
+        "api/tests/test_kubernetes.py",
+        "deploy",
+        "docs/kubernetes.md",
+        "scripts/kubernetes_secrets.py",
+    ],
 }
 
 # Keys that describe how the project was rendered, not the project: where,

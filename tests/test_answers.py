@@ -80,6 +80,20 @@ REMOVED_BY_ANSWER = {
         "monitoring/prometheus/prometheus.yml",
     },
     ("use_github_actions", False): {".github/dependabot.yml", ".github/workflows/ci.yml"},
+    ("use_kubernetes", False): {
+        "api/tests/test_kubernetes.py",
+        "deploy/kubernetes/base/api.yaml",
+        "deploy/kubernetes/base/autoscaling.yaml",
+        "deploy/kubernetes/base/kustomization.yaml",
+        "deploy/kubernetes/base/namespace.yaml",
+        "deploy/kubernetes/base/network-policies.yaml",
+        "deploy/kubernetes/base/workers.yaml",
+        "deploy/kubernetes/overlays/local/kustomization.yaml",
+        "deploy/kubernetes/overlays/local/services.yaml",
+        "deploy/kubernetes/overlays/production/kustomization.yaml",
+        "docs/kubernetes.md",
+        "scripts/kubernetes_secrets.py",
+    },
 }
 # What only a project with the monitoring stack mentions. (The API's own
 # /metrics is there either way.)
@@ -88,6 +102,8 @@ MONITORING_WORDS = re.compile(
 )
 # What only a project with the GitHub Actions workflow mentions.
 GITHUB_ACTIONS_WORDS = re.compile(r"(?i:github|dependabot)")
+# What only a project with the Kubernetes manifests mentions.
+KUBERNETES_WORDS = re.compile(r"(?i:kubernetes|kustomiz|kubectl|\bkeda\b)")
 # What only a project with WebSockets mentions, in any of its text files.
 WEBSOCKET_WORDS = re.compile(r"(?i:websocket)|\bWS_[A-Z]|/live\b")
 # What only a project with the examples mentions: the example resource, the
@@ -183,6 +199,10 @@ def test_without_monitoring_nothing_mentions_it(bake):
 
 def test_without_github_actions_nothing_mentions_them(bake):
     assert mentions(bake(use_github_actions=False), GITHUB_ACTIONS_WORDS) == []
+
+
+def test_without_kubernetes_nothing_mentions_it(bake):
+    assert mentions(bake(use_kubernetes=False), KUBERNETES_WORDS) == []
 
 
 def test_with_websockets_the_route_the_page_and_their_settings_are_there(bake):

@@ -11,9 +11,10 @@ import yaml
 from conftest import all_combinations, combination_id
 from docker_stack import PYTHON_BASE, compose_or_skip
 
-# The workflow switch changes no compose file or Dockerfile (test_answers.py
-# shows it adds or removes only .github/), so one of its values is enough here.
-COMBINATIONS = all_combinations(use_github_actions=True)
+# The workflow and Kubernetes switches change no compose file or Dockerfile
+# (test_answers.py shows each adds or removes only its own files), so one of
+# their values is enough here.
+COMBINATIONS = all_combinations(use_github_actions=True, use_kubernetes=True)
 HADOLINT = Path(sys.prefix) / "bin" / "hadolint"
 # One Dockerfile at the project's root, built from there, with a target per
 # service image; and Flower's, built only in a project with the monitoring stack.

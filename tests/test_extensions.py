@@ -3,6 +3,7 @@ switch means what its answer says, in the templates and the hooks alike."""
 
 import ast
 import os
+import re
 import shutil
 import sys
 import tomllib
@@ -12,7 +13,14 @@ import yaml
 from conftest import CONTEXT, FILTERS_MODULE, TEMPLATE
 from jinja2 import Environment
 
-from fastapi_celery_filters import YES_WORDS, enabled, python_string, toml_string
+from fastapi_celery_filters import (
+    YES_WORDS,
+    enabled,
+    image_tag,
+    kubernetes_name,
+    python_string,
+    toml_string,
+)
 
 ANSWERS = [
     "My Service",
@@ -64,6 +72,30 @@ def tuple_in(path, name):
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
             return ast.literal_eval(node.value)
     raise AssertionError(f"no {name} in {path}")
+
+
+# An RFC 1123 label, as Kubernetes names namespaces and labels.
+KUBERNETES_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+@pytest.mark.parametrize(
+    ("slug", "name"),
+    [("my_service", "my-service"), ("_private_", "private"), ("a__b", "a-b"), ("_", "service")],
+)
+def test_kubernetes_name_of_a_slug(slug, name):
+    assert kubernetes_name(slug) == name
+
+
+def test_kubernetes_name_of_the_longest_slug_is_a_label():
+    assert KUBERNETES_LABEL.fullmatch(kubernetes_name("s" * 40 + "_" + "t" * 40))
+
+
+@pytest.mark.parametrize(
+    ("version", "tag"),
+    [("0.1.0", "0.1.0"), ("1.0.0rc1", "1.0.0rc1"), ("1!2.0+local.7", "1-2.0-local.7")],
+)
+def test_image_tag_of_a_version(version, tag):
+    assert image_tag(version) == tag
 
 
 def test_the_hooks_know_the_same_yes_words_as_the_filter():

@@ -15,9 +15,12 @@ import pytest
 import yaml
 from conftest import all_combinations, combination_id
 
-# The workflow switch changes no monitoring file (test_answers.py shows it adds
-# or removes only .github/), so one of its values is enough here.
-WITH_MONITORING = all_combinations(use_monitoring=True, use_github_actions=True)
+# The workflow and Kubernetes switches change no monitoring file
+# (test_answers.py shows each adds or removes only its own files), so one of
+# their values is enough here.
+WITH_MONITORING = all_combinations(
+    use_monitoring=True, use_github_actions=True, use_kubernetes=True
+)
 # Grafana's own variables, and what a query gets for them when it is checked.
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
 # Every template variable is multi-valued with "All": a regex that matches all.

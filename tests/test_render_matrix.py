@@ -11,6 +11,7 @@ import tomllib
 import pytest
 import yaml
 from conftest import CONTEXT, all_combinations, combination_id, text_files
+from kubernetes_manifests import build_overlays, schema_problems
 
 COMBINATIONS = all_combinations()
 # Jinja delimiters (a GitHub Actions `${{ }}` expression is not one) and any
@@ -45,7 +46,11 @@ AWKWARD_ANSWERS = [
 
 @pytest.mark.parametrize("combination", COMBINATIONS, ids=combination_id)
 def test_combination_renders_clean(bake, combination):
-    assert_clean(bake(**combination))
+    project = bake(**combination)
+    assert_clean(project)
+    if (project / "deploy").exists():
+        for overlay, manifests in build_overlays(project).items():
+            assert schema_problems(manifests) == [], overlay
 
 
 @pytest.mark.parametrize("answers", AWKWARD_ANSWERS, ids=["quotes", "longest"])

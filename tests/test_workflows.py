@@ -24,7 +24,9 @@ import yaml
 from conftest import TEMPLATE, all_combinations, combination_id
 
 ACTIONLINT = Path(sys.prefix) / "bin" / "actionlint"
-WITH_ACTIONS = all_combinations(use_github_actions=True)
+# The Kubernetes switch changes no workflow (test_answers.py shows it adds or
+# removes only its own files), so one of its values is enough here.
+WITH_ACTIONS = all_combinations(use_github_actions=True, use_kubernetes=True)
 TEMPLATE_WORKFLOWS = sorted((TEMPLATE / ".github" / "workflows").glob("*.yml"))
 # `make` and the targets it is given, in a step's shell script.
 MAKE_CALL = re.compile(r"(?:^|[;&|]\s*|\bsudo\s+(?:\w+=\S+\s+)*)make\s+([^;&|\n]*)", re.MULTILINE)

@@ -1,0 +1,383 @@
+"""The Kubernetes manifests (deploy/kubernetes), as `kubectl kustomize` builds
+each overlay, checked for what a schema cannot see: that the parts name each
+other right and agree with the code. Each check is also shown to catch a
+broken copy.
+
+The local overlay is built from a copy whose Secret file is written from
+.env.example, so that the project's own .env.secrets is neither needed nor
+touched.
+"""
+
+import copy
+import importlib.util
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.core.config import Settings as ApiSettings
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def load_module(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+KUBERNETES = PROJECT / "deploy" / "kubernetes"
+OVERLAYS = ("local", "production")
+# The API knows the worker by its task names only, never by importing it: the
+# worker's settings are read from their file (pydantic-settings alone).
+WorkerSettings = load_module(PROJECT / "worker" / "worker" / "config.py").Settings
+# What the containers of the service read besides its settings: the API
+# image's directory of multiprocess metrics, read by prometheus_client.
+NOT_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR"}
+WORKLOADS = ("Deployment", "StatefulSet")
+# The workers' queues when WORKER_CONSUMES is short or long.
+QUEUES = {
+    "short": WorkerSettings.model_fields["CELERY_TASK_QUEUE"].default,
+    "long": WorkerSettings.model_fields["CELERY_LONG_TASK_QUEUE"].default,
+}
+
+SECRETS_SCRIPT = load_module(PROJECT / "scripts" / "kubernetes_secrets.py")
+
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Manifest]]:
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is not installed: it builds the overlays (README.md, Kubernetes)")
+    tree = tmp_path_factory.mktemp("kubernetes") / "kubernetes"
+    shutil.copytree(KUBERNETES, tree, ignore=shutil.ignore_patterns(".env.secrets"))
+    example = SECRETS_SCRIPT.read_env(PROJECT / ".env.example")
+    secrets = SECRETS_SCRIPT.local_secrets(example)
+    (tree / "overlays/local/.env.secrets").write_text(SECRETS_SCRIPT.env_lines(secrets))
+    return {overlay: build(tree / "overlays" / overlay) for overlay in OVERLAYS}
+
+
+def build(overlay: Path) -> list[Manifest]:
+    output = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
+    ).stdout
+    return [manifest for manifest in yaml.safe_load_all(output) if manifest]
+
+
+def of_kind(manifests: list[Manifest], *kinds: str) -> Iterator[Manifest]:
+    return (manifest for manifest in manifests if manifest["kind"] in kinds)
+
+
+def named(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    (manifest,) = (m for m in of_kind(manifests, kind) if m["metadata"]["name"] == name)
+    return manifest
+
+
+def pod_labels(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
+    return {
+        workload["metadata"]["name"]: workload["spec"]["template"]["metadata"]["labels"]
+        for workload in of_kind(manifests, *WORKLOADS)
+    }
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions' In) selects these labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    return all(
+        labels.get(expression["key"]) in expression["values"]
+        for expression in selector.get("matchExpressions", [])
+        if expression["operator"] == "In"
+    )
+
+
+def containers(workload: Manifest) -> list[Manifest]:
+    pod = workload["spec"]["template"]["spec"]
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def is_ours(workload: Manifest) -> bool:
+    """The API and the workers (the local overlay's services run images of their own)."""
+    return any(
+        image_name(container["image"]).endswith(("-api", "-worker"))
+        for container in containers(workload)
+    )
+
+
+def image_name(image: str) -> str:
+    return image.rsplit("/", 1)[-1].split(":")[0]
+
+
+def env_names(container: Manifest) -> list[str]:
+    return [variable["name"] for variable in container.get("env", [])]
+
+
+def worker_queue(workload: Manifest) -> str:
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    values = {v["name"]: v.get("value") for v in container.get("env", [])}
+    return QUEUES[values.get("WORKER_CONSUMES", "short")]
+
+
+# The checks: each returns what is wrong, nothing when all is right.
+
+
+def selector_problems(manifests: list[Manifest]) -> list[str]:
+    problems = []
+    pods = pod_labels(manifests)
+    for workload in of_kind(manifests, *WORKLOADS):
+        name = workload["metadata"]["name"]
+        if not matches(workload["spec"]["selector"], pods[name]):
+            problems.append(f"{workload['kind']} {name}'s selector misses its own pods")
+    for manifest in of_kind(manifests, "Service", "PodDisruptionBudget"):
+        selector = manifest["spec"]["selector"]
+        if manifest["kind"] == "Service":
+            selector = {"matchLabels": selector}
+        if not any(matches(selector, labels) for labels in pods.values()):
+            problems.append(f"{manifest['kind']} {manifest['metadata']['name']} selects no pod")
+    for policy in of_kind(manifests, "NetworkPolicy"):
+        selectors = [policy["spec"]["podSelector"]] + [
+            peer["podSelector"]
+            for rule in policy["spec"].get("ingress", []) + policy["spec"].get("egress", [])
+            for peer in rule.get("from", []) + rule.get("to", [])
+            if "podSelector" in peer and "namespaceSelector" not in peer
+        ]
+        for selector in selectors:
+            if not any(matches(selector, labels) for labels in pods.values()):
+                problems.append(f"NetworkPolicy {policy['metadata']['name']} selects no pod")
+    deployments = {d["metadata"]["name"] for d in of_kind(manifests, "Deployment")}
+    for autoscaler in of_kind(manifests, "HorizontalPodAutoscaler"):
+        if autoscaler["spec"]["scaleTargetRef"]["name"] not in deployments:
+            problems.append(f"HPA {autoscaler['metadata']['name']} scales no Deployment")
+    return problems
+
+
+def port_problems(manifests: list[Manifest]) -> list[str]:
+    problems = []
+    pods = pod_labels(manifests)
+    ports_of = {
+        workload["metadata"]["name"]: {
+            port["name"]
+            for container in containers(workload)
+            for port in container.get("ports", [])
+        }
+        for workload in of_kind(manifests, *WORKLOADS)
+    }
+    for service in of_kind(manifests, "Service"):
+        targets = [
+            name
+            for name, labels in pods.items()
+            if matches({"matchLabels": service["spec"]["selector"]}, labels)
+        ]
+        for port in service["spec"]["ports"]:
+            if not isinstance(port.get("targetPort"), str):
+                problems.append(f"Service {service['metadata']['name']} targets a port by number")
+            elif not all(port["targetPort"] in ports_of[target] for target in targets):
+                problems.append(
+                    f"Service {service['metadata']['name']} targets {port['targetPort']}, "
+                    "which its pods do not name"
+                )
+    for workload in of_kind(manifests, *WORKLOADS):
+        for container in containers(workload):
+            for probe in ("readinessProbe", "livenessProbe"):
+                port = container.get(probe, {}).get("httpGet", {}).get("port")
+                if port is not None and port not in ports_of[workload["metadata"]["name"]]:
+                    problems.append(f"{container['name']}'s {probe} asks port {port}, not named")
+    return problems
+
+
+def setting_problems(manifests: list[Manifest]) -> list[str]:
+    problems = []
+    for workload in filter(is_ours, of_kind(manifests, *WORKLOADS)):
+        for container in containers(workload):
+            api = image_name(container["image"]).endswith("-api")
+            settings = (ApiSettings if api else WorkerSettings).model_fields
+            for name in env_names(container):
+                if name not in settings and name not in NOT_SETTINGS:
+                    problems.append(f"{container['name']} is given {name}, which it does not read")
+    return problems
+
+
+def secret_problems(manifests: list[Manifest], overlay: str) -> list[str]:
+    """Every key the pods and KEDA take from the Secret is one that
+    scripts/kubernetes_secrets.py writes for this overlay."""
+    provided = set(SECRETS_SCRIPT.SECRET_KEYS)
+    if overlay == "local":
+        provided |= set(SECRETS_SCRIPT.LOCAL_SERVICE_KEYS)
+    references = [
+        variable["valueFrom"]["secretKeyRef"]
+        for workload in of_kind(manifests, *WORKLOADS)
+        for container in containers(workload)
+        for variable in container.get("env", [])
+        if "secretKeyRef" in variable.get("valueFrom", {})
+    ] + [
+        reference
+        for authentication in of_kind(manifests, "TriggerAuthentication")
+        for reference in authentication["spec"]["secretTargetRef"]
+    ]
+    problems = [
+        f"the Secret {reference['name']} has no key {reference['key']}"
+        for reference in references
+        if reference["name"] != "app-secrets" or reference["key"] not in provided
+    ]
+    for secret in of_kind(manifests, "Secret"):
+        missing = provided - set(secret.get("data", {}))
+        if missing:
+            problems.append(f"the Secret {secret['metadata']['name']} lacks {sorted(missing)}")
+    return problems
+
+
+def grace_problems(manifests: list[Manifest]) -> list[str]:
+    """Pods outlast what they finish on SIGTERM: the API its requests in flight
+    after the preStop pause, a worker its running tasks."""
+    problems = []
+    shutdown = ApiSettings.model_fields["API_SHUTDOWN_TIMEOUT"].default
+    time_limit = WorkerSettings.model_fields["TASK_TIME_LIMIT"].default
+    for workload in filter(is_ours, of_kind(manifests, "Deployment")):
+        pod = workload["spec"]["template"]["spec"]
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        (container,) = pod["containers"]
+        pause = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        needed = pause + shutdown if image_name(container["image"]).endswith("-api") else time_limit
+        if grace <= needed:
+            problems.append(
+                f"{workload['metadata']['name']} may be killed after {grace} s, not above {needed}"
+            )
+    return problems
+
+
+def hardening_problems(manifests: list[Manifest]) -> list[str]:
+    problems = []
+    for workload in of_kind(manifests, *WORKLOADS):
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]["spec"]
+        context = pod.get("securityContext", {})
+        if context.get("runAsNonRoot") is not True or not context.get("runAsUser"):
+            problems.append(f"{name} may run as root")
+        if context.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            problems.append(f"{name} runs without the runtime's seccomp profile")
+        if pod.get("automountServiceAccountToken") is not False:
+            problems.append(f"{name} mounts a service account token")
+        for container in containers(workload):
+            context = container.get("securityContext", {})
+            where = f"{name}'s container {container['name']}"
+            if context.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where} may escalate privileges")
+            if context.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where} may write its root filesystem")
+            if context.get("capabilities", {}).get("drop") != ["ALL"]:
+                problems.append(f"{where} keeps capabilities")
+            if not re.search(r":[\w][\w.-]*$", container["image"]) or container["image"].endswith(
+                ":latest"
+            ):
+                problems.append(f"{where} runs {container['image']}, not a release's tag")
+            resources = container.get("resources", {})
+            if (
+                not {"cpu", "memory"}
+                <= resources.get("requests", {}).keys() & resources.get("limits", {}).keys()
+            ):
+                problems.append(f"{where} lacks CPU and memory requests and limits")
+    return problems
+
+
+def scaler_problems(manifests: list[Manifest]) -> list[str]:
+    """Each worker Deployment has one ScaledObject, on the queue it consumes."""
+    problems = []
+    workers = {
+        workload["metadata"]["name"]: workload
+        for workload in of_kind(manifests, "Deployment")
+        if image_name(containers(workload)[0]["image"]).endswith("-worker")
+    }
+    authentications = {a["metadata"]["name"] for a in of_kind(manifests, "TriggerAuthentication")}
+    scaled = []
+    for scaler in of_kind(manifests, "ScaledObject"):
+        name = scaler["metadata"]["name"]
+        target = scaler["spec"]["scaleTargetRef"]["name"]
+        scaled.append(target)
+        if target not in workers:
+            problems.append(f"ScaledObject {name} scales {target}, no worker")
+            continue
+        for trigger in scaler["spec"]["triggers"]:
+            queue = trigger["metadata"].get("queueName")
+            if queue != worker_queue(workers[target]):
+                problems.append(f"ScaledObject {name} counts {queue}, not {target}'s queue")
+            if trigger["metadata"].get("protocol") != "http":
+                problems.append(f"ScaledObject {name} would not count the tasks running")
+            if trigger.get("authenticationRef", {}).get("name") not in authentications:
+                problems.append(f"ScaledObject {name} names no TriggerAuthentication")
+    for worker in workers:
+        if scaled.count(worker) != 1:
+            problems.append(f"{worker} has {scaled.count(worker)} ScaledObjects")
+    return problems
+
+
+CHECKS: dict[str, Callable[[list[Manifest], str], list[str]]] = {
+    "selectors": lambda manifests, overlay: selector_problems(manifests),
+    "ports": lambda manifests, overlay: port_problems(manifests),
+    "settings": lambda manifests, overlay: setting_problems(manifests),
+    "secrets": secret_problems,
+    "grace periods": lambda manifests, overlay: grace_problems(manifests),
+    "hardening": lambda manifests, overlay: hardening_problems(manifests),
+    "scalers": lambda manifests, overlay: scaler_problems(manifests),
+}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("check", CHECKS)
+def test_overlay_passes(built, overlay, check):
+    assert CHECKS[check](built[overlay], overlay) == []
+
+
+def api_pod(manifests: list[Manifest]) -> Manifest:
+    return named(manifests, "Deployment", "api")["spec"]["template"]["spec"]
+
+
+def long_worker(manifests: list[Manifest]) -> Manifest:
+    return named(manifests, "Deployment", "worker-long")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+
+
+# One break per check, each the kind of slip an edit makes.
+BREAKS: dict[str, Callable[[list[Manifest]], None]] = {
+    "selectors": lambda m: named(m, "Service", "api")["spec"]["selector"].update(
+        {"app.kubernetes.io/component": "apí"}
+    ),
+    "ports": lambda m: api_pod(m)["containers"][0]["ports"][0].update(name="web"),
+    "settings": lambda m: api_pod(m)["containers"][0]["env"].append(
+        {"name": "TASK_WAIT_TIMEOUTS", "value": "5"}
+    ),
+    "secrets": lambda m: api_pod(m)["initContainers"][0]["env"][0]["valueFrom"][
+        "secretKeyRef"
+    ].update(key="DATABASE_URL"),
+    "grace periods": lambda m: api_pod(m).update(terminationGracePeriodSeconds=20),
+    "hardening": lambda m: api_pod(m)["initContainers"][0]["securityContext"].pop(
+        "readOnlyRootFilesystem"
+    ),
+    "scalers": lambda m: long_worker(m)["env"].remove({"name": "WORKER_CONSUMES", "value": "long"}),
+}
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_check_catches_a_broken_copy(built, check):
+    broken = copy.deepcopy(built["production"])
+    BREAKS[check](broken)
+    assert CHECKS[check](broken, "production") != []
+
+
+def test_local_secrets_reach_the_overlay_services(built):
+    """The local overlay's URLs name its own services, with their passwords."""
+    secrets = SECRETS_SCRIPT.local_secrets(SECRETS_SCRIPT.read_env(PROJECT / ".env.example"))
+    services = {service["metadata"]["name"] for service in of_kind(built["local"], "Service")}
+    assert {"postgres", "rabbitmq", "redis"} <= services
+    assert f"{secrets['RABBITMQ_DEFAULT_PASS']}@rabbitmq:5672//" in secrets["CELERY_BROKER_URL"]
+    assert secrets["RABBITMQ_MANAGEMENT_URL"].endswith("@rabbitmq:15672/%2F")
+    assert f":{secrets['POSTGRES_PASSWORD']}@postgres:5432/" in secrets["POSTGRES_DATABASE_URL"]
+    assert f":{secrets['REDIS_PASSWORD']}@redis:6379/0" in secrets["CELERY_RESULT_BACKEND_URL"]
