@@ -1,8 +1,8 @@
 """A render's Kubernetes overlays, built with `kubectl kustomize` and checked
 against the published schemas: the core kinds strictly (unknown fields
 refused) by kubernetes-validate for the oldest and the newest Kubernetes
-release the render supports, KEDA's and the Prometheus operator's kinds by
-their npm models (tests/kubernetes). The render's own tests
+release the render supports, KEDA's kinds by its npm models
+(tests/kubernetes), which accept unknown fields. The render's own tests
 (api/tests/test_kubernetes.py) check what a schema cannot see.
 """
 

@@ -19,7 +19,12 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 LOCAL_SECRETS = PROJECT / "deploy/kubernetes/overlays/local/.env.secrets"
+# The overlays' namespace: KEDA, in a namespace of its own, reaches the local
+# RabbitMQ by its full name there.
+NAMESPACE = "{{ cookiecutter.project_slug | kubernetes_name }}"
 
+# KEDA's: where it reads the queues' lengths. Not a setting of the service.
+MANAGEMENT_KEY = "RABBITMQ_MANAGEMENT_URL"
 # What the API, its migrations, the workers and KEDA read from the Secret.
 SECRET_KEYS = (
     "SECRET_KEY",
@@ -28,7 +33,7 @@ SECRET_KEYS = (
     "POSTGRES_DATABASE_URL",
     "CELERY_BROKER_URL",
     "CELERY_RESULT_BACKEND_URL",
-    "RABBITMQ_MANAGEMENT_URL",
+    MANAGEMENT_KEY,
 )
 # What the local overlay's PostgreSQL, RabbitMQ and Redis read, as in compose.
 LOCAL_SERVICE_KEYS = (
@@ -51,13 +56,14 @@ def read_env(path: Path) -> dict[str, str]:
     return values
 
 
-def management_url(broker_url: str) -> str:
-    """RabbitMQ's management API on the broker's host, with its account and vhost."""
+def management_url(broker_url: str, host: str | None = None) -> str:
+    """RabbitMQ's management API on the broker's host (or this one), with its
+    account and vhost."""
     broker = urllib.parse.urlsplit(broker_url)
     account = broker.netloc.rpartition("@")[0]
     # An AMQP URL's path is "/" then the vhost ("//" is the vhost "/").
     vhost = urllib.parse.quote(urllib.parse.unquote(broker.path[1:]), safe="")
-    return f"http://{account}@{broker.hostname}:15672/{vhost}"
+    return f"http://{account}@{host or broker.hostname}:15672/{vhost}"
 
 
 def local_secrets(env: dict[str, str]) -> dict[str, str]:
@@ -73,20 +79,21 @@ def local_secrets(env: dict[str, str]) -> dict[str, str]:
         "CELERY_BROKER_URL": f"amqp://{user}:{password}@rabbitmq:5672//",
         "CELERY_RESULT_BACKEND_URL": f"redis://:{env['REDIS_PASSWORD']}@redis:6379/0",
     }
-    secrets["RABBITMQ_MANAGEMENT_URL"] = management_url(secrets["CELERY_BROKER_URL"])
+    secrets[MANAGEMENT_KEY] = management_url(
+        secrets["CELERY_BROKER_URL"], host=f"rabbitmq.{NAMESPACE}.svc"
+    )
     return secrets | {key: env[key] for key in LOCAL_SERVICE_KEYS}
 
 
 def production_secrets(env: dict[str, str]) -> dict[str, str]:
-    missing = [key for key in SECRET_KEYS[:-1] if not env.get(key)]
+    keys = [key for key in SECRET_KEYS if key != MANAGEMENT_KEY]
+    missing = [key for key in keys if not env.get(key)]
     if missing:
         raise SystemExit(f".env lacks {', '.join(missing)}")
-    secrets = {key: env[key] for key in SECRET_KEYS[:-1]}
+    secrets = {key: env[key] for key in keys}
     # A managed RabbitMQ often serves its management API elsewhere (HTTPS, 443):
     # .env may say where; else the broker's host on the plugin's port.
-    secrets["RABBITMQ_MANAGEMENT_URL"] = env.get("RABBITMQ_MANAGEMENT_URL") or management_url(
-        env["CELERY_BROKER_URL"]
-    )
+    secrets[MANAGEMENT_KEY] = env.get(MANAGEMENT_KEY) or management_url(env["CELERY_BROKER_URL"])
     return secrets
 
 

@@ -4,13 +4,14 @@ other right and agree with the code. Each check is also shown to catch a
 broken copy.
 
 The local overlay is built from a copy whose Secret file is written from
-.env.example, so that the project's own .env.secrets is neither needed nor
-touched.
+.env.example with fresh secrets (as `make env` writes .env), so that the
+project's own .env.secrets is neither needed nor touched.
 """
 
 import copy
 import importlib.util
 import re
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from app.core.config import Settings as ApiSettings
 
@@ -49,6 +52,24 @@ QUEUES = {
 }
 
 SECRETS_SCRIPT = load_module(PROJECT / "scripts" / "kubernetes_secrets.py")
+# The Secret's values: those of .env.example, each placeholder a fresh secret.
+PLACEHOLDER = load_module(PROJECT / "scripts" / "write_env.py").PLACEHOLDER
+SECRETS = SECRETS_SCRIPT.local_secrets(
+    {
+        key: PLACEHOLDER.sub(lambda _: secrets.token_urlsafe(32), value)
+        for key, value in SECRETS_SCRIPT.read_env(PROJECT / ".env.example").items()
+    }
+)
+# Who must reach whom in the local overlay, on which of the server's ports.
+CONNECTIONS = [
+    ("api", "postgres", "postgres"),
+    ("api", "rabbitmq", "amqp"),
+    ("api", "redis", "redis"),
+    ("worker", "rabbitmq", "amqp"),
+    ("worker", "redis", "redis"),
+    ("worker-long", "rabbitmq", "amqp"),
+    ("worker-long", "redis", "redis"),
+]
 
 Manifest = dict[str, Any]
 
@@ -56,12 +77,10 @@ Manifest = dict[str, Any]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Manifest]]:
     if shutil.which("kubectl") is None:
-        pytest.fail("kubectl is not installed: it builds the overlays (README.md, Kubernetes)")
+        pytest.fail("kubectl is not installed: it builds the overlays (docs/kubernetes.md)")
     tree = tmp_path_factory.mktemp("kubernetes") / "kubernetes"
     shutil.copytree(KUBERNETES, tree, ignore=shutil.ignore_patterns(".env.secrets"))
-    example = SECRETS_SCRIPT.read_env(PROJECT / ".env.example")
-    secrets = SECRETS_SCRIPT.local_secrets(example)
-    (tree / "overlays/local/.env.secrets").write_text(SECRETS_SCRIPT.env_lines(secrets))
+    (tree / "overlays/local/.env.secrets").write_text(SECRETS_SCRIPT.env_lines(SECRETS))
     return {overlay: build(tree / "overlays" / overlay) for overlay in OVERLAYS}
 
 
@@ -89,13 +108,18 @@ def pod_labels(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
 
 
 def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Whether a label selector (matchLabels and matchExpressions' In) selects these labels."""
+    """Whether a label selector selects these labels."""
     if not selector.get("matchLabels", {}).items() <= labels.items():
         return False
+    operators = {
+        "In": lambda key, values: labels.get(key) in values,
+        "NotIn": lambda key, values: labels.get(key) not in values,
+        "Exists": lambda key, values: key in labels,
+        "DoesNotExist": lambda key, values: key not in labels,
+    }
     return all(
-        labels.get(expression["key"]) in expression["values"]
+        operators[expression["operator"]](expression["key"], expression.get("values", []))
         for expression in selector.get("matchExpressions", [])
-        if expression["operator"] == "In"
     )
 
 
@@ -193,15 +217,106 @@ def port_problems(manifests: list[Manifest]) -> list[str]:
     return problems
 
 
+def allows(
+    rules: list[Manifest], peer_labels: dict[str, str] | None, port: tuple[object, ...]
+) -> bool:
+    """Whether one of a policy's rules lets this traffic through: from or to a
+    pod with these labels in the namespace (None: anywhere), on this port."""
+    for rule in rules:
+        peers = rule.get("from", rule.get("to", []))
+        peer_ok = not peers or any(
+            "podSelector" in peer
+            and "namespaceSelector" not in peer
+            and peer_labels is not None
+            and matches(peer["podSelector"], peer_labels)
+            for peer in peers
+        )
+        ports = rule.get("ports", [])
+        if peer_ok and (not ports or any(p.get("port") in port for p in ports)):
+            return True
+    return False
+
+
+def connection_problems(manifests: list[Manifest], overlay: str) -> list[str]:
+    """In the local overlay, each client reaches each of its services: a
+    policy on the client lets it out, one on the service lets it in."""
+    if overlay != "local":
+        return []
+    problems = []
+    pods = pod_labels(manifests)
+    workloads = {w["metadata"]["name"]: w for w in of_kind(manifests, *WORKLOADS)}
+    policies = list(of_kind(manifests, "NetworkPolicy"))
+
+    def applying(direction: str, pod: str) -> list[Manifest]:
+        return [
+            policy
+            for policy in policies
+            if direction in policy["spec"]["policyTypes"]
+            and matches(policy["spec"]["podSelector"], pods[pod])
+        ]
+
+    for client, server, port_name in CONNECTIONS:
+        (number,) = [
+            port["containerPort"]
+            for container in containers(workloads[server])
+            for port in container.get("ports", [])
+            if port["name"] == port_name
+        ]
+        if not any(
+            allows(p["spec"].get("egress", []), None, (number,)) for p in applying("Egress", client)
+        ):
+            problems.append(f"{client} may not connect out to {server}:{number}")
+        into = applying("Ingress", server)
+        if not any(
+            allows(p["spec"].get("ingress", []), pods[client], (port_name, number)) for p in into
+        ):
+            problems.append(f"{server} does not let {client} in on {port_name}")
+    return problems
+
+
+def from_these_only(settings: type[BaseSettings]) -> type[BaseSettings]:
+    """The settings class reading only what it is given: not the environment of
+    the tests, nor .env."""
+
+    class Given(settings):  # type: ignore[misc, valid-type]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            **others: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    return Given
+
+
+def container_environment(container: Manifest) -> dict[str, str]:
+    """A container's variables, those of the Secret with its values."""
+    return {
+        variable["name"]: variable["value"]
+        if "value" in variable
+        else SECRETS.get(variable["valueFrom"]["secretKeyRef"]["key"], "")
+        for variable in container.get("env", [])
+    }
+
+
 def setting_problems(manifests: list[Manifest]) -> list[str]:
+    """Every variable a container is given is a setting its service reads, and
+    the service starts with what it is given (the API refuses to start without
+    its secrets in production)."""
     problems = []
     for workload in filter(is_ours, of_kind(manifests, *WORKLOADS)):
         for container in containers(workload):
             api = image_name(container["image"]).endswith("-api")
-            settings = (ApiSettings if api else WorkerSettings).model_fields
+            settings = ApiSettings if api else WorkerSettings
             for name in env_names(container):
-                if name not in settings and name not in NOT_SETTINGS:
+                if name not in settings.model_fields and name not in NOT_SETTINGS:
                     problems.append(f"{container['name']} is given {name}, which it does not read")
+            try:
+                from_these_only(settings)(**container_environment(container))
+            except ValidationError as error:
+                problems.append(f"{container['name']} would not start: {error}")
     return problems
 
 
@@ -227,10 +342,13 @@ def secret_problems(manifests: list[Manifest], overlay: str) -> list[str]:
         for reference in references
         if reference["name"] != "app-secrets" or reference["key"] not in provided
     ]
-    for secret in of_kind(manifests, "Secret"):
-        missing = provided - set(secret.get("data", {}))
-        if missing:
-            problems.append(f"the Secret {secret['metadata']['name']} lacks {sorted(missing)}")
+    if overlay == "local":
+        # The overlay makes the Secret itself, from .env.secrets.
+        made = [s for s in of_kind(manifests, "Secret") if s["metadata"]["name"] == "app-secrets"]
+        if not made:
+            problems.append("the local overlay makes no Secret app-secrets")
+        elif provided - set(made[0].get("data", {})):
+            problems.append(f"app-secrets lacks {sorted(provided - set(made[0]['data']))}")
     return problems
 
 
@@ -243,13 +361,16 @@ def grace_problems(manifests: list[Manifest]) -> list[str]:
     for workload in filter(is_ours, of_kind(manifests, "Deployment")):
         pod = workload["spec"]["template"]["spec"]
         grace = pod.get("terminationGracePeriodSeconds", 30)
-        (container,) = pod["containers"]
-        pause = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
-        needed = pause + shutdown if image_name(container["image"]).endswith("-api") else time_limit
-        if grace <= needed:
-            problems.append(
-                f"{workload['metadata']['name']} may be killed after {grace} s, not above {needed}"
+        for container in pod["containers"]:
+            pause = (
+                container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
             )
+            api = image_name(container["image"]).endswith("-api")
+            needed = pause + shutdown if api else time_limit
+            if grace <= needed:
+                problems.append(
+                    f"{workload['metadata']['name']} may be killed after {grace} s, not above {needed}"
+                )
     return problems
 
 
@@ -326,6 +447,7 @@ CHECKS: dict[str, Callable[[list[Manifest], str], list[str]]] = {
     "grace periods": lambda manifests, overlay: grace_problems(manifests),
     "hardening": lambda manifests, overlay: hardening_problems(manifests),
     "scalers": lambda manifests, overlay: scaler_problems(manifests),
+    "connections": connection_problems,
 }
 
 
@@ -345,39 +467,118 @@ def long_worker(manifests: list[Manifest]) -> Manifest:
     ]
 
 
-# One break per check, each the kind of slip an edit makes.
-BREAKS: dict[str, Callable[[list[Manifest]], None]] = {
-    "selectors": lambda m: named(m, "Service", "api")["spec"]["selector"].update(
-        {"app.kubernetes.io/component": "apí"}
+# Breaks of the kind an edit makes: (check, overlay, what, the break).
+BREAKS: list[tuple[str, str, str, Callable[[list[Manifest]], None]]] = [
+    (
+        "selectors",
+        "production",
+        "a Service that selects no pod",
+        lambda m: named(m, "Service", "api")["spec"]["selector"].update(
+            {"app.kubernetes.io/component": "apí"}
+        ),
     ),
-    "ports": lambda m: api_pod(m)["containers"][0]["ports"][0].update(name="web"),
-    "settings": lambda m: api_pod(m)["containers"][0]["env"].append(
-        {"name": "TASK_WAIT_TIMEOUTS", "value": "5"}
+    (
+        "ports",
+        "production",
+        "a port renamed",
+        lambda m: api_pod(m)["containers"][0]["ports"][0].update(name="web"),
     ),
-    "secrets": lambda m: api_pod(m)["initContainers"][0]["env"][0]["valueFrom"][
-        "secretKeyRef"
-    ].update(key="DATABASE_URL"),
-    "grace periods": lambda m: api_pod(m).update(terminationGracePeriodSeconds=20),
-    "hardening": lambda m: api_pod(m)["initContainers"][0]["securityContext"].pop(
-        "readOnlyRootFilesystem"
+    (
+        "settings",
+        "production",
+        "a misspelt setting",
+        lambda m: api_pod(m)["containers"][0]["env"].append(
+            {"name": "TASK_WAIT_TIMEOUTS", "value": "5"}
+        ),
     ),
-    "scalers": lambda m: long_worker(m)["env"].remove({"name": "WORKER_CONSUMES", "value": "long"}),
-}
+    (
+        "settings",
+        "production",
+        "no SECRET_KEY",
+        lambda m: drop_variable(api_pod(m)["containers"][0], "SECRET_KEY"),
+    ),
+    (
+        "settings",
+        "local",
+        "a value refused",
+        lambda m: long_worker(m)["env"][-1].update(value="longest"),
+    ),
+    (
+        "secrets",
+        "production",
+        "a key the Secret lacks",
+        lambda m: api_pod(m)["initContainers"][0]["env"][0]["valueFrom"]["secretKeyRef"].update(
+            key="DATABASE_URL"
+        ),
+    ),
+    ("secrets", "local", "no Secret made", lambda m: m.remove(named(m, "Secret", "app-secrets"))),
+    (
+        "grace periods",
+        "production",
+        "too short",
+        lambda m: api_pod(m).update(terminationGracePeriodSeconds=20),
+    ),
+    (
+        "hardening",
+        "production",
+        "a writable root filesystem",
+        lambda m: api_pod(m)["initContainers"][0]["securityContext"].pop("readOnlyRootFilesystem"),
+    ),
+    (
+        "hardening",
+        "local",
+        "root allowed",
+        lambda m: named(m, "StatefulSet", "redis")["spec"]["template"]["spec"][
+            "securityContext"
+        ].pop("runAsNonRoot"),
+    ),
+    (
+        "scalers",
+        "production",
+        "the long worker on the short queue",
+        lambda m: drop_variable(long_worker(m), "WORKER_CONSUMES"),
+    ),
+    (
+        "connections",
+        "local",
+        "the API left out of the broker's policy",
+        lambda m: named(m, "NetworkPolicy", "rabbitmq")["spec"]["ingress"][0]["from"][0][
+            "podSelector"
+        ]["matchExpressions"][0]["values"].remove("api"),
+    ),
+    (
+        "connections",
+        "local",
+        "the workers' way out to Redis closed",
+        lambda m: named(m, "NetworkPolicy", "workers")["spec"]["egress"][0]["ports"].pop(),
+    ),
+]
 
 
-@pytest.mark.parametrize("check", CHECKS)
-def test_check_catches_a_broken_copy(built, check):
-    broken = copy.deepcopy(built["production"])
-    BREAKS[check](broken)
-    assert CHECKS[check](broken, "production") != []
+def drop_variable(container: Manifest, name: str) -> None:
+    container["env"] = [variable for variable in container["env"] if variable["name"] != name]
+
+
+@pytest.mark.parametrize(
+    ("check", "overlay", "what", "breaking"), BREAKS, ids=[b[2] for b in BREAKS]
+)
+def test_check_catches_a_broken_copy(built, check, overlay, what, breaking):
+    broken = copy.deepcopy(built[overlay])
+    breaking(broken)
+    assert CHECKS[check](broken, overlay) != []
+
+
+def test_every_check_is_shown_to_catch_a_break():
+    assert {check for check, *_ in BREAKS} == set(CHECKS)
 
 
 def test_local_secrets_reach_the_overlay_services(built):
-    """The local overlay's URLs name its own services, with their passwords."""
-    secrets = SECRETS_SCRIPT.local_secrets(SECRETS_SCRIPT.read_env(PROJECT / ".env.example"))
+    """The local overlay's URLs name its own services, with their passwords;
+    KEDA, in a namespace of its own, reaches RabbitMQ by its full name."""
     services = {service["metadata"]["name"] for service in of_kind(built["local"], "Service")}
     assert {"postgres", "rabbitmq", "redis"} <= services
-    assert f"{secrets['RABBITMQ_DEFAULT_PASS']}@rabbitmq:5672//" in secrets["CELERY_BROKER_URL"]
-    assert secrets["RABBITMQ_MANAGEMENT_URL"].endswith("@rabbitmq:15672/%2F")
-    assert f":{secrets['POSTGRES_PASSWORD']}@postgres:5432/" in secrets["POSTGRES_DATABASE_URL"]
-    assert f":{secrets['REDIS_PASSWORD']}@redis:6379/0" in secrets["CELERY_RESULT_BACKEND_URL"]
+    (namespace,) = [n["metadata"]["name"] for n in of_kind(built["local"], "Namespace")]
+    assert f":{SECRETS['RABBITMQ_DEFAULT_PASS']}@rabbitmq:5672//" in SECRETS["CELERY_BROKER_URL"]
+    assert SECRETS["RABBITMQ_MANAGEMENT_URL"].endswith(f"@rabbitmq.{namespace}.svc:15672/%2F")
+    assert f":{SECRETS['POSTGRES_PASSWORD']}@postgres:5432/" in SECRETS["POSTGRES_DATABASE_URL"]
+    assert f":{SECRETS['REDIS_PASSWORD']}@redis:6379/0" in SECRETS["CELERY_RESULT_BACKEND_URL"]
