@@ -235,13 +235,16 @@ def profile(design: Design, tools: Tools, seconds: float) -> dict[str, collectio
         for part, pid in (("API", design.api_pid), ("worker", design.worker_pid)):
             output = Path(directory) / f"{part}.txt"
             command = [PY_SPY, "record", "--nonblocking", "--gil", "--subprocesses", "-r", "200"]
-            command += ["-f", "raw", "-d", str(math.ceil(seconds) + 1), "-p", str(pid)]
+            # Past the load's end: on a busy machine py-spy may take seconds to
+            # attach to the pool's processes. With --gil an idle process adds
+            # no samples.
+            command += ["-f", "raw", "-d", str(math.ceil(seconds) + 5), "-p", str(pid)]
             command += ["-o", str(output)]
             samplers[part] = (
                 subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                 output,
             )
-        time.sleep(0.5)  # py-spy attached
+        time.sleep(1.0)  # py-spy attached
         load = tools.run_load(
             design.base + design.path,
             concurrency=64,

@@ -39,15 +39,25 @@ def choice_variables() -> dict[str, list]:
     return choices
 
 
+# Changes one file and one field, whatever the other answers: every other
+# answer's full product is taken, and the licenses are spread over it.
+SPREAD = "open_source_license"
+
+
 def all_combinations(**fixed) -> list[dict]:
-    """The full product of the choices and switches, as extra contexts; those
-    given in `fixed` keep that one value."""
+    """Every combination of the choices and switches, as extra contexts; those
+    given in `fixed` keep that one value. The licenses take turns by the
+    number of other answers away from their first value, so that each license
+    meets each value of every other answer."""
     choices = {**choice_variables(), **{name: [value] for name, value in fixed.items()}}
+    licenses = choices.pop(SPREAD)
     names = sorted(choices)
-    return [
-        dict(zip(names, values, strict=True))
-        for values in itertools.product(*(choices[name] for name in names))
-    ]
+    combinations = []
+    for values in itertools.product(*(choices[name] for name in names)):
+        combination = dict(zip(names, values, strict=True))
+        turn = sum(choices[name].index(value) > 0 for name, value in combination.items())
+        combinations.append({**combination, SPREAD: licenses[turn % len(licenses)]})
+    return combinations
 
 
 def combination_id(combination: dict) -> str:

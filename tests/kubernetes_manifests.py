@@ -40,7 +40,9 @@ def build_overlays(project: Path) -> dict[str, list[dict]]:
             capture_output=True,
             text=True,
         ).stdout
-        built[overlay] = [manifest for manifest in yaml.safe_load_all(output) if manifest]
+        # libyaml's loader where PyYAML has it: the pure-Python one is slow here.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        built[overlay] = [manifest for manifest in yaml.load_all(output, Loader=loader) if manifest]
     return built
 
 

@@ -182,6 +182,7 @@ def test_with_every_switch_off_make_lint_and_make_test_pass(tmp_path_factory):
         "use_websockets",
         "use_monitoring",
         "use_github_actions",
+        "use_kubernetes",
     }
     path = render(tmp_path_factory.mktemp("rendered-plain"), **switches_off)
     make(path, "install")
