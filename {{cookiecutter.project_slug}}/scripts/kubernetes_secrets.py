@@ -17,6 +17,9 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+# .env read as Compose reads it, quotes and all: the same values compose gives.
+from smoke_test import env_file
+
 PROJECT = Path(__file__).resolve().parents[1]
 LOCAL_SECRETS = PROJECT / "deploy/kubernetes/overlays/local/.env.secrets"
 # The overlays' namespace: KEDA, in a namespace of its own, reaches the local
@@ -44,16 +47,6 @@ LOCAL_SERVICE_KEYS = (
     "RABBITMQ_DEFAULT_PASS",
     "REDIS_PASSWORD",
 )
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """KEY=value lines, as docker and kubectl read an env file: no quotes, no expansion."""
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            values[key.strip()] = value
-    return values
 
 
 def management_url(broker_url: str, host: str | None = None) -> str:
@@ -105,7 +98,7 @@ def main(argv: list[str]) -> int:
     if argv not in (["local"], ["production"]):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
-    env = read_env(PROJECT / ".env")
+    env = env_file(PROJECT / ".env")
     if argv == ["production"]:
         sys.stdout.write(env_lines(production_secrets(env)))
         return 0

@@ -33,13 +33,13 @@ class SmokeFailure(Exception):
     """What went wrong, in one line for the user."""
 
 
-def env_file() -> dict[str, str]:
+def env_file(path: Path = ENV_FILE) -> dict[str, str]:
     """.env's values as Compose reads them: `export` allowed, quotes removed,
     a comment after an unquoted value dropped, the last of two lines wins."""
     values: dict[str, str] = {}
-    if not ENV_FILE.exists():
+    if not path.exists():
         return values
-    for line in ENV_FILE.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.strip().removeprefix("export ").strip()
         name, sign, value = line.partition("=")
         if not sign or line.startswith("#"):

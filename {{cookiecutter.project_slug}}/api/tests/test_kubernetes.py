@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,17 @@ QUEUES = {
     "long": WorkerSettings.model_fields["CELERY_LONG_TASK_QUEUE"].default,
 }
 
-SECRETS_SCRIPT = load_module(PROJECT / "scripts" / "kubernetes_secrets.py")
+# The scripts import each other as they run: from their own directory.
+sys.path.append(str(PROJECT / "scripts"))
+import kubernetes_secrets  # noqa: E402
+from smoke_test import env_file  # noqa: E402
+from write_env import PLACEHOLDER  # noqa: E402
+
 # The Secret's values: those of .env.example, each placeholder a fresh secret.
-PLACEHOLDER = load_module(PROJECT / "scripts" / "write_env.py").PLACEHOLDER
-SECRETS = SECRETS_SCRIPT.local_secrets(
+SECRETS = kubernetes_secrets.local_secrets(
     {
         key: PLACEHOLDER.sub(lambda _: secrets.token_urlsafe(32), value)
-        for key, value in SECRETS_SCRIPT.read_env(PROJECT / ".env.example").items()
+        for key, value in env_file(PROJECT / ".env.example").items()
     }
 )
 # Who must reach whom in the local overlay, on which of the server's ports.
@@ -80,7 +85,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Manifest]]
         pytest.fail("kubectl is not installed: it builds the overlays (docs/kubernetes.md)")
     tree = tmp_path_factory.mktemp("kubernetes") / "kubernetes"
     shutil.copytree(KUBERNETES, tree, ignore=shutil.ignore_patterns(".env.secrets"))
-    (tree / "overlays/local/.env.secrets").write_text(SECRETS_SCRIPT.env_lines(SECRETS))
+    (tree / "overlays/local/.env.secrets").write_text(kubernetes_secrets.env_lines(SECRETS))
     return {overlay: build(tree / "overlays" / overlay) for overlay in OVERLAYS}
 
 
@@ -323,9 +328,9 @@ def setting_problems(manifests: list[Manifest]) -> list[str]:
 def secret_problems(manifests: list[Manifest], overlay: str) -> list[str]:
     """Every key the pods and KEDA take from the Secret is one that
     scripts/kubernetes_secrets.py writes for this overlay."""
-    provided = set(SECRETS_SCRIPT.SECRET_KEYS)
+    provided = set(kubernetes_secrets.SECRET_KEYS)
     if overlay == "local":
-        provided |= set(SECRETS_SCRIPT.LOCAL_SERVICE_KEYS)
+        provided |= set(kubernetes_secrets.LOCAL_SERVICE_KEYS)
     references = [
         variable["valueFrom"]["secretKeyRef"]
         for workload in of_kind(manifests, *WORKLOADS)
