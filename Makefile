@@ -40,7 +40,7 @@ endif
 test-service: $(VENV)/.installed ## The rendered service's make targets against real services
 	$(BIN)/pytest -m service
 
-test-boot: $(VENV)/.installed ## The compose stacks booted in Docker
+test-boot: $(VENV)/.installed ## The compose stacks booted in Docker, the Kubernetes pods in podman
 	$(BIN)/pytest -m boot
 
 # A rendered service with its environment (`make install` in it); PREVIOUS, a
