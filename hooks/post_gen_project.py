@@ -42,15 +42,20 @@ PRUNED_PATHS = {
         "docs/websockets.md",
     ],
     ("use_monitoring", False): [
+        "api/tests/test_kubernetes_monitoring.py",
         "compose.monitoring.yaml",
+        "deploy/kubernetes/monitoring",
         "docs/monitoring.md",
         "monitoring",
+        "scripts/kubernetes_rules.py",
     ],
     ("use_github_actions", False): [".github"],
     ("use_kubernetes", False): [
         "api/tests/test_kubernetes.py",
+        "api/tests/test_kubernetes_monitoring.py",
         "deploy",
         "docs/kubernetes.md",
+        "scripts/kubernetes_rules.py",
         "scripts/kubernetes_secrets.py",
     ],
 }

@@ -1,9 +1,11 @@
-"""A render's Kubernetes overlays, built with `kubectl kustomize` and checked
-against the published schemas: the core kinds strictly (unknown fields
-refused) by kubernetes-validate for the oldest and the newest Kubernetes
-release the render supports, KEDA's kinds by its npm models
-(tests/kubernetes), which accept unknown fields. The render's own tests
-(api/tests/test_kubernetes.py) check what a schema cannot see.
+"""A render's Kubernetes manifests, built with `kubectl kustomize` (and, for
+the alert rules, scripts/kubernetes_rules.py) and checked against the
+published schemas: the core kinds strictly (unknown fields refused) by
+kubernetes-validate for the oldest and the newest Kubernetes release the
+render supports, KEDA's and the Prometheus operator's kinds by their npm
+models (tests/kubernetes), which accept unknown fields. The render's own tests
+(api/tests/test_kubernetes.py, test_kubernetes_monitoring.py) check what a
+schema cannot see.
 """
 
 import functools
@@ -23,27 +25,33 @@ CUSTOM_CHECKER = Path(__file__).parent / "kubernetes" / "validate_custom_resourc
 
 
 def build_overlays(project: Path) -> dict[str, list[dict]]:
-    """Each overlay of the render, built; the local one's Secret written from
-    .env first, as `make kubernetes-secrets` does."""
-    subprocess.run(
-        [sys.executable, "scripts/kubernetes_secrets.py", "local"],
-        cwd=project,
-        check=True,
-        capture_output=True,
-    )
-    built = {}
-    for overlay in OVERLAYS:
-        output = subprocess.run(
-            ["kubectl", "kustomize", f"deploy/kubernetes/overlays/{overlay}"],
-            cwd=project,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        # libyaml's loader where PyYAML has it: the pure-Python one is slow here.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        built[overlay] = [manifest for manifest in yaml.load_all(output, Loader=loader) if manifest]
+    """Each overlay of the render, built (the local one's Secret written from
+    .env first, as `make kubernetes-secrets` does); and, with monitoring, what
+    `make kubernetes-monitoring` applies."""
+    run_in(project, sys.executable, "scripts/kubernetes_secrets.py", "local")
+    built = {
+        overlay: manifests(
+            run_in(project, "kubectl", "kustomize", f"deploy/kubernetes/overlays/{overlay}")
+        )
+        for overlay in OVERLAYS
+    }
+    if (project / "deploy/kubernetes/monitoring").exists():
+        built["monitoring"] = manifests(
+            run_in(project, "kubectl", "kustomize", "deploy/kubernetes/monitoring")
+            + "---\n"
+            + run_in(project, sys.executable, "scripts/kubernetes_rules.py")
+        )
     return built
+
+
+def run_in(project: Path, *command: str) -> str:
+    return subprocess.run(command, cwd=project, check=True, capture_output=True, text=True).stdout
+
+
+def manifests(text: str) -> list[dict]:
+    # libyaml's loader where PyYAML has it: the pure-Python one is slow here.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [manifest for manifest in yaml.load_all(text, Loader=loader) if manifest]
 
 
 def schema_problems(manifests: list[dict]) -> list[str]:

@@ -16,10 +16,12 @@ def built(tmp_path_factory):
 
 
 def test_each_overlay_passes_the_schemas(built):
-    assert set(built) == {"local", "production"}
-    for overlay, manifests in built.items():
-        kinds = {manifest["kind"] for manifest in manifests}
+    assert set(built) == {"local", "production", "monitoring"}
+    for overlay in ("local", "production"):
+        kinds = {manifest["kind"] for manifest in built[overlay]}
         assert {"Deployment", "ScaledObject", "NetworkPolicy"} <= kinds, overlay
+    assert sorted(m["kind"] for m in built["monitoring"]) == ["PrometheusRule", "ServiceMonitor"]
+    for overlay, manifests in built.items():
         assert schema_problems(manifests) == [], overlay
 
 
@@ -61,6 +63,19 @@ def test_a_wrong_type_in_a_scaled_object_is_refused(built):
     first(manifests, "ScaledObject", "worker")["spec"]["minReplicaCount"] = "one"
     problems = schema_problems(manifests)
     assert problems == ["ScaledObject worker: data/spec/minReplicaCount must be integer"]
+
+
+def test_a_rule_without_its_expression_is_refused(built):
+    """The Prometheus operator's schema reads the alert rules inside the
+    PrometheusRule, and a ServiceMonitor's fields."""
+    manifests = copy.deepcopy(built["monitoring"])
+    del first(manifests, "PrometheusRule", "alerts")["spec"]["groups"][0]["rules"][0]["expr"]
+    first(manifests, "ServiceMonitor", "api")["spec"]["endpoints"][0]["path"] = 9
+    problems = schema_problems(manifests)
+    assert problems == [
+        "ServiceMonitor api: data/spec/endpoints/0/path must be string",
+        "PrometheusRule alerts: data/spec/groups/0/rules/0 must have required property expr",
+    ], problems
 
 
 def test_a_custom_kind_without_a_published_schema_is_refused(built):

@@ -1,5 +1,5 @@
-// Validates the custom resources of a built overlay (KEDA's) against the
-// schema its npm models publish. Reads a JSON list
+// Validates the custom resources of a render's manifests (KEDA's, the
+// Prometheus operator's) against the schema their npm models publish. Reads a JSON list
 // of manifests on stdin; prints one line per invalid or unknown resource and
 // exits 1 if there was any.
 //
@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 
 const PACKAGES = {
   "keda.sh": "@kubernetes-models/keda",
+  "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
 };
 
 const manifests = JSON.parse(readFileSync(0, "utf8"));
