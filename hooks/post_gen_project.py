@@ -51,6 +51,7 @@ PRUNED_PATHS = {
     ],
     ("use_github_actions", False): [".github"],
     ("use_kubernetes", False): [
+        "api/tests/kubernetes_manifests.py",
         "api/tests/test_kubernetes.py",
         "api/tests/test_kubernetes_monitoring.py",
         "deploy",

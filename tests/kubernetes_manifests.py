@@ -1,5 +1,5 @@
-"""A render's Kubernetes manifests, built with `kubectl kustomize` (and, for
-the alert rules, scripts/kubernetes_rules.py) and checked against the
+"""A render's Kubernetes manifests, built with `kubectl kustomize` (the alert
+rules' PrometheusRule written by scripts/kubernetes_rules.py first) and checked against the
 published schemas: the core kinds strictly (unknown fields refused) by
 kubernetes-validate for the oldest and the newest Kubernetes release the
 render supports, KEDA's and the Prometheus operator's kinds by their npm
@@ -36,10 +36,9 @@ def build_overlays(project: Path) -> dict[str, list[dict]]:
         for overlay in OVERLAYS
     }
     if (project / "deploy/kubernetes/monitoring").exists():
+        run_in(project, sys.executable, "scripts/kubernetes_rules.py")
         built["monitoring"] = manifests(
             run_in(project, "kubectl", "kustomize", "deploy/kubernetes/monitoring")
-            + "---\n"
-            + run_in(project, sys.executable, "scripts/kubernetes_rules.py")
         )
     return built
 

@@ -30,7 +30,7 @@ from service_client import answers, free_port, log_in, read_text, request, wait_
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("compose-boot")]
+pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("boot")]
 
 WORKER_NAME = "boot-jobs"
 LONG_SERVICES = ("postgres", "rabbitmq", "redis", "api", "worker", "worker-long")

@@ -25,7 +25,7 @@ from docker_stack import Stack, compose_or_skip, provide_python_base, stand_in_i
 from service_client import answers, free_port, log_in, request, wait_for
 from test_monitoring import dashboard_queries, dashboards
 
-pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("compose-boot")]
+pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("boot")]
 
 # Everything but Grafana.
 SERVICES = (

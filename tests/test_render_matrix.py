@@ -79,6 +79,8 @@ def assert_clean(project):
                 json.loads(text)
         except Exception as error:  # every parser has its own error type
             problems.append(f"{relative} does not parse: {error}")
+        if path.suffix == ".md":
+            problems += [f"{relative}: {problem}" for problem in heading_problems(text)]
     assert problems == []
 
     lint = subprocess.run(
@@ -92,6 +94,32 @@ def assert_clean(project):
         text=True,
     )
     assert formatting.returncode == 0, formatting.stdout + formatting.stderr
+
+
+def heading_problems(markdown: str) -> list[str]:
+    """Headings that a Jinja tag's whitespace control glued to the text
+    around them, outside code blocks."""
+    problems, fenced, previous = [], False, ""
+    for number, line in enumerate(markdown.splitlines(), 1):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            if re.match(r"#{1,6} ", line) and previous.strip():
+                problems.append(f"line {number}: a heading without a blank line above it")
+            if re.search(r"[^\s#]#{2,6} ", line):
+                problems.append(f"line {number}: a heading joined to the line before it")
+        previous = line
+    return problems
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    ["Text.\n## Heading\n", "Text (`keda`).## Heading\n"],
+    ids=["no blank line", "joined"],
+)
+def test_a_glued_heading_is_detected(markdown):
+    assert heading_problems(markdown)
+    assert heading_problems("Text.\n\n## Heading\n\n```sh\nx\n# comment\n```\n") == []
 
 
 @pytest.mark.parametrize(

@@ -1,38 +1,45 @@
-"""Print compose's alert rules as a PrometheusRule: `make kubernetes-monitoring`.
+"""Write compose's alert rules as a PrometheusRule: `make kubernetes-monitoring`.
 
-    python3 scripts/kubernetes_rules.py | kubectl apply --server-side -f -
+    python3 scripts/kubernetes_rules.py   # deploy/kubernetes/monitoring/prometheus-rule.yaml
 
 The rules have one source, monitoring/prometheus/alerts.yml, which compose's
-Prometheus reads; the Prometheus operator reads them from this resource. The
-file goes under `spec` as it is, each line indented (its top level, `groups`,
-is the resource's), so nothing is parsed and its comments come along.
+Prometheus reads; the Prometheus operator reads them from this resource, which
+deploy/kubernetes/monitoring/kustomization.yaml lists and gives its namespace
+and labels. Written again by each `make kubernetes-monitoring` and git-ignored,
+like the local overlay's .env.secrets: alerts.yml stays the file to edit. It
+goes under `spec` as it is, each line indented (its top level, `groups`, is
+the resource's), so nothing is parsed and its comments come along.
 Standard library only, like scripts/kubernetes_secrets.py.
 """
 
+import re
 import sys
 from pathlib import Path
 
-from kubernetes_secrets import NAMESPACE
-
 PROJECT = Path(__file__).resolve().parents[1]
 RULES = PROJECT / "monitoring/prometheus/alerts.yml"
-HEADER = f"""\
+PROMETHEUS_RULE = PROJECT / "deploy/kubernetes/monitoring/prometheus-rule.yaml"
+HEADER = """\
+# Written by scripts/kubernetes_rules.py from monitoring/prometheus/alerts.yml:
+# edit that file, then run `make kubernetes-monitoring`.
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
   name: alerts
-  namespace: {NAMESPACE}
-  labels:
-    app.kubernetes.io/name: {{ cookiecutter.project_slug | kubernetes_name }}
 spec:
 """
 
 
 def prometheus_rule(rules: str) -> str:
-    return HEADER + "".join(
-        f"  {line}" if line.strip() else line for line in rules.splitlines(True)
-    )
+    # Every line that is not empty, blank ones of a block scalar included.
+    return HEADER + re.sub(r"(?m)^(?!$)", "  ", rules)
+
+
+def main() -> int:
+    PROMETHEUS_RULE.write_text(prometheus_rule(RULES.read_text()))
+    print(f"wrote {PROMETHEUS_RULE.relative_to(PROJECT)}")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.stdout.write(prometheus_rule(RULES.read_text()))
+    sys.exit(main())

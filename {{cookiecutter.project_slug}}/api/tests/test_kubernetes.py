@@ -13,20 +13,26 @@ import importlib.util
 import re
 import secrets
 import shutil
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from app.core.config import Settings as ApiSettings
-
-PROJECT = Path(__file__).resolve().parents[2]
+from tests.kubernetes_manifests import (
+    KUBERNETES,
+    PROJECT,
+    SCRIPTS,
+    Manifest,
+    build,
+    matches,
+    named,
+    of_kind,
+)
 
 
 def load_module(path: Path) -> Any:
@@ -37,7 +43,6 @@ def load_module(path: Path) -> Any:
     return module
 
 
-KUBERNETES = PROJECT / "deploy" / "kubernetes"
 OVERLAYS = ("local", "production")
 # The API knows the worker by its task names only, never by importing it: the
 # worker's settings are read from their file (pydantic-settings alone).
@@ -53,7 +58,7 @@ QUEUES = {
 }
 
 # The scripts import each other as they run: from their own directory.
-sys.path.append(str(PROJECT / "scripts"))
+sys.path.append(str(SCRIPTS))
 import kubernetes_secrets  # noqa: E402
 from smoke_test import env_file  # noqa: E402
 from write_env import PLACEHOLDER  # noqa: E402
@@ -76,8 +81,6 @@ CONNECTIONS = [
     ("worker-long", "redis", "redis"),
 ]
 
-Manifest = dict[str, Any]
-
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Manifest]]:
@@ -89,43 +92,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Manifest]]
     return {overlay: build(tree / "overlays" / overlay) for overlay in OVERLAYS}
 
 
-def build(overlay: Path) -> list[Manifest]:
-    output = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
-    ).stdout
-    return [manifest for manifest in yaml.safe_load_all(output) if manifest]
-
-
-def of_kind(manifests: list[Manifest], *kinds: str) -> Iterator[Manifest]:
-    return (manifest for manifest in manifests if manifest["kind"] in kinds)
-
-
-def named(manifests: list[Manifest], kind: str, name: str) -> Manifest:
-    (manifest,) = (m for m in of_kind(manifests, kind) if m["metadata"]["name"] == name)
-    return manifest
-
-
 def pod_labels(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
     return {
         workload["metadata"]["name"]: workload["spec"]["template"]["metadata"]["labels"]
         for workload in of_kind(manifests, *WORKLOADS)
     }
-
-
-def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Whether a label selector selects these labels."""
-    if not selector.get("matchLabels", {}).items() <= labels.items():
-        return False
-    operators = {
-        "In": lambda key, values: labels.get(key) in values,
-        "NotIn": lambda key, values: labels.get(key) not in values,
-        "Exists": lambda key, values: key in labels,
-        "DoesNotExist": lambda key, values: key not in labels,
-    }
-    return all(
-        operators[expression["operator"]](expression["key"], expression.get("values", []))
-        for expression in selector.get("matchExpressions", [])
-    )
 
 
 def containers(workload: Manifest) -> list[Manifest]:
