@@ -75,7 +75,7 @@ def podman(*args: str, **options) -> subprocess.CompletedProcess:
     return subprocess.run([*PODMAN, *args], capture_output=True, text=True, **options)
 
 
-RABBITMQCTL = ["rabbitmqctl", "--quiet", "--no-table-headers"]
+RABBITMQCTL = ["rabbitmqctl", "--quiet"]
 PSQL = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"]
 
 
@@ -282,7 +282,15 @@ def test_every_probe_of_the_manifests_answers(played):
 
 
 def test_each_worker_consumes_its_own_queue(played):
-    listed = run(*RABBITMQCTL, "list_queues", "--vhost", played["vhost"], "name", "consumers")
+    listed = run(
+        *RABBITMQCTL,
+        "list_queues",
+        "--no-table-headers",
+        "--vhost",
+        played["vhost"],
+        "name",
+        "consumers",
+    )
     consumers = dict(line.split("\t") for line in listed.stdout.splitlines())
     for queue in QUEUES.values():
         assert consumers.get(queue) == "1", listed
