@@ -19,6 +19,8 @@ from celery.canvas import Signature, chord
 from celery.result import AsyncResult, GroupResult, ResultBase
 from kombu.serialization import dumps
 
+from taskengine.dead_letters import DeadLetteringAMQP
+
 # The AMQP properties that the publisher sends on, as aio_pika.Message's keywords.
 PROPERTIES = ("delivery_mode", "correlation_id", "reply_to", "priority", "expiration")
 
@@ -120,7 +122,10 @@ class BuildingBackend(RedisBackend):  # type: ignore[misc]
 
 
 class MessageBuilder(Celery):  # type: ignore[misc]
-    """A Celery app whose canvas, which asks for a producer at every step, gets the capture."""
+    """A Celery app whose canvas, which asks for a producer at every step, gets
+    the capture; its queues dead-letter (taskengine/dead_letters.py)."""
+
+    amqp_cls = DeadLetteringAMQP
 
     @contextmanager
     def producer_or_acquire(self, producer: Any = None) -> Iterator[MessageCapture]:

@@ -114,10 +114,15 @@ class Publisher:
                     self._idle.append(channel)
 
     async def _declare_queues(self, channel: AbstractChannel, messages: list[Message]) -> None:
-        """Once per process: a message to a queue nobody declared comes back unrouted."""
+        """Once per process: a message to a queue nobody declared comes back
+        unrouted. Its dead-letter queue first: RabbitMQ drops what it would
+        dead-letter to a queue that does not exist."""
         queues = {queue.name: queue for message in messages for queue in message.declare}
         for name, queue in queues.items():
             if name not in self._declared:
+                dead_letters = (queue.queue_arguments or {}).get("x-dead-letter-routing-key")
+                if dead_letters:
+                    await channel.declare_queue(dead_letters, durable=True)
                 await channel.declare_queue(
                     name,
                     durable=queue.durable,

@@ -65,8 +65,12 @@ def combine(task_id: uuid.UUID, metas: list[Meta | None], is_group: bool) -> Tas
         error = failed["result"]
         described = TaskError(type=type(error).__name__, message=str(error))
         return TaskReply(task_id=task_id, status=states.FAILURE, error=described)
-    if any(meta["status"] == states.REVOKED for meta in present):
-        return TaskReply(task_id=task_id, status=states.REVOKED)
+    revoked = next((meta for meta in present if meta["status"] == states.REVOKED), None)
+    if revoked is not None:
+        # Why, where the worker said it: TaskRevokedError("expired in the queue...").
+        reason = str(revoked["result"] or "")
+        why = TaskError(type=type(revoked["result"]).__name__, message=reason) if reason else None
+        return TaskReply(task_id=task_id, status=states.REVOKED, error=why)
     if len(present) < len(metas):
         return TaskReply(task_id=task_id, status=states.PENDING)
     if all(meta["status"] == states.SUCCESS for meta in present):

@@ -23,6 +23,8 @@ import asyncpg
 from celery import Celery
 from sqlalchemy import make_url
 
+from taskengine.dead_letters import DeadLetteringAMQP
+
 # The worker service sits next to the API in the project; tests and benchmarks
 # run it as the real process it is. The API itself never imports its code.
 WORKER_ROOT = Path(__file__).resolve().parents[2] / "worker"
@@ -59,7 +61,14 @@ async def _on_server(database_url: str, statement: str) -> None:
 def celery_client(broker_url: str, backend_url: str, serializer: str) -> Celery:
     """A plain, blocking Celery client: it pings workers, deletes queues, reads
     results, and is the baseline of the benchmarks."""
-    client = Celery("testkit", broker=broker_url, backend=backend_url, set_as_current=False)
+    # Its queues as the service declares them (RabbitMQ refuses other arguments).
+    client = Celery(
+        "testkit",
+        broker=broker_url,
+        backend=backend_url,
+        set_as_current=False,
+        amqp=DeadLetteringAMQP,
+    )
     client.conf.update(
         task_serializer=serializer,
         result_serializer=serializer,
@@ -185,7 +194,9 @@ def celery_worker(
 
 
 def delete_queue(client: Celery, queue: str) -> None:
-    """Delete a queue, and the exchange of the same name Celery declared with it."""
+    """Delete a queue, its dead-letter queue, and the exchange of the same name
+    Celery declared with it."""
     with client.connection_for_write() as connection:
         connection.default_channel.queue_delete(queue)
+        connection.default_channel.queue_delete(f"{queue}.dead-letters")
         connection.default_channel.exchange_delete(queue)

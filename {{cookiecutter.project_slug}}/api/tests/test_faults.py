@@ -238,9 +238,8 @@ async def test_silent_dependency(
 # kill (under_load's warm-up), so the dead worker held them, unacknowledged.
 HELD_FOR = 5.0
 # The waits of the worker scenario: the default, longer than the outage and a
-# new worker's start. A waiting task expires with its wait, and RabbitMQ drops
-# an expired message without a word: one that the dead worker was running
-# would then stay STARTED until TASK_LOST_AFTER, and end LOST.
+# new worker's start. A waiting task expires with its wait: one that the dead
+# worker was running would then be dead-lettered and end REVOKED, not run.
 WAIT_THROUGH_A_RESTART = Settings.model_fields["TASK_WAIT_TIMEOUT"].default
 
 

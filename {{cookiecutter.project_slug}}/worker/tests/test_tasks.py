@@ -32,15 +32,16 @@ def test_worker_registers_its_tasks_under_the_worker_name(
 REFUSED_FORMAT = "yaml" if "pickle" in ACCEPT_CONTENT else "pickle"
 
 
-def test_message_in_a_refused_format_is_never_run(celery_app: Celery) -> None:
-    # The worker takes messages in order, one at a time: once the second task
-    # is done, the first one has been seen, and refused.
+def test_message_in_a_refused_format_is_never_run_and_ends_revoked(celery_app: Celery) -> None:
+    """Refused for good, it is dead-lettered, and the worker stores why it
+    ended (worker/dead_letters.py) instead of leaving it PENDING."""
     with (
         sent(celery_app, ECHO, "smuggled", serializer=REFUSED_FORMAT) as smuggled,
         sent(celery_app, ECHO, "follower") as follower,
     ):
         assert follower.get(timeout=RESULT_TIMEOUT) == "follower"
-        assert smuggled.state == "PENDING"
+        assert wait_for(smuggled, {"REVOKED", "SUCCESS"}) == "REVOKED"
+        assert str(smuggled.result) == "refused by a worker"
 
 
 def test_results_are_stored_in_the_chosen_format(celery_app: Celery) -> None:

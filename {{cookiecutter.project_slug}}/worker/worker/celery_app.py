@@ -3,6 +3,7 @@
 from celery import Celery
 
 from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME, get_settings
+from worker.dead_letters import DeadLetteringAMQP, DeadLetters, task_queue
 from worker.heartbeat import HealthFiles
 
 settings = get_settings()
@@ -11,12 +12,15 @@ celery_app = Celery(
     WORKER_NAME,
     broker=settings.CELERY_BROKER_URL,
     backend=settings.CELERY_RESULT_BACKEND_URL,
+    # Every task queue with its dead-letter queue (worker/dead_letters.py).
+    amqp=DeadLetteringAMQP,
     include=["worker.tasks"{% if cookiecutter.use_examples | enabled %}, "worker.example_tasks"{% endif %}],
 )
 celery_app.conf.update(
     # The queue this worker consumes (WORKER_CONSUMES). Producers name each
     # task's queue explicitly; this also catches the tasks that do not.
     task_default_queue=settings.consumed_queue,
+    task_queues=[task_queue(settings.consumed_queue)],
     task_serializer=TASK_SERIALIZER,
     result_serializer=TASK_SERIALIZER,
     # A message in any other format is refused before it is decoded.
@@ -60,3 +64,5 @@ celery_app.conf.update(
 )
 # The heartbeat and ready files of the image's healthcheck (healthcheck.sh).
 celery_app.steps["consumer"].add(HealthFiles)
+# The end of each task that RabbitMQ dead-lettered (worker/dead_letters.py).
+celery_app.steps["consumer"].add(DeadLetters)

@@ -4,9 +4,12 @@ limits per owner, and the services that are away."""
 
 import asyncio
 import contextlib
+import importlib.util
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -28,8 +31,9 @@ from taskengine import (
     TooManyTasksError,
 )
 from taskengine.celery_messages import create_builder
+from taskengine.dead_letters import queue_arguments
 from taskengine.states import Meta
-from testkit import delete_queue
+from testkit import celery_worker, delete_queue
 from tests.engine.conftest import BROKER_URL, REDIS_URL, SERIALIZER, OpenEngine, with_port
 from tests.engine.support import ECHO, SHAPES, echo, stored_row, until_final
 
@@ -53,7 +57,9 @@ async def stored_state(redis: Redis, task_id: uuid.UUID, status: str) -> Meta:
 @contextlib.contextmanager
 def consumed(celery: Celery, worker: str, queue: str) -> Iterator[None]:
     """The run's worker consumes the queue too, within the block."""
-    celery.control.add_consumer(queue, destination=[worker], reply=True, timeout=5)
+    # Declared with the arguments every task queue has (taskengine/dead_letters.py).
+    options = {"queue_arguments": queue_arguments(queue)}
+    celery.control.add_consumer(queue, destination=[worker], options=options, reply=True, timeout=5)
     try:
         yield
     finally:
@@ -212,6 +218,56 @@ async def test_a_task_nobody_runs_is_lost_after_its_expiry_and_lost_after(
         await asyncio.sleep(1.0)
         assert (await engine.status(owner, task_id)).status == "LOST"
         assert (await stored_row(db, task_id))["status"] == "LOST"
+
+
+async def test_a_task_that_expires_in_its_queue_ends_revoked_within_seconds(
+    engine_with: OpenEngine, idle_queue: str, celery: Celery, owner: uuid.UUID
+) -> None:
+    """RabbitMQ dead-letters it; a worker of that queue, busy on another one
+    here, stores why it ended: its record is final long before LOST."""
+    busy = f"{idle_queue}.busy"
+    node = f"dead-letters-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+    options = ["--concurrency=1", "--without-gossip", "--without-mingle", f"--queues={busy}"]
+    environment = {"CELERY_BROKER_URL": BROKER_URL, "CELERY_RESULT_BACKEND_URL": REDIS_URL}
+    try:
+        with celery_worker(celery, idle_queue, node, options, **environment):
+            async with engine_with(queue=idle_queue, expires=1.0) as engine:
+                task_id = await engine.submit(owner, "echo", echo("too late"))
+                expiry = time.monotonic() + 1.0
+                reply = await until_final(engine, owner, task_id, seconds=12)
+                ended_after = time.monotonic() - expiry
+    finally:
+        delete_queue(celery, busy)
+    assert reply.status == "REVOKED"
+    assert reply.error is not None
+    assert reply.error.message == "expired in the queue before a worker took it"
+    assert ended_after < 10
+
+
+def test_the_api_and_the_workers_declare_each_queue_alike() -> None:
+    """The worker's rule is its own (the API never imports the worker): read
+    from its file, it gives every queue the arguments the API gives it."""
+    path = Path(__file__).resolve().parents[3] / "worker" / "worker" / "dead_letters.py"
+    spec = importlib.util.spec_from_file_location("worker_dead_letters", path)
+    assert spec and spec.loader
+    worker_rule = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker_rule)
+    builder = create_builder(BROKER_URL, REDIS_URL, SERIALIZER)
+    for name in ("tasks", "tasks-long", "test.tasks.a1b2"):
+        assert worker_rule.task_queue(name).queue_arguments == queue_arguments(name)
+        assert builder.amqp.queues[name].queue_arguments == queue_arguments(name)
+
+
+async def test_a_queue_declared_with_other_arguments_refuses_every_publish(
+    engine_with: OpenEngine, idle_queue: str, owner: uuid.UUID
+) -> None:
+    """As a queue left by a release without dead letters: RabbitMQ closes the
+    channel at the declaration, and the engine says the broker is unavailable."""
+    with Connection(BROKER_URL) as connection:
+        connection.default_channel.queue_declare(idle_queue, durable=True)
+    async with engine_with(queue=idle_queue) as engine:
+        with pytest.raises(BrokerUnavailableError):
+            await engine.submit(owner, "echo", echo("refused"))
 
 
 # cancel()
