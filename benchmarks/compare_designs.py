@@ -355,6 +355,9 @@ def main() -> None:
 
         original_env = {**env, "ORIGINAL_TASK": task, "ORIGINAL_QUEUE": env["CELERY_TASK_QUEUE"]}
         original_env["ORIGINAL_SERIALIZER"] = TASK_SERIALIZER
+        # Its queue as the render declares it: RabbitMQ refuses other arguments.
+        arguments = client.amqp.queues[env["CELERY_TASK_QUEUE"]].queue_arguments
+        original_env["ORIGINAL_QUEUE_ARGUMENTS"] = json.dumps(arguments)
         if args.previous:
             python = args.previous_python or sys.executable
             previous_env, previous_pid = render_worker(args.previous.resolve(), python)

@@ -8,6 +8,7 @@ benchmarks/compare_designs.py: `ORIGINAL_*` variables say where and what.
 """
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +17,13 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from celery import Celery
 from fastapi import FastAPI
+from kombu import Exchange, Queue
 from pydantic import BaseModel
 
 TASK = os.environ["ORIGINAL_TASK"]
 QUEUE = os.environ["ORIGINAL_QUEUE"]
 SERIALIZER = os.environ.get("ORIGINAL_SERIALIZER", "json")
+ARGUMENTS = json.loads(os.environ.get("ORIGINAL_QUEUE_ARGUMENTS") or "null")
 
 
 class Body(BaseModel):
@@ -40,6 +43,9 @@ def client() -> Celery:
         result_serializer=SERIALIZER,
         accept_content=accepted,
         result_accept_content=accepted,
+        # The queue as the render declares it (its dead-letter queue): RabbitMQ
+        # refuses a queue declared again with other arguments.
+        task_queues=[Queue(QUEUE, Exchange(QUEUE), routing_key=QUEUE, queue_arguments=ARGUMENTS)],
     )
     return celery
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from worker.config import ACCEPT_CONTENT, WORKER_NAME, get_settings
+from worker.dead_letters import dead_letter_queue
 
 TEST_QUEUE = f"test.{WORKER_NAME}.{uuid.uuid4().hex[:12]}"
 os.environ["CELERY_TASK_QUEUE"] = TEST_QUEUE
@@ -94,8 +95,10 @@ def worker_process(queue: str, node: str, log: Path, **settings: str) -> Iterato
             process.kill()  # a no-op once it has stopped
             process.wait()
             with app.connection_for_write() as connection:
-                # Celery declared an exchange of the same name along with the queue.
+                # Celery declared an exchange of the same name along with the
+                # queue, and the worker its dead-letter queue.
                 connection.default_channel.queue_delete(queue)
+                connection.default_channel.queue_delete(dead_letter_queue(queue))
                 connection.default_channel.exchange_delete(queue)
 
 
