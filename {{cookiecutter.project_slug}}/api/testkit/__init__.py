@@ -23,7 +23,7 @@ import asyncpg
 from celery import Celery
 from sqlalchemy import make_url
 
-from taskengine.dead_letters import DeadLetteringAMQP
+from taskengine.dead_letters import DeadLetteringAMQP, dead_letter_queue
 
 # The worker service sits next to the API in the project; tests and benchmarks
 # run it as the real process it is. The API itself never imports its code.
@@ -198,5 +198,5 @@ def delete_queue(client: Celery, queue: str) -> None:
     Celery declared with it."""
     with client.connection_for_write() as connection:
         connection.default_channel.queue_delete(queue)
-        connection.default_channel.queue_delete(f"{queue}.dead-letters")
+        connection.default_channel.queue_delete(dead_letter_queue(queue))
         connection.default_channel.exchange_delete(queue)

@@ -89,10 +89,10 @@ class DeadLetters(bootsteps.ConsumerStep):  # type: ignore[misc]
         death = headers.get("x-first-death-reason", "")
         reason = REASONS.get(death, "dead-lettered")
         backend = self.app.backend
-        stored = backend.get_state(task_id) if task_id else states.SUCCESS
         # A worker that refused a task may have stored why (NotRegistered):
-        # the first end stays.
-        if stored not in states.READY_STATES:
+        # the first end stays. A message without a task id has no record.
+        stored = backend.get_state(task_id) if task_id else None
+        if stored is not None and stored not in states.READY_STATES:
             if death == "expired" and stored != states.PENDING:
                 reason = EXPIRED_AFTER_START
             backend.mark_as_revoked(task_id, reason=reason)
