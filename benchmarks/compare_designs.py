@@ -297,7 +297,7 @@ def main() -> None:
     args = parser.parse_args()
     render = args.render.resolve()
     sys.path.insert(0, str(render / "api"))
-    from app.core.config import TASK_SERIALIZER, WORKER_NAME, get_settings
+    from app.core.config import QUEUE_TYPE, TASK_SERIALIZER, WORKER_NAME, get_settings
 
     settings = get_settings()
     from benchmarks.http_load import run, run_load
@@ -340,7 +340,7 @@ def main() -> None:
     peer_worker = [sys.executable, "-m", "taskiq", "worker", "taskiq_peer:broker"]
     peer_worker += ["--workers", "1", "--log-level", "WARNING"]
     client = celery_client(
-        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER, QUEUE_TYPE
     )
 
     tools = Tools(run, run_load, cpu_seconds, services_cpu_seconds)
@@ -356,8 +356,9 @@ def main() -> None:
         original_env = {**env, "ORIGINAL_TASK": task, "ORIGINAL_QUEUE": env["CELERY_TASK_QUEUE"]}
         original_env["ORIGINAL_SERIALIZER"] = TASK_SERIALIZER
         # Its queue as the render declares it: RabbitMQ refuses other arguments.
-        arguments = client.amqp.queues[env["CELERY_TASK_QUEUE"]].queue_arguments
-        original_env["ORIGINAL_QUEUE_ARGUMENTS"] = json.dumps(arguments)
+        queue = client.amqp.queues[env["CELERY_TASK_QUEUE"]]
+        original_env["ORIGINAL_QUEUE_ARGUMENTS"] = json.dumps(queue.queue_arguments)
+        original_env["ORIGINAL_EXCHANGE_TYPE"] = queue.exchange.type
         if args.previous:
             python = args.previous_python or sys.executable
             previous_env, previous_pid = render_worker(args.previous.resolve(), python)

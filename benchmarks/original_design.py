@@ -24,6 +24,7 @@ TASK = os.environ["ORIGINAL_TASK"]
 QUEUE = os.environ["ORIGINAL_QUEUE"]
 SERIALIZER = os.environ.get("ORIGINAL_SERIALIZER", "json")
 ARGUMENTS = json.loads(os.environ.get("ORIGINAL_QUEUE_ARGUMENTS") or "null")
+EXCHANGE_TYPE = os.environ.get("ORIGINAL_EXCHANGE_TYPE", "direct")
 
 
 class Body(BaseModel):
@@ -43,9 +44,17 @@ def client() -> Celery:
         result_serializer=SERIALIZER,
         accept_content=accepted,
         result_accept_content=accepted,
-        # The queue as the render declares it (its dead-letter queue): RabbitMQ
-        # refuses a queue declared again with other arguments.
-        task_queues=[Queue(QUEUE, Exchange(QUEUE), routing_key=QUEUE, queue_arguments=ARGUMENTS)],
+        # The queue as the render declares it (its type, its dead-letter queue,
+        # its exchange's type): RabbitMQ refuses a queue or an exchange declared
+        # again with other arguments.
+        task_queues=[
+            Queue(
+                QUEUE,
+                Exchange(QUEUE, type=EXCHANGE_TYPE),
+                routing_key=QUEUE,
+                queue_arguments=ARGUMENTS,
+            )
+        ],
     )
     return celery
 

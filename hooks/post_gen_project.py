@@ -16,6 +16,7 @@ ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})  # noqa: F821  # fmt
 # A new capability adds its switch here together with its files.
 PRUNED_PATHS = {
     ("open_source_license", "Not open source"): ["LICENSE"],
+    ("queue_type", "classic"): ["compose.cluster.yaml", "docs/broker-cluster.md", "rabbitmq"],
     ("use_examples", False): [
         "api/app/api/v1/private/example_tasks.py",
         "api/app/api/v1/private/notes.py",

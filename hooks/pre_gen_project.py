@@ -152,6 +152,7 @@ def derived_worker_name(slug: str) -> str:
 # answers file is taken as written, and its text would land in Python and TOML.
 CHOICES = {
     "task_serializer": ("json", "pickle"),
+    "queue_type": ("quorum", "classic"),
     "open_source_license": ("MIT", "BSD-3-Clause", "Apache-2.0", "Not open source"),
 }
 

@@ -39,24 +39,26 @@ def choice_variables() -> dict[str, list]:
     return choices
 
 
-# Changes one file and one field, whatever the other answers: every other
-# answer's full product is taken, and the licenses are spread over it.
-SPREAD = "open_source_license"
+# Answers that change a few lines, whatever the other answers: every other
+# answer's full product is taken, and these are spread over it.
+SPREAD = ("open_source_license", "queue_type")
 
 
 def all_combinations(**fixed) -> list[dict]:
     """Every combination of the choices and switches, as extra contexts; those
-    given in `fixed` keep that one value. The licenses take turns by the
-    number of other answers away from their first value, so that each license
-    meets each value of every other answer."""
+    given in `fixed` keep that one value. Each spread answer takes its values
+    in turn, by the number of other answers away from their first value, so
+    that each of its values meets each value of every answer not spread."""
     choices = {**choice_variables(), **{name: [value] for name, value in fixed.items()}}
-    licenses = choices.pop(SPREAD)
+    spread = {name: choices.pop(name) for name in SPREAD}
     names = sorted(choices)
     combinations = []
     for values in itertools.product(*(choices[name] for name in names)):
         combination = dict(zip(names, values, strict=True))
         turn = sum(choices[name].index(value) > 0 for name, value in combination.items())
-        combinations.append({**combination, SPREAD: licenses[turn % len(licenses)]})
+        for name, spread_values in spread.items():
+            combination[name] = spread_values[turn % len(spread_values)]
+        combinations.append(combination)
     return combinations
 
 

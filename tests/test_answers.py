@@ -27,6 +27,11 @@ LICENSE_PHRASES = {
 # must leave the set of files alone.
 REMOVED_BY_ANSWER = {
     ("open_source_license", "Not open source"): {"LICENSE"},
+    ("queue_type", "classic"): {
+        "compose.cluster.yaml",
+        "docs/broker-cluster.md",
+        "rabbitmq/cluster.conf",
+    },
     ("use_examples", False): {
         "api/app/api/v1/private/example_tasks.py",
         "api/app/api/v1/private/notes.py",
@@ -113,6 +118,8 @@ MONITORING_WORDS = re.compile(
 )
 # What only a project with the GitHub Actions workflow mentions.
 GITHUB_ACTIONS_WORDS = re.compile(r"(?i:github|dependabot)")
+# What only a project with quorum queues mentions: the cluster overlay.
+CLUSTER_WORDS = re.compile(r"compose\.cluster|cluster\.conf|broker-cluster|ERLANG_COOKIE")
 # What only a project with the Kubernetes manifests mentions.
 KUBERNETES_WORDS = re.compile(r"(?i:kubernetes|kustomiz|kubectl|\bkeda\b)")
 # What only a project with WebSockets mentions, in any of its text files.
@@ -214,6 +221,12 @@ def test_without_github_actions_nothing_mentions_them(bake):
 
 def test_without_kubernetes_nothing_mentions_it(bake):
     assert mentions(bake(use_kubernetes=False), KUBERNETES_WORDS) == []
+
+
+def test_with_classic_queues_nothing_mentions_the_cluster_overlay(bake):
+    """Classic queues live on one node: the three-node overlay is for quorum ones."""
+    assert mentions(bake(queue_type="quorum"), CLUSTER_WORDS) != []
+    assert mentions(bake(queue_type="classic"), CLUSTER_WORDS) == []
 
 
 def test_with_websockets_the_route_the_page_and_their_settings_are_there(bake):

@@ -60,12 +60,12 @@ result.forget()
 # Run in api/: the rendered test support removes the queue and its exchange.
 DELETE_QUEUE = """
 import sys
-from app.core.config import TASK_SERIALIZER, get_settings
+from app.core.config import QUEUE_TYPE, TASK_SERIALIZER, get_settings
 from testkit import celery_client, delete_queue
 
 settings = get_settings()
 client = celery_client(
-    settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+    settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER, QUEUE_TYPE
 )
 delete_queue(client, sys.argv[1])
 """
@@ -174,8 +174,8 @@ def test_make_bench_load_brings_every_task_back(project, serializer):
 
 
 def test_with_every_switch_off_make_lint_and_make_test_pass(tmp_path_factory):
-    """The other value of each switch (the default renders have them all on):
-    no examples either, so the worker has only the echo task."""
+    """The other value of each switch (the default renders have them all on),
+    and classic queues: no examples either, so the worker has only the echo task."""
     switches_off = {name: False for name in choice_variables() if name.startswith("use_")}
     assert set(switches_off) == {
         "use_examples",
@@ -184,12 +184,28 @@ def test_with_every_switch_off_make_lint_and_make_test_pass(tmp_path_factory):
         "use_github_actions",
         "use_kubernetes",
     }
-    path = render(tmp_path_factory.mktemp("rendered-plain"), **switches_off)
+    path = render(tmp_path_factory.mktemp("rendered-plain"), queue_type="classic", **switches_off)
     make(path, "install")
     make(path, "lint")
     result = make(path, "test")
     assert result.stdout.count(" passed") == 2, result.stdout
     assert "test_task_socket" not in result.stdout
+
+
+def test_classic_queues_with_pickle_pass_the_tests_of_the_worker_and_the_engine(tmp_path):
+    """The one pair of answers the full runs above leave out: pickle with
+    classic queues, through every test the queue type changes."""
+    path = render(tmp_path / "render", task_serializer="pickle", queue_type="classic")
+    pytest_bin = str(SHARED_VENV / "bin" / "pytest")
+    for directory, arguments in (("worker", []), ("api", ["tests/engine"])):
+        result = subprocess.run(
+            [pytest_bin, "-q", *arguments],
+            cwd=path / directory,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, f"{directory}:\n{result.stdout}\n{result.stderr}"
+        assert re.search(r"\d+ passed", result.stdout), result.stdout
 
 
 def test_make_lint_is_clean_even_with_a_new_migration(project):

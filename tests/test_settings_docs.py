@@ -17,7 +17,7 @@ SETTINGS_CLASSES = {
     "worker": ("worker/worker/config.py", "Settings"),
 }
 READ_BY = {"API": "API", "API WebSocket": "API", "worker": "worker"}
-COMPOSE_FILES = ("compose.yaml", "compose.monitoring.yaml")
+COMPOSE_FILES = ("compose.yaml", "compose.monitoring.yaml", "compose.cluster.yaml")
 # Read by Compose itself, not through ${...} in a compose file.
 COMPOSE_OWN = {"COMPOSE_FILE"}
 MAX_ENV_EXAMPLE_VARIABLES = 25

@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.api.v1.private.tasks import ECHO
-from app.core.config import TASK_SERIALIZER, Settings
+from app.core.config import QUEUE_TYPE, TASK_SERIALIZER, Settings
 from benchmarks.http_load import LoadResult, run, run_load
 from benchmarks.servers import api_process
 from benchmarks.service import bench_service, bench_user
@@ -321,7 +321,10 @@ def main() -> None:
         # As `python -m commands.serve` runs it (uvicorn's command line reads UVICORN_*).
         environment["UVICORN_WS_PER_MESSAGE_DEFLATE"] = "false"
         celery = celery_client(
-            settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+            settings.CELERY_BROKER_URL,
+            settings.CELERY_RESULT_BACKEND_URL,
+            TASK_SERIALIZER,
+            QUEUE_TYPE,
         )
         try:
             with api_process(**environment) as (base, pid):

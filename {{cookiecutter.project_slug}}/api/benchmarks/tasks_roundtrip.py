@@ -38,7 +38,7 @@ from typing import Any
 from celery import Celery, states
 
 from app.api.v1.private.tasks import ECHO, ECHO_PATH
-from app.core.config import TASK_SERIALIZER, Settings, get_settings
+from app.core.config import QUEUE_TYPE, TASK_SERIALIZER, Settings, get_settings
 from benchmarks.http_load import LoadResult, run, run_load
 from benchmarks.servers import cpu_seconds, process_tree, services_cpu_seconds, uvicorn_process
 from benchmarks.service import bench_service, bench_user
@@ -217,7 +217,10 @@ def main() -> None:
         user, token = bench_user(settings)
         node = f"bench-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         client = celery_client(
-            settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+            settings.CELERY_BROKER_URL,
+            settings.CELERY_RESULT_BACKEND_URL,
+            TASK_SERIALIZER,
+            QUEUE_TYPE,
         )
         worker = BenchWorker(client, queue, node)
         try:

@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 
-from app.core.config import TASK_SERIALIZER, get_settings
+from app.core.config import QUEUE_TYPE, TASK_SERIALIZER, get_settings
 from testkit import WORKER_ROOT, celery_client, celery_worker
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     queue = f"bench.health.{uuid.uuid4().hex[:8]}"
     node = f"bench-health-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     client = celery_client(
-        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER, QUEUE_TYPE
     )
     checks = {
         "ping through the broker (celery inspect ping)": [

@@ -3,6 +3,7 @@ async code. What a service calls is below; README.md beside this file tells how.
 
 # `X as X`: each name re-exported, as the public surface.
 from taskengine.config import EngineConfig as EngineConfig
+from taskengine.config import broker_urls as broker_urls
 from taskengine.engine import TaskEngine as TaskEngine
 from taskengine.engine import open_engine as open_engine
 from taskengine.errors import BrokerUnavailableError as BrokerUnavailableError

@@ -17,9 +17,10 @@ from celery import Celery, group
 from celery.backends.redis import RedisBackend
 from celery.canvas import Signature, chord
 from celery.result import AsyncResult, GroupResult, ResultBase
+from kombu.entity import Exchange
 from kombu.serialization import dumps
 
-from taskengine.dead_letters import DeadLetteringAMQP
+from taskengine.queues import TaskQueuesAMQP
 
 # The AMQP properties that the publisher sends on, as aio_pika.Message's keywords.
 PROPERTIES = ("delivery_mode", "correlation_id", "reply_to", "priority", "expiration")
@@ -72,7 +73,7 @@ class MessageCapture:
     def publish(
         self,
         body: Any,
-        exchange: str,
+        exchange: str | Exchange,
         routing_key: str,
         serializer: str,
         headers: dict[str, Any],
@@ -86,6 +87,9 @@ class MessageCapture:
         payload = payload.encode(encoding) if isinstance(payload, str) else payload
         properties = {name: options[name] for name in PROPERTIES if name in options}
         queues = list(declare or [])
+        # A name, or an Exchange where Celery delays a task with a countdown
+        # or an ETA through RabbitMQ (native delayed delivery, quorum queues).
+        exchange = exchange.name if isinstance(exchange, Exchange) else exchange
         message = Message(
             exchange, routing_key, payload, content_type, encoding, headers, properties, queues
         )
@@ -123,16 +127,19 @@ class BuildingBackend(RedisBackend):  # type: ignore[misc]
 
 class MessageBuilder(Celery):  # type: ignore[misc]
     """A Celery app whose canvas, which asks for a producer at every step, gets
-    the capture; its queues dead-letter (taskengine/dead_letters.py)."""
+    the capture; its queues are declared as the workers declare them
+    (taskengine/queues.py)."""
 
-    amqp_cls = DeadLetteringAMQP
+    amqp_cls = TaskQueuesAMQP
 
     @contextmanager
     def producer_or_acquire(self, producer: Any = None) -> Iterator[MessageCapture]:
         yield _capture.get()
 
 
-def create_builder(broker_url: str, redis_url: str, serializer: str) -> MessageBuilder:
+def create_builder(
+    broker_url: str, redis_url: str, serializer: str, queue_type: str
+) -> MessageBuilder:
     builder = MessageBuilder(
         "taskengine",
         broker=broker_url,
@@ -145,6 +152,7 @@ def create_builder(broker_url: str, redis_url: str, serializer: str) -> MessageB
         # JSON stays accepted: Celery's own control messages use it.
         accept_content=sorted({serializer, "json"}),
         result_accept_content=sorted({serializer, "json"}),
+        task_default_queue_type=queue_type,
     )
     return builder
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EngineConfig:
+    # One RabbitMQ URL, or a cluster's nodes' separated by ";" as Celery takes them.
     broker_url: str
     redis_url: str
     # asyncpg's form: postgresql://user:password@host:port/database
@@ -12,6 +13,8 @@ class EngineConfig:
     # Where tasks go unless their signature names a queue.
     queue: str
     serializer: str = "json"
+    # RabbitMQ's type of every task queue: "classic" or "quorum" (taskengine/queues.py).
+    queue_type: str = "classic"
     # Seconds wait() waits, then cancels the task; and that submit()'s tasks
     # may wait in the queue before workers drop them.
     wait_timeout: float = 10.0
@@ -31,3 +34,11 @@ class EngineConfig:
     postgres_pool_size: int = 4
     # Prefix of the engine's own Redis keys: services sharing a Redis count apart.
     key_prefix: str = "taskengine"
+
+
+def broker_urls(broker_url: str) -> list[str]:
+    """Each node's URL of a broker URL (a cluster's are separated by ";")."""
+    urls = [url.strip() for url in broker_url.split(";") if url.strip()]
+    if not urls:
+        raise ValueError("the broker URL is empty")
+    return urls

@@ -47,7 +47,9 @@ class TaskEngine:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        builder = create_builder(config.broker_url, config.redis_url, config.serializer)
+        builder = create_builder(
+            config.broker_url, config.redis_url, config.serializer, config.queue_type
+        )
         redis = create_redis(config.redis_url, config.redis_timeout, config.redis_pool_size)
         records = TaskRecords(
             config.postgres_url, config.postgres_timeout, config.postgres_pool_size

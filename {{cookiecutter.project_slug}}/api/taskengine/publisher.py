@@ -1,7 +1,9 @@
-"""Publishing without a thread: aio-pika sends the messages over one robust
-connection, through a bounded pool of confirming channels. What is not published
-within the timeout (no channel, no connection, no confirm, a message the broker
-could not route) is a BrokerUnavailableError."""
+"""Publishing without a thread: aio-pika sends the messages over one connection
+per process, to one node of the broker, through a bounded pool of confirming
+channels. What is not published within the timeout (no channel, no connection,
+no confirm, a message the broker could not route) is a BrokerUnavailableError;
+a lost connection is opened again by the next publish, to the next node when
+the broker is a cluster."""
 
 import asyncio
 import contextlib
@@ -9,26 +11,25 @@ import logging
 from collections.abc import AsyncIterator
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from aio_pika.connection import make_url
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from redis.asyncio import Redis
 
 from taskengine.celery_messages import ChordSize, Message, Outgoing
+from taskengine.config import broker_urls
 from taskengine.errors import BrokerUnavailableError, redis_unavailable
+from taskengine.queues import dead_letter_queue_arguments
 
 logger = logging.getLogger(__name__)
-
-# Seconds between reconnects (aio-pika's 5 s keeps requests failing long after a restart).
-RECONNECT_INTERVAL = 1
 
 
 class Publisher:
     def __init__(self, url: str, redis: Redis, timeout: float, pool_size: int) -> None:
-        self._url = url
+        self._urls = broker_urls(url)
+        self._next_url = 0
         self._redis = redis
         self.timeout = timeout
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._connecting = asyncio.Lock()
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[AbstractChannel] = []
@@ -78,22 +79,27 @@ class Publisher:
                     pipe.set(chord.size_key, chord.size, ex=chord.expires)
                 await pipe.execute()
 
-    async def _connect(self) -> AbstractRobustConnection:
-        """One connection per process; aio-pika reconnects it once lost."""
+    async def _connect(self) -> AbstractConnection:
+        """The process's connection, opened again once lost."""
         async with self._connecting:
-            if self._connection is None:
-                url = make_url(self._url)
-                connection = aio_pika.RobustConnection(url, reconnect_interval=RECONNECT_INTERVAL)
-                try:
-                    await connection.connect(timeout=self.timeout)
-                except BaseException:
-                    # A first attempt cut short would go on reconnecting in the
-                    # background: one more connection per request of an outage.
-                    with contextlib.suppress(Exception):
-                        await connection.close()
-                    raise
-                self._connection = connection
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await self._open()
             return self._connection
+
+    async def _open(self) -> AbstractConnection:
+        """A connection to the first node that takes one, each tried in turn from
+        the one after the last tried: a node that is down, or too slow for the
+        publish's timeout, costs one publish, not every publish after it."""
+        failure: BaseException | None = None
+        for _ in self._urls:
+            url = self._urls[self._next_url]
+            self._next_url = (self._next_url + 1) % len(self._urls)
+            try:
+                return await aio_pika.connect(url, timeout=self.timeout)
+            except (TimeoutError, *CONNECTION_EXCEPTIONS) as error:
+                failure = error
+        assert failure is not None  # there is at least one URL (broker_urls)
+        raise failure
 
     @contextlib.asynccontextmanager
     async def _channel(self) -> AsyncIterator[AbstractChannel]:
@@ -120,15 +126,28 @@ class Publisher:
         queues = {queue.name: queue for message in messages for queue in message.declare}
         for name, queue in queues.items():
             if name not in self._declared:
-                dead_letters = (queue.queue_arguments or {}).get("x-dead-letter-routing-key")
+                arguments = queue.queue_arguments or {}
+                dead_letters = arguments.get("x-dead-letter-routing-key")
                 if dead_letters:
-                    await channel.declare_queue(dead_letters, durable=True)
-                await channel.declare_queue(
+                    queue_type = arguments.get("x-queue-type", "classic")
+                    await channel.declare_queue(
+                        dead_letters,
+                        durable=True,
+                        arguments=dead_letter_queue_arguments(queue_type),
+                    )
+                declared = await channel.declare_queue(
                     name,
                     durable=queue.durable,
                     auto_delete=queue.auto_delete,
                     arguments=queue.queue_arguments,
                 )
+                # Celery sends through the queue's own exchange unless it is a
+                # direct one of the queue's name (then through the default).
+                if queue.exchange.type != "direct":
+                    exchange = await channel.declare_exchange(
+                        queue.exchange.name, queue.exchange.type, durable=queue.exchange.durable
+                    )
+                    await declared.bind(exchange, queue.routing_key)
                 self._declared.add(name)
 
     async def _send(self, channel: AbstractChannel, message: Message) -> None:

@@ -23,7 +23,7 @@ import asyncpg
 from celery import Celery
 from sqlalchemy import make_url
 
-from taskengine.dead_letters import DeadLetteringAMQP, dead_letter_queue
+from taskengine.queues import TaskQueuesAMQP, dead_letter_queue
 
 # The worker service sits next to the API in the project; tests and benchmarks
 # run it as the real process it is. The API itself never imports its code.
@@ -58,7 +58,7 @@ async def _on_server(database_url: str, statement: str) -> None:
         await connection.close()
 
 
-def celery_client(broker_url: str, backend_url: str, serializer: str) -> Celery:
+def celery_client(broker_url: str, backend_url: str, serializer: str, queue_type: str) -> Celery:
     """A plain, blocking Celery client: it pings workers, deletes queues, reads
     results, and is the baseline of the benchmarks."""
     # Its queues as the service declares them (RabbitMQ refuses other arguments).
@@ -67,7 +67,7 @@ def celery_client(broker_url: str, backend_url: str, serializer: str) -> Celery:
         broker=broker_url,
         backend=backend_url,
         set_as_current=False,
-        amqp=DeadLetteringAMQP,
+        amqp=TaskQueuesAMQP,
     )
     client.conf.update(
         task_serializer=serializer,
@@ -75,6 +75,7 @@ def celery_client(broker_url: str, backend_url: str, serializer: str) -> Celery:
         # Results too (Celery's result_accept_content falls back to it); JSON
         # stays accepted for Celery's own control messages.
         accept_content=sorted({serializer, "json"}),
+        task_default_queue_type=queue_type,
         # A dead broker fails a ping at once instead of after minutes of retries.
         broker_connection_timeout=2,
         broker_connection_max_retries=1,

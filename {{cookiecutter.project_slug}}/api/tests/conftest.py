@@ -44,7 +44,7 @@ os.environ.update(
 )
 get_settings.cache_clear()
 
-from app.core.config import TASK_SERIALIZER, Settings  # noqa: E402  (settings must be set first)
+from app.core.config import QUEUE_TYPE, TASK_SERIALIZER, Settings  # noqa: E402  (settings must be set first)
 from app.core.security import create_access_token, password_hash  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import Base, User  # noqa: E402
@@ -170,7 +170,7 @@ def celery(settings: Settings) -> Iterator[Celery]:
     """A plain Celery client of the run's broker and result backend: it reads
     what workers stored, as they left it, and starts and stops workers."""
     client = celery_client(
-        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER, QUEUE_TYPE
     )
     yield client
     client.close()

@@ -57,3 +57,22 @@ async def test_dead_dependency_makes_ready_503_within_the_timeout(
     assert elapsed < FAST_TIMEOUT + 1.0
     # Nothing about hosts or errors leaks to an anonymous caller.
     assert "127.0.0.1" not in response.text
+
+
+@pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
+async def test_ready_while_one_node_of_a_broker_cluster_answers(
+    settings: Settings, request: pytest.FixtureRequest, port_kind: str
+) -> None:
+    port = request.getfixturevalue(port_kind)
+    cluster = f"amqp://guest:guest@127.0.0.1:{port}//;{settings.CELERY_BROKER_URL}"
+    changed = settings.model_copy(
+        update={"CELERY_BROKER_URL": cluster, "READINESS_TIMEOUT": FAST_TIMEOUT}
+    )
+    async with serving(create_app(changed)) as client:
+        began = time.perf_counter()
+        response = await client.get(READY_URL)
+        elapsed = time.perf_counter() - began
+    assert response.status_code == 200, response.text
+    assert response.json()["components"]["broker"]["status"] == "ok"
+    # The answering node is enough: the silent one does not hold the probe.
+    assert elapsed < FAST_TIMEOUT

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from app.core.config import TASK_SERIALIZER, Settings
+from app.core.config import QUEUE_TYPE, TASK_SERIALIZER, Settings
 from benchmarks.servers import api_process
 from testkit import celery_client
 from testkit.faults import KillableWorker, started
@@ -44,7 +44,7 @@ def api_and_worker(settings: Settings, log: Path) -> Iterator[tuple[str, int, Ki
     URL, its process id and the worker."""
     queue = f"test.load.{uuid.uuid4().hex[:12]}"
     celery = celery_client(
-        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER
+        settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND_URL, TASK_SERIALIZER, QUEUE_TYPE
     )
     environment = {"CELERY_TASK_QUEUE": queue, "CELERY_PUBLISH_TIMEOUT": LOAD_PUBLISH_TIMEOUT}
     try:

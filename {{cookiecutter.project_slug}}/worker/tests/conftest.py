@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from worker.config import ACCEPT_CONTENT, WORKER_NAME, get_settings
-from worker.dead_letters import dead_letter_queue
+from worker.queues import dead_letter_queue
 
 TEST_QUEUE = f"test.{WORKER_NAME}.{uuid.uuid4().hex[:12]}"
 os.environ["CELERY_TASK_QUEUE"] = TEST_QUEUE
@@ -63,9 +63,12 @@ def services() -> None:
 
 
 @contextmanager
-def worker_process(queue: str, node: str, log: Path, **settings: str) -> Iterator[str]:
-    """`celery worker` as a process consuming `queue` as `node`, with these
-    settings on top of the environment; yields the node once it answers.
+def worker_process(
+    queue: str, node: str, log: Path, *options: str, **settings: str
+) -> Iterator[str]:
+    """`celery worker` as a process consuming `queue` as `node`, with one
+    process unless the options say otherwise, and these settings on top of the
+    environment; yields the node once it answers.
     Then stops it as a container is stopped, with SIGTERM (a warm shutdown: a
     running task may finish), and deletes the queue. These tests are the
     worker's own: one that has not stopped within STOP_TIMEOUT fails them (the
@@ -75,9 +78,10 @@ def worker_process(queue: str, node: str, log: Path, **settings: str) -> Iterato
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
-                *("--concurrency=1", f"--hostname={node}", "--loglevel=INFO"),
+                *(f"--hostname={node}", "--loglevel=INFO"),
                 # Gossip and mingle only slow the start of a worker that works alone.
                 *("--without-gossip", "--without-mingle"),
+                *(options or ["--concurrency=1"]),
             ],
             cwd=WORKER_ROOT,
             env=environment,

@@ -2,9 +2,10 @@
 
 from celery import Celery
 
-from worker.config import ACCEPT_CONTENT, TASK_SERIALIZER, WORKER_NAME, get_settings
-from worker.dead_letters import DeadLetteringAMQP, DeadLetters, task_queue
+from worker.config import ACCEPT_CONTENT, QUEUE_TYPE, TASK_SERIALIZER, WORKER_NAME, get_settings
+from worker.dead_letters import DeadLetters
 from worker.heartbeat import HealthFiles
+from worker.queues import TaskQueuesAMQP, task_queue
 
 settings = get_settings()
 
@@ -12,15 +13,16 @@ celery_app = Celery(
     WORKER_NAME,
     broker=settings.CELERY_BROKER_URL,
     backend=settings.CELERY_RESULT_BACKEND_URL,
-    # Every task queue with its dead-letter queue (worker/dead_letters.py).
-    amqp=DeadLetteringAMQP,
+    # Every task queue of its type, with its dead-letter queue (worker/queues.py).
+    amqp=TaskQueuesAMQP,
     include=["worker.tasks"{% if cookiecutter.use_examples | enabled %}, "worker.example_tasks"{% endif %}],
 )
 celery_app.conf.update(
     # The queue this worker consumes (WORKER_CONSUMES). Producers name each
     # task's queue explicitly; this also catches the tasks that do not.
     task_default_queue=settings.consumed_queue,
-    task_queues=[task_queue(settings.consumed_queue)],
+    task_default_queue_type=QUEUE_TYPE,
+    task_queues=[task_queue(settings.consumed_queue, QUEUE_TYPE)],
     task_serializer=TASK_SERIALIZER,
     result_serializer=TASK_SERIALIZER,
     # A message in any other format is refused before it is decoded.
@@ -29,7 +31,16 @@ celery_app.conf.update(
     # Acknowledge after the task ran, so a worker that dies mid-task leaves the
     # message on the queue for another worker instead of losing it.
     task_acks_late=True,
+{%- if cookiecutter.queue_type == "quorum" %}
+    # The same when only the process running a task is lost: the quorum queue
+    # hands the task out again, up to its delivery limit (worker/queues.py).
     task_reject_on_worker_lost=True,
+{%- else %}
+    # When only the process running a task is lost, the task FAILED
+    # (WorkerLostError): a classic queue has no delivery limit, so handing it
+    # out again could kill process after process without end.
+    task_reject_on_worker_lost=False,
+{%- endif %}
     # Reserve one message per process: a slow task does not hold back others
     # that an idle process could run.
     worker_prefetch_multiplier=1,
@@ -61,6 +72,9 @@ celery_app.conf.update(
     redis_socket_keepalive=True,
     # Task events for a Celery monitor (WORKER_SEND_TASK_EVENTS).
     worker_send_task_events=settings.WORKER_SEND_TASK_EVENTS,
+    # A message whose body does not decode is rejected, so dead-lettered,
+    # instead of acknowledged and forgotten (worker/dead_letters.py).
+    worker_consumer="worker.dead_letters:RejectingConsumer",
 )
 # The heartbeat and ready files of the image's healthcheck (healthcheck.sh).
 celery_app.steps["consumer"].add(HealthFiles)

@@ -16,6 +16,9 @@ TASK_SERIALIZER = "{{ cookiecutter.task_serializer }}"
 # JSON stays accepted for Celery's own control and event messages.
 ACCEPT_CONTENT = sorted({TASK_SERIALIZER, "json"})
 
+# Chosen when the project was rendered, like the API's (worker/queues.py).
+QUEUE_TYPE = "{{ cookiecutter.queue_type }}"
+
 # worker/worker/config.py -> the rendered project's root, where .env lives.
 ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
 

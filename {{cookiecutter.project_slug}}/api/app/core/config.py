@@ -20,6 +20,8 @@ DATABASE_NAME = "{{ cookiecutter.project_slug }}"
 WORKER_NAME = "{{ cookiecutter.worker_name }}"
 # Of task messages and results, chosen at render time; the worker's settings say the same.
 TASK_SERIALIZER = "{{ cookiecutter.task_serializer }}"
+# RabbitMQ's type of the task queues, chosen at render time; the worker's settings say the same.
+QUEUE_TYPE = "{{ cookiecutter.queue_type }}"
 
 # Values that ship in .env.example; fine on a laptop, never in a deployment.
 PLACEHOLDER_PREFIX = "changethis"
@@ -126,6 +128,7 @@ class Settings(BaseSettings):
             postgres_url=database.set(drivername="postgresql").render_as_string(False),
             queue=self.CELERY_TASK_QUEUE,
             serializer=TASK_SERIALIZER,
+            queue_type=QUEUE_TYPE,
             wait_timeout=self.TASK_WAIT_TIMEOUT,
             expires=self.TASK_EXPIRES,
             lost_after=self.TASK_LOST_AFTER,

@@ -51,6 +51,7 @@ POSTGRES_URL = os.environ.get(
 BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS_URL = os.environ.get("CELERY_RESULT_BACKEND_URL", "redis://127.0.0.1:6379/0")
 SERIALIZER = "{{ cookiecutter.task_serializer }}"
+QUEUE_TYPE = "{{ cookiecutter.queue_type }}"
 
 RUN = uuid.uuid4().hex[:12]
 # What the engine counts in Redis, and the queue its tasks go to, are this run's own.
@@ -150,7 +151,7 @@ async def redis(services: None) -> AsyncIterator[Redis]:
 def celery(services: None) -> Iterator[Celery]:
     """A plain Celery client: it pings the worker, tells it which queues to
     consume, and deletes queues."""
-    client = celery_client(BROKER_URL, REDIS_URL, SERIALIZER)
+    client = celery_client(BROKER_URL, REDIS_URL, SERIALIZER, QUEUE_TYPE)
     yield client
     client.close()
 
@@ -187,6 +188,7 @@ def config(database: str) -> EngineConfig:
         database,
         QUEUE,
         serializer=SERIALIZER,
+        queue_type=QUEUE_TYPE,
         # Revocation marks live until a task's deadline: not long after the run.
         expires=60.0,
         lost_after=30.0,

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from celery import Celery, signature
 from celery.canvas import Signature
-from kombu import Connection
+from kombu import Connection, Queue
 from redis.asyncio import Redis
 
 from taskengine import (
@@ -31,15 +31,22 @@ from taskengine import (
     TooManyTasksError,
 )
 from taskengine.celery_messages import create_builder
-from taskengine.dead_letters import queue_arguments
+from taskengine.queues import dead_letter_queue_arguments, task_queue
 from taskengine.states import Meta
 from testkit import celery_worker, delete_queue
-from tests.engine.conftest import BROKER_URL, REDIS_URL, SERIALIZER, OpenEngine, with_port
+from tests.engine.conftest import (
+    BROKER_URL,
+    QUEUE_TYPE,
+    REDIS_URL,
+    SERIALIZER,
+    OpenEngine,
+    with_port,
+)
 from tests.engine.support import ECHO, SHAPES, echo, stored_row, until_final
 
 # Celery's own key of a task's result in its Redis backend, and its decoding.
 RESULT_KEY = "celery-task-meta-{}"
-decode_result = create_builder(BROKER_URL, REDIS_URL, SERIALIZER).backend.decode_result
+decode_result = create_builder(BROKER_URL, REDIS_URL, SERIALIZER, QUEUE_TYPE).backend.decode_result
 
 
 async def stored_state(redis: Redis, task_id: uuid.UUID, status: str) -> Meta:
@@ -57,9 +64,17 @@ async def stored_state(redis: Redis, task_id: uuid.UUID, status: str) -> Meta:
 @contextlib.contextmanager
 def consumed(celery: Celery, worker: str, queue: str) -> Iterator[None]:
     """The run's worker consumes the queue too, within the block."""
-    # Declared with the arguments every task queue has (taskengine/dead_letters.py).
-    options = {"queue_arguments": queue_arguments(queue)}
-    celery.control.add_consumer(queue, destination=[worker], options=options, reply=True, timeout=5)
+    # Declared as every task queue is (taskengine/queues.py).
+    declared = task_queue(queue, QUEUE_TYPE)
+    options = {"queue_arguments": declared.queue_arguments}
+    celery.control.add_consumer(
+        queue,
+        exchange_type=declared.exchange.type,
+        destination=[worker],
+        options=options,
+        reply=True,
+        timeout=5,
+    )
     try:
         yield
     finally:
@@ -97,6 +112,18 @@ async def test_wait_returns_the_result_and_the_record_keeps_it(
     )
     # Kept where it is read from now on, whatever Redis forgets.
     assert await task_engine.status(owner, reply.task_id) == reply
+
+
+async def test_a_task_with_a_countdown_runs_once_it_is_due(
+    task_engine: TaskEngine, owner: uuid.UUID
+) -> None:
+    """Under quorum queues RabbitMQ delays it (Celery's native delayed delivery,
+    through the exchanges the workers declare); under classic ones the worker
+    keeps it until it is due."""
+    sent_at = time.monotonic()
+    reply = await task_engine.wait(owner, "echo", echo("later").set(countdown=2))
+    assert (reply.status, reply.result) == ("SUCCESS", "later")
+    assert time.monotonic() - sent_at >= 2
 
 
 FAILING: dict[str, tuple[Callable[[], Signature], str, str]] = {
@@ -246,16 +273,28 @@ async def test_a_task_that_expires_in_its_queue_ends_revoked_within_seconds(
 
 def test_the_api_and_the_workers_declare_each_queue_alike() -> None:
     """The worker's rule is its own (the API never imports the worker): read
-    from its file, it gives every queue the arguments the API gives it."""
-    path = Path(__file__).resolve().parents[3] / "worker" / "worker" / "dead_letters.py"
-    spec = importlib.util.spec_from_file_location("worker_dead_letters", path)
+    from its file, it declares every queue as the API does, of either type."""
+    path = Path(__file__).resolve().parents[3] / "worker" / "worker" / "queues.py"
+    spec = importlib.util.spec_from_file_location("worker_queues", path)
     assert spec and spec.loader
     worker_rule = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(worker_rule)
-    builder = create_builder(BROKER_URL, REDIS_URL, SERIALIZER)
-    for name in ("tasks", "tasks-long", "test.tasks.a1b2"):
-        assert worker_rule.task_queue(name).queue_arguments == queue_arguments(name)
-        assert builder.amqp.queues[name].queue_arguments == queue_arguments(name)
+    for queue_type in ("classic", "quorum"):
+        builder = create_builder(BROKER_URL, REDIS_URL, SERIALIZER, queue_type)
+        for name in ("tasks", "tasks-long", "test.tasks.a1b2"):
+            expected = declared(task_queue(name, queue_type))
+            assert declared(worker_rule.task_queue(name, queue_type)) == expected
+            assert declared(builder.amqp.queues[name]) == expected
+        assert worker_rule.dead_letter_queue_arguments(queue_type) == dead_letter_queue_arguments(
+            queue_type
+        )
+    assert declared(task_queue("tasks", "quorum")) != declared(task_queue("tasks", "classic"))
+
+
+def declared(queue: Queue) -> tuple[object, ...]:
+    """What RabbitMQ compares when a queue or its exchange is declared again."""
+    exchange = queue.exchange
+    return (queue.name, queue.durable, queue.queue_arguments, exchange.name, exchange.type)
 
 
 async def test_a_queue_declared_with_other_arguments_refuses_every_publish(
@@ -484,6 +523,24 @@ async def test_a_dead_broker_is_unavailable_within_the_publish_timeout_and_revok
         total, [task] = await engine.tasks(owner, 0, 10)
         assert (total, task.status) == (1, "REVOKED")
         assert (await stored_row(db, task.task_id))["cancelled_at"] is not None
+
+
+async def test_a_cluster_with_a_dead_node_is_served_by_the_others(
+    engine_with: OpenEngine, worker: str, owner: uuid.UUID, dead_port: int
+) -> None:
+    """The dead node listed first: a node that refuses costs nothing, a silent
+    one the publish that tried it; the next publishes go to a node that answers."""
+    cluster = f"{with_port(BROKER_URL, dead_port)};{BROKER_URL}"
+    async with engine_with(broker_url=cluster, publish_timeout=1.0) as engine:
+        replies = []
+        for number in range(3):
+            try:
+                replies.append(await engine.wait(owner, "echo", echo(f"served {number}")))
+            except BrokerUnavailableError:
+                replies.append(None)
+    served = [reply.result for reply in replies if reply is not None]
+    assert served[-2:] == ["served 1", "served 2"]
+    assert len(served) >= 2
 
 
 async def test_a_dead_redis_is_unavailable_without_blocking(

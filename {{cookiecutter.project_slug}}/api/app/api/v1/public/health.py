@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import API_V1_PREFIX
 from app.api.deps import SettingsDep
+from taskengine import broker_urls
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix=f"{API_V1_PREFIX}/health")
@@ -86,7 +87,25 @@ async def postgres_answers(engine: AsyncEngine) -> None:
         await connection.execute(text("SELECT 1"))
 
 
-async def broker_answers(url: str) -> None:
+async def broker_answers(broker_url: str) -> None:
+    """A node answers, of a cluster's: the engine publishes through any of them.
+    The first answer is enough; a silent node must not hold the probe."""
+    nodes = [asyncio.ensure_future(node_answers(url)) for url in broker_urls(broker_url)]
+    try:
+        failure: Exception | None = None
+        for answer in asyncio.as_completed(nodes):
+            try:
+                return await answer
+            except Exception as error:  # this node failed; another may answer
+                failure = error
+        assert failure is not None  # there is at least one node (broker_urls)
+        raise failure
+    finally:
+        for node in nodes:
+            node.cancel()
+
+
+async def node_answers(url: str) -> None:
     parts = urlsplit(url)
     tls = parts.scheme == "amqps"
     host, port = parts.hostname or "127.0.0.1", parts.port or (5671 if tls else 5672)
