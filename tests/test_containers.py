@@ -1,5 +1,6 @@
 """The rendered container files, for every combination of answers (no engine needed)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import all_combinations, combination_id
-from docker_stack import PYTHON_BASE, compose_or_skip
+from docker_stack import PYTHON_BASE, compose_clis, compose_or_skip
 
 # The workflow and Kubernetes switches change no compose file or Dockerfile
 # (test_answers.py shows each adds or removes only its own files), so one of
@@ -98,6 +99,53 @@ def test_compose_keeps_to_what_v1_and_scaling_need(bake):
     # The api and worker images carry their own HEALTHCHECK (the boot test waits on it).
     for name in ("postgres", "rabbitmq", "redis"):
         assert services[name]["healthcheck"]["test"], name
+
+
+def test_the_cluster_overlay_gives_every_broker_client_the_three_nodes(bake):
+    """compose.cluster.yaml over compose.yaml, as Compose merges them (`config`,
+    no engine needed): three nodes sharing the cookie, each with its data and
+    the cluster's configuration; the API and the workers know the three and
+    wait for them."""
+    project = bake()
+    v2 = compose_clis().get("v2")
+    if v2 is None:
+        pytest.skip("no Compose v2 to merge the files")
+    merged = subprocess.run(
+        [*v2, "-f", "compose.yaml", "-f", "compose.cluster.yaml", "config", "--format", "json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    services = json.loads(merged.stdout)["services"]
+    nodes = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]
+    cookie = read_env(project, "RABBITMQ_ERLANG_COOKIE")
+    assert len(cookie) >= 32
+    for node in nodes:
+        service = services[node]
+        assert service["hostname"] == node
+        assert service["environment"]["RABBITMQ_ERLANG_COOKIE"] == cookie, node
+        assert service["healthcheck"]["test"], node
+        assert service["restart"] == "unless-stopped", node
+        mounts = {mount["target"]: mount for mount in service["volumes"]}
+        assert mounts["/var/lib/rabbitmq"]["type"] == "volume", node
+        assert mounts["/etc/rabbitmq/conf.d/90-cluster.conf"]["read_only"], node
+    assert len({services[node]["volumes"][0]["source"] for node in nodes}) == 3
+    assert len({services[node]["image"] for node in nodes}) == 1
+    user, password = (read_env(project, f"RABBITMQ_DEFAULT_{part}") for part in ("USER", "PASS"))
+    urls = ";".join(f"amqp://{user}:{password}@{node}:5672//" for node in nodes)
+    for client in ("api", "worker", "worker-long"):
+        assert services[client]["environment"]["CELERY_BROKER_URL"] == urls, client
+        assert {node: "service_healthy" for node in nodes}.items() <= {
+            name: wait["condition"] for name, wait in services[client]["depends_on"].items()
+        }.items(), client
+    listed = (project / "rabbitmq" / "cluster.conf").read_text()
+    assert [f"rabbit@{node}" for node in nodes] == re.findall(r"= (rabbit@\S+)", listed)
+
+
+def read_env(project, name):
+    (value,) = re.findall(rf"^{name}=(.*)$", (project / ".env").read_text(), re.MULTILINE)
+    return value
 
 
 def test_image_defaults_agree(bake):

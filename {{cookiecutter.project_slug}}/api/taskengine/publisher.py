@@ -32,7 +32,8 @@ class Publisher:
         self._connection: AbstractConnection | None = None
         self._connecting = asyncio.Lock()
         self._slots = asyncio.Semaphore(pool_size)
-        self._idle: list[AbstractChannel] = []
+        # Channels ready for a publish, with their connection.
+        self._idle: list[tuple[AbstractConnection, AbstractChannel]] = []
         self._declared: set[str] = set()
         # Publishes whose confirm is awaited after their request ended.
         self._unfinished: set[asyncio.Future[None]] = set()
@@ -41,13 +42,16 @@ class Publisher:
         """Write the chord sizes, then send the messages and await their confirms."""
         await self._write_chord_sizes(outgoing.chord_sizes)
         messages = outgoing.messages
+        connection = None
         try:
-            async with asyncio.timeout(self.timeout), self._channel() as channel:
+            async with asyncio.timeout(self.timeout), self._channel() as (connection, channel):
                 await self._declare_queues(channel, messages)
                 await asyncio.gather(*(self._send(channel, message) for message in messages))
         except (TimeoutError, *CONNECTION_EXCEPTIONS) as error:
             # A queue deleted since it was declared is declared again next time.
             self._declared.clear()
+            if connection is not None:  # not a wait for a free channel
+                self._drop_connection(connection)
             logger.warning("Broker unavailable: %r", error)
             raise BrokerUnavailableError(repr(error)) from error
 
@@ -62,7 +66,7 @@ class Publisher:
 
     async def close(self) -> None:
         await asyncio.gather(*self._unfinished, return_exceptions=True)
-        for channel in self._idle:
+        for _, channel in self._idle:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await channel.close()
         if self._connection is not None:
@@ -86,6 +90,20 @@ class Publisher:
                 self._connection = await self._open()
             return self._connection
 
+    def _drop_connection(self, connection: AbstractConnection) -> None:
+        """Leave a connection that failed a publish, unless it was left already:
+        its node may be gone without a word (a lost machine sends no reset, and
+        heartbeats take a minute to tell), or aio-pika may still call it open
+        after the broker closed it. The next publish opens another, to the next
+        node of a cluster; this one is closed in the background."""
+        if connection is not self._connection:
+            return
+        self._connection = None
+        self._idle.clear()  # its channels
+        closing = asyncio.ensure_future(connection.close())
+        self._unfinished.add(closing)
+        closing.add_done_callback(self._unfinished.discard)
+
     async def _open(self) -> AbstractConnection:
         """A connection to the first node that takes one, each tried in turn from
         the one after the last tried: a node that is down, or too slow for the
@@ -102,22 +120,30 @@ class Publisher:
         raise failure
 
     @contextlib.asynccontextmanager
-    async def _channel(self) -> AsyncIterator[AbstractChannel]:
-        """One of at most pool_size channels; one the broker closed is dropped."""
+    async def _channel(self) -> AsyncIterator[tuple[AbstractConnection, AbstractChannel]]:
+        """One of at most pool_size channels, with its connection; one the
+        broker closed is dropped."""
         async with self._slots:
-            while self._idle and self._idle[-1].is_closed:
+            while self._idle and self._idle[-1][1].is_closed:
                 self._idle.pop()
             if self._idle:
-                channel = self._idle.pop()
+                connection, channel = self._idle.pop()
             else:
                 connection = await self._connect()
-                # A message the broker cannot route comes back: a failure too.
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                try:
+                    # A message the broker cannot route comes back: a failure too.
+                    channel = await connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                except BaseException:
+                    self._drop_connection(connection)
+                    raise
             try:
-                yield channel
+                yield connection, channel
             finally:
-                if not channel.is_closed:
-                    self._idle.append(channel)
+                # Not one of a connection left meanwhile.
+                if not channel.is_closed and connection is self._connection:
+                    self._idle.append((connection, channel))
 
     async def _declare_queues(self, channel: AbstractChannel, messages: list[Message]) -> None:
         """Once per process: a message to a queue nobody declared comes back

@@ -54,6 +54,11 @@ celery_app.conf.update(
     # us), and for as long as it takes after a lost connection.
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,
+    # A broker node lost without a word (its machine gone: no reset, no close)
+    # is found within seconds, not minutes: a heartbeat goes out every 5 s, and
+    # py-amqp gives up on a connection whose data goes unacknowledged for 1 s.
+    # The worker then moves to the next node of CELERY_BROKER_URL.
+    broker_heartbeat=10,
     # When the broker connection is lost, the broker hands the unacknowledged
     # messages of the tasks running here to another worker (acks_late): stop
     # them here rather than run each twice at once.
@@ -72,9 +77,8 @@ celery_app.conf.update(
     redis_socket_keepalive=True,
     # Task events for a Celery monitor (WORKER_SEND_TASK_EVENTS).
     worker_send_task_events=settings.WORKER_SEND_TASK_EVENTS,
-    # A message whose body does not decode is rejected, so dead-lettered,
-    # instead of acknowledged and forgotten (worker/dead_letters.py).
-    worker_consumer="worker.dead_letters:RejectingConsumer",
+    # Celery's consumer, with what worker/consumer.py changes of it.
+    worker_consumer="worker.consumer:WorkerConsumer",
 )
 # The heartbeat and ready files of the image's healthcheck (healthcheck.sh).
 celery_app.steps["consumer"].add(HealthFiles)

@@ -72,17 +72,3 @@ class DeadLetters(bootsteps.ConsumerStep):  # type: ignore[misc]
                 backend.mark_as_revoked(task_id, reason=reason)
             logger.info("task %s (%s): %s", task_id, headers.get("task"), reason)
         message.ack()
-
-
-class RejectingConsumer(Consumer):  # type: ignore[misc]
-    """Celery acknowledges a message whose body does not decode, and then
-    nothing tells its end: reject it for good instead, so that it is
-    dead-lettered and its end stored like any other refused task's."""
-
-    def on_decode_error(self, message: Message, exc: Exception) -> None:
-        logger.critical(
-            "Refused a message whose body does not decode (%r); its headers: %r",
-            exc,
-            message.headers,
-        )
-        message.reject(requeue=False)

@@ -24,17 +24,22 @@ REVOKED_KEY_PREFIX = "celery-task-revoked-"
 
 
 def started_unless_revoked(task: Task) -> bool:
-    """Store STARTED for the task, then tell whether its mark is there."""
+    """Store STARTED for the task, then tell whether its mark is there. Raises
+    Ignore, leaving the stored end, when an earlier delivery of its message
+    ended it: its worker, or the broker node it was connected to, was lost
+    before RabbitMQ had the acknowledgement, and the task must not run twice."""
     backend, request = task.backend, task.request
     revoked_key = REVOKED_KEY_PREFIX + request.id
     if task.ignore_result:  # nothing of it is stored, STARTED neither
         return is_revoked(task)
     try:
-        if not (request.delivery_info and request.delivery_info.get("redelivered")):
-            return bool(backend.ensure(store_started_then_look, (task, revoked_key)))
-        # An earlier delivery may have ended: Celery's own store, which reads
-        # the state first, keeps its SUCCESS.
-        backend.store_result(request.id, running_on(task), states.STARTED, request=request)
+        earlier, revoked = backend.ensure(store_started_then_look, (task, revoked_key))
+        if earlier is not None and backend.decode_result(earlier)["status"] in states.READY_STATES:
+            backend.client.set(
+                backend.get_key_for_task(request.id), earlier, ex=backend.expires or None
+            )
+            logger.info("Task %s ended on an earlier delivery: not run again", request.id)
+            raise Ignore()
     except (BackendStoreError, *backend.connection_errors) as error:
         # Without STARTED stored, a cancel could not tell that this task runs:
         # it waits in the queue until Redis answers again, instead.
@@ -42,12 +47,15 @@ def started_unless_revoked(task: Task) -> bool:
         raise Reject(repr(error), requeue=True) from error
     # STARTED is stored: a cancel now sees the task running, so running it is
     # safe even when the mark cannot be read.
-    return is_revoked(task)
+    return bool(revoked)
 
 
-def store_started_then_look(task: Task, revoked_key: str) -> int:
-    """STARTED as Celery stores it (and publishes it to whoever follows the
-    task), then the mark's presence, in one pipeline: Redis runs them in order."""
+def store_started_then_look(task: Task, revoked_key: str) -> tuple[bytes | None, int]:
+    """What was stored (an earlier delivery's end, perhaps), then STARTED as
+    Celery stores it (and publishes it to whoever follows the task), then the
+    mark's presence, in one pipeline: Redis runs them in order. A message is
+    rarely delivered again after an end: the end is put back then, which
+    costs nothing to every other task."""
     backend, request = task.backend, task.request
     meta = {
         "status": states.STARTED,
@@ -64,10 +72,12 @@ def store_started_then_look(task: Task, revoked_key: str) -> int:
     value = backend.encode(meta)
     key = backend.get_key_for_task(request.id)
     with backend.client.pipeline(transaction=False) as pipeline:
+        pipeline.get(key)
         pipeline.set(key, value, ex=backend.expires or None)
         pipeline.publish(key, value)
         pipeline.exists(revoked_key)
-        return int(pipeline.execute()[-1])
+        earlier, _, _, revoked = pipeline.execute()
+        return earlier, int(revoked)
 
 
 def running_on(task: Task) -> dict[str, Any]:
@@ -97,7 +107,8 @@ def stop(task: Task) -> None:
 
 
 class Revocable(Task):  # type: ignore[misc]
-    """A task that stores STARTED when it starts, and does not run once revoked."""
+    """A task that stores STARTED when it starts, does not run once revoked,
+    and does not run again once an earlier delivery ended it."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Not when called in the caller's process (directly, or eagerly in tests).

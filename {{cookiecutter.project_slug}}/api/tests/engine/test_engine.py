@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -34,6 +35,7 @@ from taskengine.celery_messages import create_builder
 from taskengine.queues import dead_letter_queue_arguments, task_queue
 from taskengine.states import Meta
 from testkit import celery_worker, delete_queue
+from testkit.faults import FaultProxy, started
 from tests.engine.conftest import (
     BROKER_URL,
     QUEUE_TYPE,
@@ -541,6 +543,28 @@ async def test_a_cluster_with_a_dead_node_is_served_by_the_others(
     served = [reply.result for reply in replies if reply is not None]
     assert served[-2:] == ["served 1", "served 2"]
     assert len(served) >= 2
+
+
+async def test_a_node_lost_without_a_word_is_left_for_the_next(
+    engine_with: OpenEngine, worker: str, owner: uuid.UUID
+) -> None:
+    """The engine's node goes silent, as a lost machine does (no reset, no
+    close): the publish that meets the silence fails within its timeout, and
+    the next ones go to the next node, without waiting for heartbeats."""
+    parsed = urlsplit(BROKER_URL)
+    with started(FaultProxy(parsed.hostname or "127.0.0.1", parsed.port or 5672)) as node:
+        cluster = f"{with_port(BROKER_URL, node.port)};{BROKER_URL}"
+        async with engine_with(broker_url=cluster, publish_timeout=1.0) as engine:
+            first = await engine.wait(owner, "echo", echo("through the first node"))
+            node.silent()
+            started_at = time.monotonic()
+            with pytest.raises(BrokerUnavailableError):
+                await engine.wait(owner, "echo", echo("into the silence"))
+            assert time.monotonic() - started_at < 1.0 + 0.5
+            after = [await engine.wait(owner, "echo", echo(f"after {n}")) for n in range(3)]
+            node.up()
+    assert first.result == "through the first node"
+    assert [reply.result for reply in after] == ["after 0", "after 1", "after 2"]
 
 
 async def test_a_dead_redis_is_unavailable_without_blocking(
