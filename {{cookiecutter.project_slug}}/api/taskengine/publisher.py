@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.connection import make_url
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from redis.asyncio import Redis
 
@@ -112,9 +113,16 @@ class Publisher:
         for _ in self._urls:
             url = self._urls[self._next_url]
             self._next_url = (self._next_url + 1) % len(self._urls)
+            connection = aio_pika.Connection(make_url(url))
             try:
-                return await aio_pika.connect(url, timeout=self.timeout)
-            except (TimeoutError, *CONNECTION_EXCEPTIONS) as error:
+                await connection.connect(timeout=self.timeout)
+                return connection
+            except BaseException as error:
+                # Cut short or failed: closed, not left to the garbage collector.
+                with contextlib.suppress(Exception):
+                    await connection.close()
+                if not isinstance(error, (TimeoutError, *CONNECTION_EXCEPTIONS)):
+                    raise
                 failure = error
         assert failure is not None  # there is at least one URL (broker_urls)
         raise failure

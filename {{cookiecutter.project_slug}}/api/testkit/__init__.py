@@ -23,7 +23,7 @@ import asyncpg
 from celery import Celery
 from sqlalchemy import make_url
 
-from taskengine.queues import TaskQueuesAMQP, dead_letter_queue
+from taskengine.queues import TaskQueuesAMQP, dead_letter_queue, dead_letter_queue_arguments
 
 # The worker service sits next to the API in the project; tests and benchmarks
 # run it as the real process it is. The API itself never imports its code.
@@ -192,6 +192,20 @@ def celery_worker(
             yield node
     finally:
         delete_queue(client, queue)
+
+
+def declare_queue(client: Celery, queue: str) -> None:
+    """Declare a queue as the service does, with its dead-letter queue, and
+    without the publish's deadline: on a busy machine a quorum queue's
+    creation can take longer than that."""
+    declared = client.amqp.queues[queue]
+    arguments = dead_letter_queue_arguments(client.conf.task_default_queue_type)
+    with client.connection_for_write() as connection:
+        channel = connection.default_channel
+        channel.queue_declare(
+            dead_letter_queue(queue), durable=True, auto_delete=False, arguments=arguments
+        )
+        declared.bind(channel).declare()
 
 
 def delete_queue(client: Celery, queue: str) -> None:

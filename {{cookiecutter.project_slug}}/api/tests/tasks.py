@@ -19,7 +19,7 @@ from httpx import AsyncClient
 from app.api.v1.private.tasks import ECHO
 from app.core.config import Settings
 from app.main import create_app
-from testkit import delete_queue, stored_meta
+from testkit import declare_queue, delete_queue, stored_meta
 from tests.conftest import serving
 
 TASKS = "/api/v1/tasks"
@@ -212,6 +212,7 @@ def unserved_queue(celery: Celery) -> Iterator[str]:
     """A queue that no worker serves, deleted after the block: what is sent
     there waits, until a test starts a worker on it."""
     queue = f"test.unserved.{uuid.uuid4().hex[:12]}"
+    declare_queue(celery, queue)
     try:
         yield queue
     finally:

@@ -10,7 +10,7 @@ from celery.exceptions import Ignore, Reject
 
 from tests.tasks import ECHO, RESULT_TIMEOUT, revoke, sent, wait_for
 from worker.config import TASK_SERIALIZER, WORKER_NAME, get_settings
-from worker.revocations import Revocable, started_unless_revoked
+from worker.revocations import ENDED_KEPT, ENDED_KEY_PREFIX, Revocable, started_unless_revoked
 from worker.tasks import echo
 
 
@@ -128,6 +128,34 @@ def test_a_task_delivered_again_after_its_end_does_not_run_again(
     finally:
         echo.pop_request()
         celery_app.backend.forget(task_id)
+
+
+def test_a_task_delivered_again_after_its_end_was_moved_does_not_run_again(
+    celery_app: Celery,
+) -> None:
+    """The API moved the end to the task's record and forgot it in Redis: the
+    worker's own mark of the end tells, and nothing of the task is left."""
+    task_id = str(uuid.uuid4())
+    client = celery_app.backend.client
+    client.set(ENDED_KEY_PREFIX + task_id, 1, ex=60)
+    echo.push_request(id=task_id, delivery_info={}, called_directly=False, hostname="test@here")
+    try:
+        with pytest.raises(Ignore):
+            echo("again")
+        assert client.exists(celery_app.backend.get_key_for_task(task_id)) == 0
+    finally:
+        echo.pop_request()
+        client.delete(ENDED_KEY_PREFIX + task_id)
+
+
+def test_a_task_that_ends_is_marked_ended_for_a_while(celery_app: Celery) -> None:
+    with sent(celery_app, ECHO, "marked") as result:
+        assert result.get(timeout=RESULT_TIMEOUT) == "marked"
+        key = ENDED_KEY_PREFIX + result.id
+        try:
+            assert 0 < celery_app.backend.client.ttl(key) <= ENDED_KEPT
+        finally:
+            celery_app.backend.client.delete(key)
 
 
 def test_a_redelivered_task_finds_its_revocation_mark(celery_app: Celery) -> None:

@@ -27,8 +27,9 @@ CELERYS_DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDeliv
 
 
 class DelayedDelivery(bootsteps.StartStopStep):  # type: ignore[misc]
-    """The delayed-delivery exchanges and queues, and the task queues' bindings
-    to them, declared through the node of the worker's connection."""
+    """The delayed-delivery exchanges and queues, and the bindings to them of
+    the queues this worker consumes, declared through the node of its
+    connection."""
 
     requires = (Tasks,)
 
@@ -41,7 +42,8 @@ class DelayedDelivery(bootsteps.StartStopStep):  # type: ignore[misc]
             declare_native_delayed_delivery_exchanges_and_queues(
                 connection, conf.broker_native_delayed_delivery_queue_type
             )
-            for queue in parent.app.amqp.queues.values():
+            # The queues this worker consumes: declared by now, exchange too.
+            for queue in parent.task_consumer.queues:
                 bind_queue_to_native_delayed_delivery_exchange(connection, queue)
 
 

@@ -8,6 +8,10 @@ Celery's `task_track_started` took two for the state alone (`make bench`
 measures it). The order is what makes a cancel safe: the API writes the mark,
 then reads the state, so one of the two always sees the other; and a task
 runs only once its STARTED is stored.
+
+Tasks that ended are not run again either: a message delivered again after
+its task's end (its acknowledgement lost with a broker node) finds the end,
+or the worker's mark of it, in the same round trip.
 """
 
 import logging
@@ -21,6 +25,12 @@ logger = logging.getLogger(__name__)
 
 # The API writes the same keys.
 REVOKED_KEY_PREFIX = "celery-task-revoked-"
+# Written by the worker when a task ends, and kept for ENDED_KEPT seconds: a
+# message whose acknowledgement was lost (with its worker's broker node) comes
+# back seconds later, once RabbitMQ finds the node gone, when the API may have
+# moved the stored end to the task's record already.
+ENDED_KEY_PREFIX = "celery-task-ended-"
+ENDED_KEPT = 300
 
 
 def started_unless_revoked(task: Task) -> bool:
@@ -33,11 +43,11 @@ def started_unless_revoked(task: Task) -> bool:
     if task.ignore_result:  # nothing of it is stored, STARTED neither
         return is_revoked(task)
     try:
-        earlier, revoked = backend.ensure(store_started_then_look, (task, revoked_key))
+        earlier, ended, revoked = backend.ensure(store_started_then_look, (task, revoked_key))
         if earlier is not None and backend.decode_result(earlier)["status"] in states.READY_STATES:
-            backend.client.set(
-                backend.get_key_for_task(request.id), earlier, ex=backend.expires or None
-            )
+            ended = True
+        if ended:
+            put_back(task, earlier)
             logger.info("Task %s ended on an earlier delivery: not run again", request.id)
             raise Ignore()
     except (BackendStoreError, *backend.connection_errors) as error:
@@ -50,12 +60,12 @@ def started_unless_revoked(task: Task) -> bool:
     return bool(revoked)
 
 
-def store_started_then_look(task: Task, revoked_key: str) -> tuple[bytes | None, int]:
-    """What was stored (an earlier delivery's end, perhaps), then STARTED as
+def store_started_then_look(task: Task, revoked_key: str) -> tuple[bytes | None, int, int]:
+    """What was stored, whether an earlier delivery ended the task, STARTED as
     Celery stores it (and publishes it to whoever follows the task), then the
     mark's presence, in one pipeline: Redis runs them in order. A message is
-    rarely delivered again after an end: the end is put back then, which
-    costs nothing to every other task."""
+    rarely delivered again after its end: what STARTED replaced is put back
+    then (put_back), which costs nothing to every other task."""
     backend, request = task.backend, task.request
     meta = {
         "status": states.STARTED,
@@ -73,11 +83,29 @@ def store_started_then_look(task: Task, revoked_key: str) -> tuple[bytes | None,
     key = backend.get_key_for_task(request.id)
     with backend.client.pipeline(transaction=False) as pipeline:
         pipeline.get(key)
+        pipeline.exists(ENDED_KEY_PREFIX + request.id)
         pipeline.set(key, value, ex=backend.expires or None)
         pipeline.publish(key, value)
         pipeline.exists(revoked_key)
-        earlier, _, _, revoked = pipeline.execute()
-        return earlier, int(revoked)
+        earlier, ended, _, _, revoked = pipeline.execute()
+        return earlier, int(ended), int(revoked)
+
+
+def put_back(task: Task, earlier: bytes | None) -> None:
+    """The stored end STARTED replaced; none if the API had already moved it."""
+    backend = task.backend
+    key = backend.get_key_for_task(task.request.id)
+    if earlier is None:
+        backend.client.delete(key)
+    else:
+        backend.client.set(key, earlier, ex=backend.expires or None)
+
+
+def remember_the_end(task: Task, task_id: str) -> None:
+    try:
+        task.backend.client.set(ENDED_KEY_PREFIX + task_id, 1, ex=ENDED_KEPT)
+    except task.backend.connection_errors:
+        logger.warning("Cannot keep that task %s ended: a delivery again would run it", task_id)
 
 
 def running_on(task: Task) -> dict[str, Any]:
@@ -116,3 +144,10 @@ class Revocable(Task):  # type: ignore[misc]
         if not (request.called_directly or request.is_eager) and started_unless_revoked(self):
             stop(self)
         return super().__call__(*args, **kwargs)
+
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """After its end is stored, before its message is acknowledged."""
+        if status in states.READY_STATES and not self.request.is_eager:
+            remember_the_end(self, task_id)
