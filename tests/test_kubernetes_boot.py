@@ -282,18 +282,26 @@ def test_every_probe_of_the_manifests_answers(played):
 
 
 def test_each_worker_consumes_its_own_queue(played):
-    listed = run(
-        *RABBITMQCTL,
-        "list_queues",
-        "--no-table-headers",
-        "--vhost",
-        played["vhost"],
-        "name",
-        "consumers",
+    def consumers() -> dict[str, str]:
+        listed = run(
+            *RABBITMQCTL,
+            "list_queues",
+            "--no-table-headers",
+            "--vhost",
+            played["vhost"],
+            "name",
+            "consumers",
+        )
+        return dict(line.split("\t") for line in listed.stdout.splitlines())
+
+    # RabbitMQ counts a quorum queue's consumers on its periodic tick, seconds
+    # after a worker started consuming (a task may have run through it already).
+    wait_for(
+        lambda: all(consumers().get(queue) == "1" for queue in QUEUES.values()),
+        30,
+        "each worker's queue did not have its one consumer",
+        lambda: f"{consumers()}\n{logs(played['deployments'])}",
     )
-    consumers = dict(line.split("\t") for line in listed.stdout.splitlines())
-    for queue in QUEUES.values():
-        assert consumers.get(queue) == "1", listed
 
 
 def test_the_long_running_containers_run_as_the_manifests_say(played):

@@ -152,8 +152,13 @@ def test_a_task_that_ends_is_marked_ended_for_a_while(celery_app: Celery) -> Non
     with sent(celery_app, ECHO, "marked") as result:
         assert result.get(timeout=RESULT_TIMEOUT) == "marked"
         key = ENDED_KEY_PREFIX + result.id
+        client = celery_app.backend.client
+        # The mark follows the stored end, which the result was read from.
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while not client.exists(key) and time.monotonic() < deadline:
+            time.sleep(0.01)
         try:
-            assert 0 < celery_app.backend.client.ttl(key) <= ENDED_KEPT
+            assert 0 < client.ttl(key) <= ENDED_KEPT
         finally:
             celery_app.backend.client.delete(key)
 
