@@ -118,7 +118,8 @@ class ResultListener:
                 async with asyncio.timeout(self.timeout):
                     await pubsub.subscribe(IDLE_CHANNEL, *self._subscribers)
         except BaseException:  # cancelled too: the pool gets the connection back
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            # redis types aclose() from 8.2 on: the ignore is for the versions before.
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             raise
         return pubsub
 
@@ -131,7 +132,7 @@ class ResultListener:
         self._reader = None
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             self._pubsub = None
 
     async def _read(self, pubsub: PubSub) -> None:
@@ -164,7 +165,7 @@ class ResultListener:
         self._connected.clear()
         self._pubsub = None  # nobody unsubscribes on the lost connection meanwhile
         with contextlib.suppress(Exception):
-            await lost.aclose()  # type: ignore[no-untyped-call]
+            await lost.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         while True:

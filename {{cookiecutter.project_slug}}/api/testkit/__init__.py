@@ -194,6 +194,24 @@ def celery_worker(
         delete_queue(client, queue)
 
 
+@contextmanager
+def dead_letters_reader(client: Celery, queue: str, **settings: str) -> Iterator[str]:
+    """A worker that reads the dead letters of `queue` (worker/dead_letters.py)
+    and runs none of its tasks: it consumes a queue of its own instead, so
+    that what is sent to `queue` waits there, and expires. Yields its node."""
+    busy = f"{queue}.busy"
+    node = f"dead-letters-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+    options = ["--concurrency=1", "--without-gossip", "--without-mingle", f"--queues={busy}"]
+    try:
+        # Each keyword given, so that mypy lets the settings through.
+        with celery_worker(
+            client, queue, node, options, output=None, startup_timeout=30, **settings
+        ):
+            yield node
+    finally:
+        delete_queue(client, busy)
+
+
 def declare_queue(client: Celery, queue: str) -> None:
     """Declare a queue as the service does, with its dead-letter queue, and
     without the publish's deadline: on a busy machine a quorum queue's

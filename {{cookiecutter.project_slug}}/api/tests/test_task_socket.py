@@ -26,7 +26,7 @@ from app.core.config import Settings
 from app.main import create_app
 from app.models import User
 from taskengine import TaskEngine
-from testkit import subscriptions
+from testkit import dead_letters_reader, subscriptions
 from testkit.faults import FaultProxy, started
 from tests.conftest import MakeUser, listening
 from tests.sockets import (
@@ -131,6 +131,24 @@ async def test_a_finished_task_gets_its_final_state_at_once(
     messages, code, _ = await follow(server, task_id, token_message(user, settings))
     assert statuses(messages) == ["SUCCESS"]
     assert messages[0]["result"] == "unread"
+
+
+async def test_a_task_that_expires_in_its_queue_ends_revoked_on_the_socket(
+    celery: Celery, user: User, settings: Settings
+) -> None:
+    """RabbitMQ dead-letters it, and the worker reading the dead letters
+    stores why it ended: its follower hears that end within seconds."""
+    with unserved_queue(celery) as queue, dead_letters_reader(celery, queue):
+        changes = {"CELERY_TASK_QUEUE": queue, "TASK_EXPIRES": 1.0}
+        app = create_app(settings.model_copy(update=changes))
+        async with app.router.lifespan_context(app), listening(app) as address:
+            task_id = await app.state.task_engine.submit(user.id, "echo", echo("too late"))
+            began = time.monotonic()
+            messages = await follow_to_the_end(address, task_id, token_message(user, settings))
+            ended_after = time.monotonic() - began
+    assert statuses(messages) == ["PENDING", "REVOKED"]
+    assert messages[-1]["error"]["message"] == "expired in the queue before a worker took it"
+    assert ended_after < 1.0 + 10
 
 
 def signed(claims: dict[str, Any], key: str, settings: Settings) -> str:

@@ -5,7 +5,6 @@ limits per owner, and the services that are away."""
 import asyncio
 import contextlib
 import importlib.util
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from taskengine import (
 from taskengine.celery_messages import create_builder
 from taskengine.queues import dead_letter_queue_arguments, task_queue
 from taskengine.states import Meta
-from testkit import celery_worker, delete_queue
+from testkit import dead_letters_reader, delete_queue
 from testkit.faults import FaultProxy, started
 from tests.engine.conftest import (
     BROKER_URL,
@@ -254,19 +253,13 @@ async def test_a_task_that_expires_in_its_queue_ends_revoked_within_seconds(
 ) -> None:
     """RabbitMQ dead-letters it; a worker of that queue, busy on another one
     here, stores why it ended: its record is final long before LOST."""
-    busy = f"{idle_queue}.busy"
-    node = f"dead-letters-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-    options = ["--concurrency=1", "--without-gossip", "--without-mingle", f"--queues={busy}"]
     environment = {"CELERY_BROKER_URL": BROKER_URL, "CELERY_RESULT_BACKEND_URL": REDIS_URL}
-    try:
-        with celery_worker(celery, idle_queue, node, options, **environment):
-            async with engine_with(queue=idle_queue, expires=1.0) as engine:
-                task_id = await engine.submit(owner, "echo", echo("too late"))
-                expiry = time.monotonic() + 1.0
-                reply = await until_final(engine, owner, task_id, seconds=12)
-                ended_after = time.monotonic() - expiry
-    finally:
-        delete_queue(celery, busy)
+    with dead_letters_reader(celery, idle_queue, **environment):
+        async with engine_with(queue=idle_queue, expires=1.0) as engine:
+            task_id = await engine.submit(owner, "echo", echo("too late"))
+            expiry = time.monotonic() + 1.0
+            reply = await until_final(engine, owner, task_id, seconds=12)
+            ended_after = time.monotonic() - expiry
     assert reply.status == "REVOKED"
     assert reply.error is not None
     assert reply.error.message == "expired in the queue before a worker took it"
