@@ -15,10 +15,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from service_client import wait_for
 
 STAND_INS = Path(__file__).resolve().parent / "stand_ins"
 # Trixie, as the rendered default python:3.13-slim-trixie: the same Python (3.13),
@@ -38,6 +42,8 @@ BASE_ENV = {
 IMAGE_PREFIX = "cookiecutter-fastapi-celery-test"
 # The base image that the rendered Dockerfiles name in their FROM lines.
 PYTHON_BASE = "python:3.13-slim-trixie"
+# A cold build of a stack installs every dependency in two images.
+BOOT_TIMEOUT = 900
 
 
 def run(*command: str, **options) -> subprocess.CompletedProcess:
@@ -228,6 +234,26 @@ class Stack:
         )
         assert result.returncode == 0, f"make {target}:\n{result.stdout}\n{result.stderr}"
         return result.stdout
+
+    @contextmanager
+    def booted(self, services: Iterable[str], timeout: float, what: str) -> Iterator["Stack"]:
+        """The stack up (`make up`: built, detached) once each of the services
+        is healthy; down with its volumes after the block, and before it
+        (what a killed run left)."""
+        self.run("down", "--volumes", "--remove-orphans")
+        try:
+            started = time.monotonic()
+            self.make("up", timeout=BOOT_TIMEOUT)
+            wait_for(
+                lambda: all(self.healthy(service) for service in services),
+                timeout,
+                f"every service of the {what} was not healthy",
+                self.logs,
+            )
+            print(f"\n{what} healthy {time.monotonic() - started:.0f}s after `up --build`")
+            yield self
+        finally:
+            self.run("down", "--volumes", "--remove-orphans", timeout=300)
 
     def logs(self, service: str = "") -> str:
         result = self.run("logs", "--no-color", *([service] if service else []), timeout=60)

@@ -31,7 +31,6 @@ pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("boot")]
 
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 SERVICES = ("postgres", *NODES, "redis", "api", "worker", "worker-long")
-BOOT_TIMEOUT = 900  # a cold build installs every dependency in two images
 TASKS = 2000
 CLIENTS = 32
 # The leader is killed once this many tasks were accepted, and started again
@@ -62,20 +61,8 @@ def cluster(tmp_path_factory):
         settings.write("COMPOSE_FILE=compose.yaml:compose.cluster.yaml\n")
     env = {**os.environ, **images, "API_PORT": str(free_port())}
     stack = Stack(compose, project, "cfccluster", env, f"http://127.0.0.1:{env['API_PORT']}")
-    stack.run("down", "--volumes", "--remove-orphans")  # what a killed run left
-    try:
-        started = time.monotonic()
-        stack.make("up", timeout=BOOT_TIMEOUT)  # `up --build --detach`
-        wait_for(
-            lambda: all(stack.healthy(service) for service in SERVICES),
-            300,
-            "every service of the cluster's stack was not healthy",
-            stack.logs,
-        )
-        print(f"\ncluster stack healthy {time.monotonic() - started:.0f}s after `up --build`")
+    with stack.booted(SERVICES, 300, "cluster's stack"):
         yield stack
-    finally:
-        stack.run("down", "--volumes", "--remove-orphans", timeout=300)
 
 
 def rabbitmqctl(stack: Stack, node: str, *args: str) -> subprocess.CompletedProcess:

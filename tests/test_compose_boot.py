@@ -25,7 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import render
-from docker_stack import Stack, compose_or_skip, provide_python_base, stand_in_images
+from docker_stack import (
+    BOOT_TIMEOUT,
+    Stack,
+    compose_or_skip,
+    provide_python_base,
+    stand_in_images,
+)
 from service_client import answers, free_port, log_in, read_text, request, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -34,7 +40,6 @@ pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("boot")]
 
 WORKER_NAME = "boot-jobs"
 LONG_SERVICES = ("postgres", "rabbitmq", "redis", "api", "worker", "worker-long")
-BOOT_TIMEOUT = 900  # a cold build installs every dependency in two images
 # The Compose versions that boot the stack: both unless BOOT_COMPOSE names fewer
 # (GitHub's runners have an engine that Compose v1.29 cannot drive).
 BOOT_COMPOSE = os.environ.get("BOOT_COMPOSE", "v2 v1").split()
@@ -83,21 +88,9 @@ def stack(request, tmp_path_factory):
     env_file.write_text(settings)
     name = f"cfcboot{request.param}"
     env = {**os.environ, **images, "API_PORT": str(free_port())}
-    booted = Stack(compose, project, name, env, f"http://127.0.0.1:{env['API_PORT']}")
-    booted.run("down", "--volumes", "--remove-orphans")  # what a killed run left
-    try:
-        started = time.monotonic()
-        booted.make("up", timeout=BOOT_TIMEOUT)  # `up --build --detach`
-        wait_for(
-            lambda: all(booted.healthy(service) for service in LONG_SERVICES),
-            240,
-            "every long-running service was not healthy",
-            booted.logs,
-        )
-        print(f"compose stack healthy {time.monotonic() - started:.0f}s after `up --build`")
-        yield booted
-    finally:
-        booted.run("down", "--volumes", "--remove-orphans", timeout=300)
+    stack = Stack(compose, project, name, env, f"http://127.0.0.1:{env['API_PORT']}")
+    with stack.booted(LONG_SERVICES, 240, "compose stack"):
+        yield stack
 
 
 def test_every_service_is_healthy_and_migrate_ran_once(stack):

@@ -21,7 +21,13 @@ import urllib.request
 
 import pytest
 from conftest import render
-from docker_stack import Stack, compose_or_skip, provide_python_base, stand_in_images
+from docker_stack import (
+    BOOT_TIMEOUT,
+    Stack,
+    compose_or_skip,
+    provide_python_base,
+    stand_in_images,
+)
 from service_client import answers, free_port, log_in, request, wait_for
 from test_monitoring import dashboard_queries, dashboards
 
@@ -36,7 +42,6 @@ SERVICES = (
 WORKER_NAME = "my-service-worker"
 MONITORING_IMAGES = ("prometheus", "alertmanager", "postgres-exporter", "redis-exporter")
 PUBLISHED = ("API_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "GRAFANA_PORT", "FLOWER_PORT")
-BOOT_TIMEOUT = 900
 JOBS = {
     *("api", "celery", "rabbitmq", "rabbitmq-queues", "redis", "postgres"),
     *("alertmanager", "prometheus"),

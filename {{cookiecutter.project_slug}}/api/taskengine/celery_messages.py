@@ -20,10 +20,12 @@ from celery.result import AsyncResult, GroupResult, ResultBase
 from kombu.entity import Exchange
 from kombu.serialization import dumps
 
-from taskengine.queues import TaskQueuesAMQP
+from taskengine.queues import TaskQueuesAMQP, task_queue
 
 # The AMQP properties that the publisher sends on, as aio_pika.Message's keywords.
 PROPERTIES = ("delivery_mode", "correlation_id", "reply_to", "priority", "expiration")
+# How many levels of delay a delayed message's routing key begins with.
+DELAY_BITS = 28
 
 
 @dataclass
@@ -89,11 +91,22 @@ class MessageCapture:
         queues = list(declare or [])
         # A name, or an Exchange where Celery delays a task with a countdown
         # or an ETA through RabbitMQ (native delayed delivery, quorum queues).
-        exchange = exchange.name if isinstance(exchange, Exchange) else exchange
+        if isinstance(exchange, Exchange):
+            # Celery leaves the queue out then: the publisher declares it all
+            # the same, so that a queue no worker declared yet gets the task
+            # when it is due instead of RabbitMQ dropping it.
+            queues = queues or [task_queue(delayed_queue(routing_key), "quorum")]
+            exchange = exchange.name
         message = Message(
             exchange, routing_key, payload, content_type, encoding, headers, properties, queues
         )
         self.outgoing.messages.append(message)
+
+
+def delayed_queue(routing_key: str) -> str:
+    """The queue of a delayed message: its routing key after the delay's 28
+    bits (`1.0.0.(...).<queue>`, kombu's native_delayed_delivery)."""
+    return routing_key.split(".", DELAY_BITS)[DELAY_BITS]
 
 
 # The capture of the signature being built in this context.

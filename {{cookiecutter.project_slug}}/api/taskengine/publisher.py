@@ -11,9 +11,9 @@ import logging
 from collections.abc import AsyncIterator
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 from aio_pika.connection import make_url
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPChannelError, DeliveryError
 from redis.asyncio import Redis
 
 from taskengine.celery_messages import ChordSize, Message, Outgoing
@@ -22,6 +22,12 @@ from taskengine.errors import BrokerUnavailableError, redis_unavailable
 from taskengine.queues import dead_letter_queue_arguments
 
 logger = logging.getLogger(__name__)
+
+# What the broker says of one channel, or of one message, over a connection
+# that stays sound.
+ONE_CHANNEL_ERRORS = (AMQPChannelError, DeliveryError)
+# Celery's (kombu's native_delayed_delivery).
+DELAYED_DELIVERY_EXCHANGE = "celery_delayed_delivery"
 
 
 class Publisher:
@@ -51,7 +57,9 @@ class Publisher:
         except (TimeoutError, *CONNECTION_EXCEPTIONS) as error:
             # A queue deleted since it was declared is declared again next time.
             self._declared.clear()
-            if connection is not None:  # not a wait for a free channel
+            # Not for a refusal of the channel (a queue declared otherwise, a
+            # message that could not be routed): the others' publishes go on.
+            if connection is not None and not isinstance(error, ONE_CHANNEL_ERRORS):
                 self._drop_connection(connection)
             logger.warning("Broker unavailable: %r", error)
             raise BrokerUnavailableError(repr(error)) from error
@@ -182,7 +190,24 @@ class Publisher:
                         queue.exchange.name, queue.exchange.type, durable=queue.exchange.durable
                     )
                     await declared.bind(exchange, queue.routing_key)
+                    await self._bind_to_delayed_delivery(
+                        channel, exchange, declared, queue.routing_key
+                    )
                 self._declared.add(name)
+
+    async def _bind_to_delayed_delivery(
+        self,
+        channel: AbstractChannel,
+        exchange: AbstractExchange,
+        queue: AbstractQueue,
+        routing_key: str,
+    ) -> None:
+        """RabbitMQ hands a delayed task (countdown, ETA) to its queue, once due,
+        through Celery's delivery exchange: bound as a worker of the queue binds
+        it (worker/consumer.py), so that a queue none consumed yet gets its task."""
+        delivery = await channel.declare_exchange(DELAYED_DELIVERY_EXCHANGE, "topic", durable=True)
+        await exchange.bind(delivery, f"#.{routing_key}")
+        await queue.bind(exchange, f"#.{routing_key}")
 
     async def _send(self, channel: AbstractChannel, message: Message) -> None:
         exchange = channel.default_exchange

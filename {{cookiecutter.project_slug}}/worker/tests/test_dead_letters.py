@@ -7,15 +7,18 @@ import statistics
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 from celery import Celery
+from kombu import Queue
+from kombu.message import Message
 from kombu.serialization import dumps
 
 from tests.conftest import TEST_QUEUE, worker_process
 from tests.process_killer import KILL_OWN_PROCESS
 from tests.tasks import ECHO, RESULT_TIMEOUT, forget_all, sent, wait_for
 from worker.config import ACCEPT_CONTENT, QUEUE_TYPE, TASK_SERIALIZER
-from worker.dead_letters import DELIVERY_LIMIT_REACHED
+from worker.dead_letters import DELIVERY_LIMIT_REACHED, DeadLetters
 from worker.queues import DELIVERY_LIMIT
 
 # A format the worker must refuse: pickle, unless pickle was chosen.
@@ -109,3 +112,38 @@ def round_trip(celery_app: Celery, queue: str) -> float:
     with sent(celery_app, ECHO, "alive", queue=queue) as result:
         assert result.get(timeout=RESULT_TIMEOUT) == "alive"
     return time.perf_counter() - started
+
+
+def test_a_dead_letter_whose_end_cannot_be_stored_goes_back_to_its_queue(
+    celery_app: Celery,
+) -> None:
+    """Redis away: the step neither raises, which would stop the worker, nor
+    drops the letter, which would leave its task PENDING."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    away = Celery("away", backend=f"redis://127.0.0.1:{closed_port}/0", set_as_current=False)
+    away.conf.update(result_backend_max_retries=1, result_backend_max_sleep_between_retries_ms=10)
+    step = DeadLetters(SimpleNamespace(app=away))
+    task_id = str(uuid.uuid4())
+    letters = Queue(f"{TEST_QUEUE}.letters-{uuid.uuid4().hex[:8]}", durable=False)
+    with celery_app.connection_for_write() as connection:
+        channel = connection.default_channel
+        letters(channel).declare()
+        try:
+            headers = {"id": task_id, "task": ECHO, "x-first-death-reason": "expired"}
+            connection.Producer(channel).publish(
+                b"{}", routing_key=letters.name, headers=headers, declare=[letters]
+            )
+            step.on_message(wait_for_message(letters(channel)))
+            assert wait_for_message(letters(channel)).headers["id"] == task_id
+        finally:
+            letters(channel).delete()
+
+
+def wait_for_message(queue: Queue) -> Message:
+    deadline = time.monotonic() + RESULT_TIMEOUT
+    while (message := queue.get(no_ack=False)) is None:
+        assert time.monotonic() < deadline, f"nothing in {queue.name}"
+        time.sleep(0.02)
+    return message

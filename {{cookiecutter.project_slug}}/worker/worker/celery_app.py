@@ -31,16 +31,11 @@ celery_app.conf.update(
     # Acknowledge after the task ran, so a worker that dies mid-task leaves the
     # message on the queue for another worker instead of losing it.
     task_acks_late=True,
-{%- if cookiecutter.queue_type == "quorum" %}
-    # The same when only the process running a task is lost: the quorum queue
-    # hands the task out again, up to its delivery limit (worker/queues.py).
-    task_reject_on_worker_lost=True,
-{%- else %}
-    # When only the process running a task is lost, the task FAILED
-    # (WorkerLostError): a classic queue has no delivery limit, so handing it
-    # out again could kill process after process without end.
-    task_reject_on_worker_lost=False,
-{%- endif %}
+    # The same when only the process running a task is lost, with quorum
+    # queues: they hand the task out again up to their delivery limit
+    # (worker/queues.py). A classic queue has no limit, so the task FAILED
+    # there (WorkerLostError) instead of killing process after process.
+    task_reject_on_worker_lost=QUEUE_TYPE == "quorum",
     # Reserve one message per process: a slow task does not hold back others
     # that an idle process could run.
     worker_prefetch_multiplier=1,

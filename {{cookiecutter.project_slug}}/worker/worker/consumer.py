@@ -24,6 +24,9 @@ from kombu.transport.native_delayed_delivery import (
 logger = logging.getLogger(__name__)
 
 CELERYS_DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDelivery"
+if CELERYS_DELAYED_DELIVERY not in Consumer.Blueprint.default_steps:
+    # A Celery release that moved its step: replacing it would do nothing.
+    raise RuntimeError(f"Celery has no step {CELERYS_DELAYED_DELIVERY} to replace")
 
 
 class DelayedDelivery(bootsteps.StartStopStep):  # type: ignore[misc]

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from celery import bootsteps, states
-from celery.exceptions import WorkerLostError
+from celery.exceptions import BackendGetMetaError, BackendStoreError, WorkerLostError
 from celery.worker.consumer import Consumer
 from kombu.entity import Exchange, Queue
 from kombu.message import Message
@@ -28,8 +28,11 @@ REASONS = {
 # A message that went back to the queue when the worker running it was lost,
 # then expired there: the task had started.
 EXPIRED_AFTER_START = "expired in the queue after the worker that started it was lost"
+# Mostly a task that kills its process; a worker stopped mid-task, or one that
+# could not store STARTED in Redis, also gives a message back to its queue.
 DELIVERY_LIMIT_REACHED = (
-    f"delivered {DELIVERY_LIMIT + 1} times, and each time the worker process running it was lost"
+    f"delivered {DELIVERY_LIMIT + 1} times without an end: each time the worker process"
+    " running it was lost (or its worker stopped, or Redis was away)"
 )
 # Dead letters read ahead of their acknowledgement.
 PREFETCH = 16
@@ -54,7 +57,18 @@ class DeadLetters(bootsteps.ConsumerStep):  # type: ignore[misc]
         ]
 
     def on_message(self, message: Message) -> None:
-        headers = message.headers or {}
+        backend = self.app.backend
+        try:
+            self.store_the_end(message.headers or {})
+        except (BackendGetMetaError, BackendStoreError, *backend.connection_errors):
+            # Redis away past the backend's own retries. Raised from here, it
+            # would stop the worker: the letter goes back to its queue instead.
+            logger.warning("Cannot store the end of a dead-lettered task yet; back to its queue")
+            message.requeue()
+            return
+        message.ack()
+
+    def store_the_end(self, headers: dict[str, Any]) -> None:
         task_id = headers.get("id")
         death = headers.get("x-first-death-reason", "")
         backend = self.app.backend
@@ -67,8 +81,7 @@ class DeadLetters(bootsteps.ConsumerStep):  # type: ignore[misc]
                 backend.mark_as_failure(task_id, WorkerLostError(reason))
             else:
                 reason = REASONS.get(death, "dead-lettered")
-                if death == "expired" and stored != states.PENDING:
+                if death == "expired" and stored == states.STARTED:
                     reason = EXPIRED_AFTER_START
                 backend.mark_as_revoked(task_id, reason=reason)
             logger.info("task %s (%s): %s", task_id, headers.get("task"), reason)
-        message.ack()

@@ -148,6 +148,7 @@ class Revocable(Task):  # type: ignore[misc]
     def after_return(
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        """After its end is stored, before its message is acknowledged."""
-        if status in states.READY_STATES and not self.request.is_eager:
+        """After its end is stored, before its message is acknowledged. (A
+        task whose result is ignored stores nothing at its start to find it.)"""
+        if status in states.READY_STATES and not (self.request.is_eager or self.ignore_result):
             remember_the_end(self, task_id)

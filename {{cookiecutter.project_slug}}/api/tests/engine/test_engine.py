@@ -127,6 +127,21 @@ async def test_a_task_with_a_countdown_runs_once_it_is_due(
     assert time.monotonic() - sent_at >= 2
 
 
+@pytest.mark.skipif(QUEUE_TYPE != "quorum", reason="a classic queue's worker keeps the task")
+async def test_a_delayed_task_reaches_a_queue_no_worker_declared_yet(
+    engine_with: OpenEngine, idle_queue: str, owner: uuid.UUID
+) -> None:
+    """RabbitMQ keeps it until it is due, then hands it to its queue through
+    the bindings the engine made, where no worker bound the queue yet."""
+    async with engine_with(queue=idle_queue) as engine:
+        await engine.submit(owner, "echo", echo("later").set(countdown=1))
+    deadline = time.monotonic() + 10
+    with Connection(BROKER_URL) as connection:
+        while connection.default_channel.queue_declare(idle_queue, passive=True)[1] == 0:
+            assert time.monotonic() < deadline, "the delayed task never reached its queue"
+            await asyncio.sleep(0.1)
+
+
 FAILING: dict[str, tuple[Callable[[], Signature], str, str]] = {
     "missing-argument": (lambda: echo(), "TypeError", "text"),
     "extra-argument": (lambda: echo("a", "b"), "TypeError", "positional argument"),
@@ -590,19 +605,24 @@ async def test_a_queue_deleted_since_it_was_declared_is_declared_again(
 ) -> None:
     """The publisher declares each queue once per process. A message to a
     queue deleted since comes back unrouted: that task is refused (and
-    revoked), and the queue is declared again for the next ones."""
-    async with engine_with(queue=idle_queue) as engine:
-        await engine.submit(owner, "echo", echo("declared"))
-        delete_queue(celery, idle_queue)
-        with pytest.raises(BrokerUnavailableError):
-            await engine.submit(owner, "echo", echo("unrouted"))
-        _, [unrouted] = await engine.tasks(owner, 0, 1)
-        assert (unrouted.name, unrouted.status) == ("echo", "REVOKED")
-        sent = [await engine.submit(owner, "echo", echo(text)) for text in ("sent", "again")]
-        assert [(await engine.status(owner, task_id)).status for task_id in sent] == [
-            "PENDING",
-            "PENDING",
-        ]
-        with Connection(BROKER_URL) as connection:
-            _, waiting, _ = connection.default_channel.queue_declare(idle_queue, passive=True)
-        assert waiting == 2
+    revoked), and the queue is declared again for the next ones, over the
+    same connection (a refusal of one message says nothing of the node)."""
+    parsed = urlsplit(BROKER_URL)
+    with started(FaultProxy(parsed.hostname or "127.0.0.1", parsed.port or 5672)) as node:
+        # Through the proxy first: a connection opened again would go to the other.
+        cluster = f"{with_port(BROKER_URL, node.port)};{BROKER_URL}"
+        async with engine_with(broker_url=cluster, queue=idle_queue) as engine:
+            await engine.submit(owner, "echo", echo("declared"))
+            delete_queue(celery, idle_queue)
+            with pytest.raises(BrokerUnavailableError):
+                await engine.submit(owner, "echo", echo("unrouted"))
+            _, [unrouted] = await engine.tasks(owner, 0, 1)
+            assert (unrouted.name, unrouted.status) == ("echo", "REVOKED")
+            through_the_proxy = node.sent_to_server
+            sent = [await engine.submit(owner, "echo", echo(text)) for text in ("sent", "again")]
+            assert node.sent_to_server > through_the_proxy
+            statuses = [(await engine.status(owner, task_id)).status for task_id in sent]
+            assert statuses == ["PENDING", "PENDING"]
+    with Connection(BROKER_URL) as connection:
+        _, waiting, _ = connection.default_channel.queue_declare(idle_queue, passive=True)
+    assert waiting == 2
