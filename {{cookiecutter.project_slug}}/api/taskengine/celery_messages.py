@@ -19,13 +19,12 @@ from celery.canvas import Signature, chord
 from celery.result import AsyncResult, GroupResult, ResultBase
 from kombu.entity import Exchange
 from kombu.serialization import dumps
+from kombu.transport.native_delayed_delivery import MAX_NUMBER_OF_BITS_TO_USE as DELAY_BITS
 
 from taskengine.queues import TaskQueuesAMQP, task_queue
 
 # The AMQP properties that the publisher sends on, as aio_pika.Message's keywords.
 PROPERTIES = ("delivery_mode", "correlation_id", "reply_to", "priority", "expiration")
-# How many levels of delay a delayed message's routing key begins with.
-DELAY_BITS = 28
 
 
 @dataclass

@@ -14,6 +14,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 from aio_pika.connection import make_url
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPChannelError, DeliveryError
+from kombu.transport.native_delayed_delivery import CELERY_DELAYED_DELIVERY_EXCHANGE
 from redis.asyncio import Redis
 
 from taskengine.celery_messages import ChordSize, Message, Outgoing
@@ -26,8 +27,6 @@ logger = logging.getLogger(__name__)
 # What the broker says of one channel, or of one message, over a connection
 # that stays sound.
 ONE_CHANNEL_ERRORS = (AMQPChannelError, DeliveryError)
-# Celery's (kombu's native_delayed_delivery).
-DELAYED_DELIVERY_EXCHANGE = "celery_delayed_delivery"
 
 
 class Publisher:
@@ -205,7 +204,9 @@ class Publisher:
         """RabbitMQ hands a delayed task (countdown, ETA) to its queue, once due,
         through Celery's delivery exchange: bound as a worker of the queue binds
         it (worker/consumer.py), so that a queue none consumed yet gets its task."""
-        delivery = await channel.declare_exchange(DELAYED_DELIVERY_EXCHANGE, "topic", durable=True)
+        delivery = await channel.declare_exchange(
+            CELERY_DELAYED_DELIVERY_EXCHANGE, "topic", durable=True
+        )
         await exchange.bind(delivery, f"#.{routing_key}")
         await queue.bind(exchange, f"#.{routing_key}")
 
